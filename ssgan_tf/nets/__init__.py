@@ -1,0 +1,59 @@
+"""Stage 3: generator and discriminator networks, chosen by architecture name.
+
+`build_networks` is the gin-configurable constructor; each architecture module holds a
+`Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
+`DiscriminatorTrunk` (images -> features), which `Discriminator` wraps with the real/fake
+and rotation heads.
+"""
+
+import gin
+import tensorflow as tf
+
+from ssgan_tf.nets import resnet_cifar
+from ssgan_tf.nets import sndcgan
+from ssgan_tf.nets.discriminator import Discriminator
+
+ARCHITECTURES = {"sndcgan": sndcgan, "resnet_cifar": resnet_cifar}
+
+
+def architecture_module(name):
+  """The module of architecture `name`; ValueError naming the choices otherwise."""
+  if name not in ARCHITECTURES:
+    raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
+  return ARCHITECTURES[name]
+
+
+@gin.configurable("networks", denylist=["image_shape", "synchronized_bn", "z_dim"])
+def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED,
+                   z_dim=128, d_spectral_norm=True, generator_kwargs=None,
+                   discriminator_kwargs=None):
+  """Builds (G, D) for `image_shape = (H, H, C)` and runs each once to create variables.
+
+  Args:
+    image_shape: `(resolution, resolution, channels)` of the data.
+    synchronized_bn: True under several replicas, so G's BN statistics agree across them
+      (compare_gan's cross-replica BN).
+    architecture: "sndcgan" (any resolution divisible by 8) or "resnet_cifar" (32).
+    z_dim: length of G's input noise (set by `ssgan.z_dim`).
+    d_spectral_norm: spectral norm in every D layer, rotation head included.
+    generator_kwargs / discriminator_kwargs: widths etc. of the architecture, e.g.
+      `{"base_channels": 32}` for sndcgan, `{"g_channels": 256}` / `{"d_channels": 128}`
+      for resnet_cifar.
+
+  Returns:
+    `(generator, discriminator)`, built Keras models.
+  """
+  module = architecture_module(architecture)
+  resolution, width, channels = image_shape
+  if resolution != width:
+    raise ValueError(f"images must be square; got {resolution}x{width}.")
+  module.check_resolution(resolution)
+  generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
+                               name="generator", **(generator_kwargs or {}))
+  trunk = module.DiscriminatorTrunk(spectral_norm=d_spectral_norm,
+                                    **(discriminator_kwargs or {}))
+  discriminator = Discriminator(trunk, spectral_norm=d_spectral_norm, name="discriminator")
+  # Subclassed models create variables on their first call (Model.build does not).
+  images = generator(tf.zeros([1, z_dim]))
+  discriminator(images)
+  return generator, discriminator

@@ -1,0 +1,69 @@
+"""SNDCGAN (Miyato et al. 2018, as in compare_gan's architectures/sndcgan.py).
+
+Any square resolution divisible by 8. Widths scale with `base_channels` (64 in the paper):
+G: z -> (H/8)^2 * 8b -> deconv 4b, 2b, b (4x4, stride 2; BN + ReLU) -> 3x3 conv -> tanh.
+D: 3x3/4x4 convs b, 2b, 2b, 4b, 4b, 8b, 8b (strides 1,2,1,2,1,2,1; leaky ReLU 0.1);
+features are the flattened last map, `(H/8)^2 * 8b` values.
+Images are in [-1, 1] on both sides (compare_gan maps [0, 1] to [-1, 1] inside D and
+back after G's tanh; same network).
+"""
+
+import keras
+import tensorflow as tf
+
+from ssgan_tf.nets import spectral_norm as sn
+
+
+def check_resolution(resolution):
+  if resolution % 8:
+    raise ValueError(
+        f"sndcgan needs a resolution divisible by 8; got {resolution}. "
+        "Resize or pad the images (e.g. MNIST 28 -> 32).")
+
+
+class Generator(keras.Model):
+  """`z [B, z_dim]` -> images `[B, H, H, C]` float32 in [-1, 1]."""
+
+  def __init__(self, resolution, channels, base_channels=64, bn_momentum=0.9,
+               bn_epsilon=1e-5, synchronized_bn=False, **kwargs):
+    super().__init__(**kwargs)
+    check_resolution(resolution)
+    self.bottom = resolution // 8
+    self.top_channels = 8 * base_channels
+    init = sn.default_initializer()
+
+    def bn():
+      return keras.layers.BatchNormalization(
+          momentum=bn_momentum, epsilon=bn_epsilon, synchronized=synchronized_bn)
+
+    self.fc = keras.layers.Dense(self.bottom * self.bottom * self.top_channels,
+                                 kernel_initializer=init)
+    self.fc_bn = bn()
+    self.deconvs = [keras.layers.Conv2DTranspose(m * base_channels, 4, 2, padding="same",
+                                                 kernel_initializer=init)
+                    for m in (4, 2, 1)]
+    self.deconv_bns = [bn() for _ in self.deconvs]
+    self.to_image = keras.layers.Conv2DTranspose(channels, 3, 1, padding="same",
+                                                 kernel_initializer=init)
+
+  def call(self, z, training=False):
+    x = tf.nn.relu(self.fc_bn(self.fc(z), training=training))
+    x = tf.reshape(x, [-1, self.bottom, self.bottom, self.top_channels])
+    for deconv, bn in zip(self.deconvs, self.deconv_bns):
+      x = tf.nn.relu(bn(deconv(x), training=training))
+    return tf.cast(tf.tanh(self.to_image(x)), tf.float32)
+
+
+class DiscriminatorTrunk(keras.layers.Layer):
+  """images `[B, H, H, C]` in [-1, 1] -> features `[B, (H/8)^2 * 8 * base_channels]`."""
+
+  def __init__(self, base_channels=64, spectral_norm=True, **kwargs):
+    super().__init__(**kwargs)
+    plan = [(1, 3, 1), (2, 4, 2), (2, 3, 1), (4, 4, 2), (4, 3, 1), (8, 4, 2), (8, 3, 1)]
+    self.convs = [sn.conv2d(m * base_channels, k, s, spectral_norm) for m, k, s in plan]
+
+  def call(self, images, training=False):
+    x = images
+    for conv in self.convs:
+      x = tf.nn.leaky_relu(conv(x, training=training), alpha=0.1)
+    return tf.reshape(x, [tf.shape(x)[0], -1])

@@ -1,0 +1,212 @@
+"""Stage 5: the SS-GAN model, a Keras Model whose `train_step` is one generator step.
+
+One generator step = `disc_iters` D updates, each on fresh real images and fresh noise,
+then one G update (compare_gan's unrolled TPU step). With rotation weights
+alpha (G) and beta (D):
+  L_D = GAN_D(upright real, upright fake) + beta  * CE(rotation | real, rotated)
+  L_G = GAN_G(upright fake)                + alpha * CE(rotation | fake, rotated)
+Per replica, the last n = rotated_per_replica / 4 images of a batch are rotated by
+k = 1, 2, 3 and appended (rotation.py); a weight of 0 skips the rotations altogether, so
+alpha = beta = 0 is exactly the plain GAN.
+
+Losses are per-example vectors reduced once with the GLOBAL count
+(`tf.nn.compute_average_loss`); Keras' optimizers sum gradients over replicas.
+"""
+
+import gin
+import keras
+import tensorflow as tf
+
+from ssgan_tf import losses
+from ssgan_tf import rotation
+from ssgan_tf.distribute import BatchSizes
+from ssgan_tf.nets import build_networks
+
+METRIC_NAMES = ("loss/d", "loss/g", "loss/d_rotation", "loss/g_rotation",
+                "accuracy/d_rotation_real", "accuracy/d_rotation_fake")
+Z_DISTRIBUTIONS = ("normal", "uniform")
+
+
+class SSGAN(keras.Model):
+  """Owns G and D; `fit` trains it, `self(z)` samples images in [-1, 1] (G in eval mode).
+
+  Each dataset element (per replica, after distribution) is either
+    images: `[disc_iters * per_replica_batch, H, H, C]` float32 in [-1, 1], or
+    {"images": as above, "z": `[(disc_iters + 1) * per_replica_batch, z_dim]`}, noise
+      supplied by the input pipeline (compare_gan's features["z"]); rows
+      `[i*B, (i+1)*B)` feed D step i, the last B rows the G step.
+  Without "z", noise comes from `self.noise`, a `tf.random.Generator` created in the
+  strategy scope, which gives every replica its own stream.
+  """
+
+  def __init__(self, generator, discriminator, *, batch: BatchSizes, z_dim,
+               gan_loss: losses.AdversarialLoss, rotation_weight_g=0.2,
+               rotation_weight_d=1.0, disc_iters=1, z_distribution="normal", seed=0,
+               **kwargs):
+    super().__init__(**kwargs)
+    if disc_iters < 1:
+      raise ValueError(f"disc_iters must be >= 1; got {disc_iters}.")
+    if z_distribution not in Z_DISTRIBUTIONS:
+      raise ValueError(
+          f"unknown z_distribution {z_distribution!r}; choose one of {Z_DISTRIBUTIONS}.")
+    self.generator, self.discriminator = generator, discriminator
+    self.batch, self.z_dim, self.gan_loss = batch, z_dim, gan_loss
+    self.rotation_weight_g, self.rotation_weight_d = rotation_weight_g, rotation_weight_d
+    self.disc_iters, self.z_distribution = disc_iters, z_distribution
+    self.noise = tf.random.Generator.from_seed(seed)
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+    self(tf.zeros([1, z_dim]))  # Marks the model built, which fit() needs under a strategy.
+
+  def call(self, z, training=False):
+    return self.generator(z, training=training)
+
+  def compile(self, d_optimizer, g_optimizer, **kwargs):
+    # No `optimizer`: Keras would otherwise create an unused default one.
+    super().compile(**kwargs)
+    self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+    # Built here, inside the strategy scope: built lazily in a replica context they fail,
+    # and a checkpoint restore needs their slots to exist.
+    d_optimizer.build(self.discriminator.trainable_variables)
+    g_optimizer.build(self.generator.trainable_variables)
+
+  @property
+  def metrics(self):
+    return list(self.trackers.values())
+
+  def train_step(self, data):
+    real_batches, noise_batches = self._split_step_inputs(data)
+    for real, z in zip(real_batches, noise_batches[:-1]):
+      self._track(self.discriminator_step(real, z))
+    self._track(self.generator_step(noise_batches[-1]))
+    return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+  def discriminator_step(self, real, z):
+    """One D update on `real` `[B, H, H, C]` and G(z); returns per-replica metrics."""
+    fake = self.generator(z, training=True)  # Outside the tape: no gradient reaches G.
+    n = self.batch.rotated_per_angle if self.rotation_weight_d else 0
+    real_and_rotated = rotation.with_rotations(real, n)
+    with tf.GradientTape() as tape:
+      # One D call on real, rotated real and fake images (D has no batch norm).
+      out = self.discriminator(tf.concat([real_and_rotated, fake], 0), training=True)
+      num_real = tf.shape(real_and_rotated)[0]
+      real_logits = out["logits"][:self.batch.per_replica_batch]
+      fake_logits = out["logits"][num_real:]
+      gan_loss = self.gan_loss.discriminator(real_logits, fake_logits)
+      total = self._global_mean(gan_loss)
+      metrics = {"loss/d": gan_loss}
+      if n:
+        rotation_logits = self._rotation_rows(out["rotation_logits"][:num_real], n)
+        ce, accuracy = self._rotation_terms(rotation_logits, n)
+        total += self.rotation_weight_d * self._global_mean(ce, self.batch.rotated_batch_size)
+        metrics.update({"loss/d_rotation": ce, "accuracy/d_rotation_real": accuracy})
+    self._apply(self.d_optimizer, tape, total, self.discriminator)
+    return metrics
+
+  def generator_step(self, z):
+    """One G update from noise `z` `[B, z_dim]`; returns per-replica metrics."""
+    n = self.batch.rotated_per_angle if self.rotation_weight_g else 0
+    with tf.GradientTape() as tape:
+      fake = self.generator(z, training=True)
+      out = self.discriminator(rotation.with_rotations(fake, n), training=True)
+      gan_loss = self.gan_loss.generator(out["logits"][:self.batch.per_replica_batch])
+      total = self._global_mean(gan_loss)
+      metrics = {"loss/g": gan_loss}
+      if n:
+        ce, accuracy = self._rotation_terms(self._rotation_rows(out["rotation_logits"], n), n)
+        total += self.rotation_weight_g * self._global_mean(ce, self.batch.rotated_batch_size)
+        metrics.update({"loss/g_rotation": ce, "accuracy/d_rotation_fake": accuracy})
+    self._apply(self.g_optimizer, tape, total, self.generator)
+    return metrics
+
+  def sample_z(self, num):
+    """`[num, z_dim]` float32 noise from this replica's stream."""
+    if self.z_distribution == "uniform":
+      return self.noise.uniform([num, self.z_dim], -1.0, 1.0)
+    return self.noise.normal([num, self.z_dim])
+
+  # Helpers of train_step, in the order it uses them.
+
+  def _split_step_inputs(self, data):
+    """Per-replica element -> (disc_iters real batches, disc_iters + 1 noise batches)."""
+    images, z = (data["images"], data.get("z")) if isinstance(data, dict) else (data, None)
+    rotation.check_square(images)
+    b = self.batch.per_replica_batch
+    real_batches = [images[i * b:(i + 1) * b] for i in range(self.disc_iters)]
+    if z is None:
+      z = self.sample_z((self.disc_iters + 1) * b)
+    return real_batches, [z[i * b:(i + 1) * b] for i in range(self.disc_iters + 1)]
+
+  def _rotation_rows(self, logits, n):
+    """The 4n rotation-loss rows of `[B + 3n, 4]` logits: the last n upright, then 3n."""
+    return logits[self.batch.per_replica_batch - n:]
+
+  def _rotation_terms(self, rotation_logits, n):
+    labels = rotation.rotation_labels(n)
+    return (losses.rotation_cross_entropy(labels, rotation_logits),
+            losses.rotation_accuracy(labels, rotation_logits))
+
+  def _global_mean(self, per_example, global_count=None):
+    """Sum over this replica / the count over ALL replicas (global batch by default)."""
+    return tf.nn.compute_average_loss(
+        per_example, global_batch_size=global_count or self.batch.global_batch_size)
+
+  @staticmethod
+  def _apply(optimizer, tape, loss, network):
+    variables = network.trainable_variables
+    # ZERO, not None, for weights a loss does not reach (the rotation head when its
+    # weight is 0): Adam then leaves them exactly unchanged.
+    grads = tape.gradient(loss, variables,
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    optimizer.apply_gradients(zip(grads, variables))
+
+  def _track(self, metrics):
+    # Each replica records its own mean; the Mean trackers then average the replicas,
+    # which is the global mean because every replica has the same batch size.
+    for name, per_example in metrics.items():
+      self.trackers[name].update_state(tf.reduce_mean(per_example))
+
+
+@gin.configurable("ssgan", denylist=["image_shape", "global_batch_size", "num_replicas"])
+def build_ssgan(image_shape, global_batch_size, num_replicas, gan_loss="non_saturating",
+                rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
+                rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0):
+  """Builds G, D and the SSGAN model; call inside `strategy.scope()`.
+
+  Args:
+    image_shape: `(H, H, C)` of the data.
+    global_batch_size: real images per D step over all replicas.
+    num_replicas: `strategy.num_replicas_in_sync`.
+    gan_loss: "non_saturating" (paper), "hinge", "wasserstein" or "least_squares".
+    rotation_weight_g: alpha, weight of the rotation loss on fakes in G's loss (0.2).
+    rotation_weight_d: beta, weight of the rotation loss on reals in D's loss (1.0).
+    disc_iters: D updates per G update.
+    rotated_batch_size: GLOBAL images per rotation loss; None = global_batch_size, so
+      each replica rotates the last quarter of its batch.
+    z_dim: noise length (also passed to `networks`).
+    z_distribution: "normal" (N(0, 1)) or "uniform" (U[-1, 1], compare_gan's default).
+    seed: seed of the noise generator.
+  """
+  generator, discriminator = build_networks(
+      image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)
+  batch = BatchSizes(global_batch_size, num_replicas,
+                     global_batch_size if rotated_batch_size is None else rotated_batch_size)
+  return SSGAN(generator, discriminator, batch=batch, z_dim=z_dim,
+               gan_loss=losses.adversarial_loss(gan_loss),
+               rotation_weight_g=rotation_weight_g, rotation_weight_d=rotation_weight_d,
+               disc_iters=disc_iters, z_distribution=z_distribution, seed=seed)
+
+
+@gin.configurable("optimizers")
+def build_optimizers(g_lr=2e-4, d_lr=None, beta_1=0.5, beta_2=0.999, epsilon=1e-8):
+  """Adam for D and G; `d_lr=None` means `g_lr`.
+
+  Defaults are compare_gan's resnet_cifar10 config; epsilon 1e-8 is tf.train.Adam's
+  (Keras' default is 1e-7).
+
+  Returns:
+    `(d_optimizer, g_optimizer)`; create them inside the strategy scope.
+  """
+  d_opt = keras.optimizers.Adam(g_lr if d_lr is None else d_lr, beta_1, beta_2, epsilon,
+                                name="d_adam")
+  g_opt = keras.optimizers.Adam(g_lr, beta_1, beta_2, epsilon, name="g_adam")
+  return d_opt, g_opt
