@@ -166,16 +166,17 @@ class SSGAN(keras.Model):
       self.trackers[name].update_state(tf.reduce_mean(per_example))
 
 
-@gin.configurable("ssgan", denylist=["image_shape", "global_batch_size", "num_replicas"])
-def build_ssgan(image_shape, global_batch_size, num_replicas, gan_loss="non_saturating",
+@gin.configurable("ssgan", denylist=["image_shape", "num_replicas"])
+def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_saturating",
                 rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
                 rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0):
   """Builds G, D and the SSGAN model; call inside `strategy.scope()`.
 
   Args:
     image_shape: `(H, H, C)` of the data.
-    global_batch_size: real images per D step over all replicas.
     num_replicas: `strategy.num_replicas_in_sync`.
+    global_batch_size: real images per D step over all replicas (one dataset element
+      holds `disc_iters` of these batches).
     gan_loss: "non_saturating" (paper), "hinge", "wasserstein" or "least_squares".
     rotation_weight_g: alpha, weight of the rotation loss on fakes in G's loss (0.2).
     rotation_weight_d: beta, weight of the rotation loss on reals in D's loss (1.0).
