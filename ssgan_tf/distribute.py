@@ -53,6 +53,16 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
   raise ValueError(f"unknown strategy {name!r}; choose one of {list(STRATEGIES)}.")
 
 
+def is_chief(strategy):
+  """True on the one worker that writes checkpoints and summaries (always, off a cluster)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if "chief" in resolver.cluster_spec().as_dict():
+    return resolver.task_type == "chief"
+  return resolver.task_type == "worker" and resolver.task_id == 0
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchSizes:
   """Global and per-replica batch sizes, checked once at construction.

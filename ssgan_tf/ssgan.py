@@ -118,11 +118,12 @@ class SSGAN(keras.Model):
     self._apply(self.g_optimizer, tape, total, self.generator)
     return metrics
 
-  def sample_z(self, num):
-    """`[num, z_dim]` float32 noise from this replica's stream."""
+  def sample_z(self, num, rng=None):
+    """`[num, z_dim]` float32 noise from `rng` (default: this replica's training stream)."""
+    rng = rng or self.noise
     if self.z_distribution == "uniform":
-      return self.noise.uniform([num, self.z_dim], -1.0, 1.0)
-    return self.noise.normal([num, self.z_dim])
+      return rng.uniform([num, self.z_dim], -1.0, 1.0)
+    return rng.normal([num, self.z_dim])
 
   # Helpers of train_step, in the order it uses them.
 
@@ -155,7 +156,7 @@ class SSGAN(keras.Model):
     variables = network.trainable_variables
     # ZERO, not None, for weights a loss does not reach (the rotation head when its
     # weight is 0): Adam then leaves them exactly unchanged.
-    grads = tape.gradient(loss, variables,
+    grads = tape.gradient(loss, [v.value for v in variables],  # tf dtypes, for ZERO
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
     optimizer.apply_gradients(zip(grads, variables))
 

@@ -1,0 +1,156 @@
+"""Stage 6b: what training leaves in the workdir, as Keras callbacks.
+
+Every callback reads the step from the model: one step = one generator update
+(`model.g_optimizer.iterations`), i.e. `disc_iters` D updates + 1 G update.
+Only the chief writes (multi-worker training); each callback takes `is_chief`.
+"""
+
+import math
+import os
+import time
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+
+def generator_step(model):
+  """Generator steps done so far (int)."""
+  return int(model.g_optimizer.iterations.numpy())
+
+
+class NonFiniteLossError(RuntimeError):
+  pass
+
+
+class StopAtStep(keras.callbacks.Callback):
+  """Ends `fit` after `total_steps` generator steps, and on a non-finite loss.
+
+  A non-finite loss stops training before any later checkpoint is written (callbacks run
+  in order and this one comes first), so the last checkpoint on disk is the last good one.
+  """
+
+  def __init__(self, total_steps):
+    super().__init__()
+    self.total_steps = total_steps
+    self.bad_step = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+    if bad:
+      self.bad_step = generator_step(self.model)
+      self.model.stop_training = True
+      logging.error("non-finite loss at step %d: %s", self.bad_step, bad)
+    elif generator_step(self.model) >= self.total_steps:
+      self.model.stop_training = True
+
+
+class Checkpointing(keras.callbacks.Callback):
+  """Saves the whole training state every `every` steps and when training ends, unless
+  `stop_at_step` saw a non-finite loss."""
+
+  def __init__(self, manager, every, stop_at_step, start_step):
+    super().__init__()
+    self.manager, self.every, self.stop_at_step = manager, every, stop_at_step
+    self.saved_step = start_step
+
+  def _save(self):
+    step = generator_step(self.model)
+    if self.stop_at_step.bad_step is None and step != self.saved_step:
+      path = self.manager.save(checkpoint_number=step, check_interval=False)
+      self.saved_step = step
+      logging.info("step %d: saved %s", step, path)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if generator_step(self.model) % self.every == 0:
+      self._save()
+
+  def on_train_end(self, logs=None):
+    self._save()
+
+
+class OperativeConfig(keras.callbacks.Callback):
+  """Writes `operative_config.gin` once, after the first step has called every configurable.
+
+  An existing file (a resumed run) is kept: the workdir only grows.
+  """
+
+  def __init__(self, workdir, is_chief):
+    super().__init__()
+    self.path = os.path.join(workdir, "operative_config.gin")
+    self.is_chief = is_chief
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.is_chief and not tf.io.gfile.exists(self.path):
+      with tf.io.gfile.GFile(self.path, "w") as f:
+        f.write(gin.operative_config_str())
+    self.is_chief = False  # Once per run.
+
+
+class ProgressAndSummaries(keras.callbacks.Callback):
+  """Every `every` steps (one Keras "epoch"): a log line with steps/s and ETA, and the
+  interval's mean metrics as TensorBoard scalars under their names (`loss/d`, ...)."""
+
+  def __init__(self, writer, total_steps):
+    super().__init__()
+    self.writer, self.total_steps = writer, total_steps
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.start_time, self.start_step = time.perf_counter(), generator_step(self.model)
+
+  def on_epoch_end(self, epoch, logs=None):
+    step = generator_step(self.model)
+    rate = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
+    eta = (self.total_steps - step) / rate if rate else float("inf")
+    metrics = {k: float(v) for k, v in (logs or {}).items()}
+    logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step, self.total_steps, rate,
+                 _duration(eta), "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+    if self.writer:
+      with self.writer.as_default(step=step):
+        for name, value in metrics.items():
+          tf.summary.scalar(name, value)
+        tf.summary.scalar("steps_per_sec", rate)
+
+
+class SampleGrids(keras.callbacks.Callback):
+  """Every `every` steps: a grid of G(fixed z) in eval mode, as `samples/fakes_<step>.png`
+  and a TensorBoard image `images/fake`; at the first step also `images/real`."""
+
+  def __init__(self, workdir, writer, fixed_z, every, real_images=None):
+    super().__init__()
+    self.dir = os.path.join(workdir, "samples")
+    self.writer, self.fixed_z, self.every = writer, fixed_z, every
+    self.real_images = real_images
+
+  def on_train_begin(self, logs=None):
+    tf.io.gfile.makedirs(self.dir)
+    if self.real_images is not None:
+      with self.writer.as_default(step=generator_step(self.model)):
+        tf.summary.image("images/real", grid(self.real_images)[None])
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = generator_step(self.model)
+    if step % self.every:
+      return
+    image = grid(self.model.generator(self.fixed_z, training=False))
+    tf.io.write_file(os.path.join(self.dir, f"fakes_{step:08d}.png"), tf.io.encode_png(image))
+    with self.writer.as_default(step=step):
+      tf.summary.image("images/fake", image[None])
+
+
+def grid(images):
+  """`[N, H, W, C]` in [-1, 1], N a square number -> one uint8 `[rH, rW, C]` image."""
+  n, h, w, c = images.shape
+  rows = int(round(math.sqrt(n)))
+  pixels = tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+  pixels = tf.reshape(pixels[:rows * rows], [rows, rows, h, w, c])
+  return tf.reshape(tf.transpose(pixels, [0, 2, 1, 3, 4]), [rows * h, rows * w, c])
+
+
+def _duration(seconds):
+  if not np.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"

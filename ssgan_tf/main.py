@@ -1,0 +1,78 @@
+"""The command line: `python -m ssgan_tf.main --gin_file=... --workdir=... [--mode=...]`.
+
+The only module with flags: it parses gin, builds the strategy and calls one library
+function. Bad input ends with a one-line error and exit status 1.
+"""
+
+import os
+import sys
+
+import gin
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
+flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, e.g. "
+                          "--gin_param='train.total_steps=200'.")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries, samples, exports.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export"], "What to do.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy: one device; all local GPUs (mirrored); the "
+                  "cluster in TF_CONFIG (multi_worker); a Cloud TPU (untested).")
+flags.DEFINE_integer("num_cpu_devices", 0, "With --strategy=mirrored on a host without "
+                     "GPUs: split the CPU into this many replicas (for testing).")
+flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (sets dataset.data_dir).")
+flags.mark_flag_as_required("workdir")
+
+FLAGS = flags.FLAGS
+
+
+class UsageError(ValueError):
+  pass
+
+
+def parse_gin(files, params):
+  """Parses the gin files, then the bindings; one-line errors for missing files and
+  unknown or malformed bindings. Included files are looked up next to each file."""
+  for path in files:
+    if not os.path.isfile(path):
+      raise UsageError(f"gin file {path!r} not found; pass an existing file to --gin_file "
+                       "(see gin_configs/).")
+    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+  try:
+    gin.parse_config_files_and_bindings(files, params)
+  except (ValueError, KeyError, SyntaxError) as e:
+    message = " ".join(str(e).split())
+    raise UsageError(f"bad gin config: {message}") from None
+
+
+def run(argv):
+  del argv
+  # Imported here so that `--help` is fast and gin sees every configurable.
+  from ssgan_tf import distribute
+  from ssgan_tf import train_lib
+
+  parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+  if FLAGS.data_dir:
+    gin.bind_parameter("dataset.data_dir", FLAGS.data_dir)
+  if FLAGS.mode != "train":
+    raise UsageError(f"--mode={FLAGS.mode} is not available yet.")
+  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
+  train_lib.train(FLAGS.workdir, strategy)
+
+
+def main(argv):
+  try:
+    run(argv)
+  except ValueError as e:
+    # Bad input: one line (gin appends "In call to configurable ..." lines; -v 1 shows
+    # them and the traceback).
+    logging.vlog(1, "traceback:", exc_info=True)
+    print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
