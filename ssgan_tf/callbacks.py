@@ -115,8 +115,9 @@ class ProgressAndSummaries(keras.callbacks.Callback):
 
 
 class SampleGrids(keras.callbacks.Callback):
-  """Every `every` steps: a grid of G(fixed z) in eval mode, as `samples/fakes_<step>.png`
-  and a TensorBoard image `images/fake`; at the first step also `images/real`."""
+  """Every `every` steps and at the end: a grid of G(fixed z) in eval mode, as
+  `samples/fakes_<step>.png` and a TensorBoard image `images/fake`; at the start also
+  `images/real`."""
 
   def __init__(self, workdir, writer, fixed_z, every, real_images=None):
     super().__init__()
@@ -131,9 +132,15 @@ class SampleGrids(keras.callbacks.Callback):
         tf.summary.image("images/real", grid(self.real_images)[None])
 
   def on_train_batch_end(self, batch, logs=None):
+    if generator_step(self.model) % self.every == 0:
+      self._write()
+
+  def on_train_end(self, logs=None):
+    if generator_step(self.model) % self.every:
+      self._write()
+
+  def _write(self):
     step = generator_step(self.model)
-    if step % self.every:
-      return
     image = grid(self.model.generator(self.fixed_z, training=False))
     tf.io.write_file(os.path.join(self.dir, f"fakes_{step:08d}.png"), tf.io.encode_png(image))
     with self.writer.as_default(step=step):

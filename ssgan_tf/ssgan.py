@@ -54,7 +54,11 @@ class SSGAN(keras.Model):
     self.rotation_weight_g, self.rotation_weight_d = rotation_weight_g, rotation_weight_d
     self.disc_iters, self.z_distribution = disc_iters, z_distribution
     self.noise = tf.random.Generator.from_seed(seed)
-    self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+    # Only what this configuration computes: no rotation metrics when its weight is 0.
+    active = {"loss/d_rotation": rotation_weight_d, "accuracy/d_rotation_real": rotation_weight_d,
+              "loss/g_rotation": rotation_weight_g, "accuracy/d_rotation_fake": rotation_weight_g}
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES
+                     if active.get(name, True)}
     self(tf.zeros([1, z_dim]))  # Marks the model built, which fit() needs under a strategy.
 
   def call(self, z, training=False):
@@ -155,8 +159,9 @@ class SSGAN(keras.Model):
   def _apply(optimizer, tape, loss, network):
     variables = network.trainable_variables
     # ZERO, not None, for weights a loss does not reach (the rotation head when its
-    # weight is 0): Adam then leaves them exactly unchanged.
-    grads = tape.gradient(loss, [v.value for v in variables],  # tf dtypes, for ZERO
+    # weight is 0): Adam then leaves them exactly unchanged. ZERO needs tf dtypes, which
+    # the tf.Variables behind the Keras variables (`.value`) have.
+    grads = tape.gradient(loss, [v.value for v in variables],
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
     optimizer.apply_gradients(zip(grads, variables))
 
@@ -188,12 +193,13 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     z_distribution: "normal" (N(0, 1)) or "uniform" (U[-1, 1], compare_gan's default).
     seed: seed of the noise generator.
   """
-  generator, discriminator = build_networks(
-      image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)
+  # Checked before the (slow) network construction.
   batch = BatchSizes(global_batch_size, num_replicas,
                      global_batch_size if rotated_batch_size is None else rotated_batch_size)
-  return SSGAN(generator, discriminator, batch=batch, z_dim=z_dim,
-               gan_loss=losses.adversarial_loss(gan_loss),
+  adversarial_loss = losses.adversarial_loss(gan_loss)
+  generator, discriminator = build_networks(
+      image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)
+  return SSGAN(generator, discriminator, batch=batch, z_dim=z_dim, gan_loss=adversarial_loss,
                rotation_weight_g=rotation_weight_g, rotation_weight_d=rotation_weight_d,
                disc_iters=disc_iters, z_distribution=z_distribution, seed=seed)
 

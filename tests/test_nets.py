@@ -1,0 +1,154 @@
+"""Tests of nets/: output structure and shapes, G's range, exact parameter counts, errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ssgan_tf.nets import build_networks
+
+Z_DIM = 128
+
+
+def _count(variables):
+  return sum(int(np.prod(v.shape)) for v in variables)
+
+
+@pytest.fixture(scope="module")
+def resnet_cifar():
+  keras.utils.set_random_seed(0)
+  return build_networks((32, 32, 3), architecture="resnet_cifar", z_dim=Z_DIM)
+
+
+@pytest.fixture(scope="module")
+def sndcgan_64():
+  keras.utils.set_random_seed(0)
+  return build_networks((32, 32, 3), architecture="sndcgan", z_dim=Z_DIM)
+
+
+def test_resnet_cifar_parameter_counts_match_sngan_torch_mimicry(resnet_cifar):
+  generator, discriminator = resnet_cifar
+  # torch-mimicry's SSGANGenerator32 / SSGANDiscriminator32 have exactly these counts
+  # (the SNGAN CIFAR ResNet with ngf = 256, ndf = 128, plus the 4-way rotation head).
+  # PyTorch keeps SN's u in a buffer, not a parameter; here it is a non-trainable weight,
+  # so trainable weights are the ones to compare.
+  assert _count(generator.trainable_weights) == 4_276_739
+  assert _count(discriminator.trainable_weights) == 1_054_341
+
+
+def _sndcgan_counts(resolution, channels, b, z_dim):
+  """Trainable parameters of SNDCGAN, from its layer shapes (kernels + biases, BN
+  gamma + beta; SN's u is not trainable)."""
+  bottom = resolution // 8
+  g = (z_dim + 1) * bottom * bottom * 8 * b  # fc
+  g += 2 * bottom * bottom * 8 * b  # BN on the fc output
+  for c_in, c_out in [(8 * b, 4 * b), (4 * b, 2 * b), (2 * b, b)]:
+    g += 4 * 4 * c_in * c_out + c_out + 2 * c_out  # 4x4 deconv + BN
+  g += 3 * 3 * b * channels + channels  # 3x3 to_image
+  d = 0
+  plan = [(channels, b, 3), (b, 2 * b, 4), (2 * b, 2 * b, 3), (2 * b, 4 * b, 4),
+          (4 * b, 4 * b, 3), (4 * b, 8 * b, 4), (8 * b, 8 * b, 3)]
+  for c_in, c_out, k in plan:
+    d += k * k * c_in * c_out + c_out
+  features = bottom * bottom * 8 * b
+  d += (features + 1) + (features * 4 + 4)  # gan head, rotation head
+  return g, d
+
+
+def test_sndcgan_parameter_counts_follow_layer_shapes(sndcgan_64):
+  generator, discriminator = sndcgan_64
+  g, d = _sndcgan_counts(32, 3, 64, Z_DIM)
+  assert _count(generator.trainable_weights) == g
+  assert _count(discriminator.trainable_weights) == d
+
+
+@pytest.mark.parametrize("resolution, channels, base", [(16, 1, 4), (24, 3, 8)])
+def test_small_sndcgan_parameter_counts_follow_layer_shapes(resolution, channels, base):
+  generator, discriminator = build_networks(
+      (resolution, resolution, channels), architecture="sndcgan", z_dim=16,
+      generator_kwargs={"base_channels": base}, discriminator_kwargs={"base_channels": base})
+  g, d = _sndcgan_counts(resolution, channels, base, 16)
+  assert (_count(generator.trainable_weights), _count(discriminator.trainable_weights)) == (g, d)
+
+
+def test_spectral_norm_u_vectors_are_the_only_non_trainable_d_weights(resnet_cifar):
+  _, discriminator = resnet_cifar
+  # 4 blocks x 2 convs + 2 shortcuts + gan head + rotation head, one u each.
+  assert [w.name for w in discriminator.non_trainable_weights] == ["u"] * 12
+  assert all(w.name != "u" for w in discriminator.trainable_weights)
+
+
+def test_no_spectral_norm_gives_plain_layers_and_no_u():
+  _, discriminator = build_networks(
+      (16, 16, 3), architecture="sndcgan", z_dim=8, d_spectral_norm=False,
+      generator_kwargs={"base_channels": 4}, discriminator_kwargs={"base_channels": 4})
+  assert discriminator.non_trainable_weights == []
+
+
+def _check_outputs(generator, discriminator, resolution, channels, features):
+  z = tf.random.stateless_normal([3, Z_DIM], seed=[0, 1]) * 3.0
+  images = generator(z)
+  assert images.shape == (3, resolution, resolution, channels)
+  assert images.dtype == tf.float32
+  assert -1.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+  out = discriminator(images)
+  assert set(out) == {"logits", "rotation_logits", "features"}
+  assert out["logits"].shape == (3,)
+  assert out["rotation_logits"].shape == (3, 4)
+  assert out["features"].shape == (3, features)
+  assert all(v.dtype == tf.float32 for v in out.values())
+
+
+def test_resnet_cifar_outputs(resnet_cifar):
+  _check_outputs(*resnet_cifar, resolution=32, channels=3, features=128)
+
+
+def test_sndcgan_outputs(sndcgan_64):
+  _check_outputs(*sndcgan_64, resolution=32, channels=3, features=(32 // 8) ** 2 * 512)
+
+
+def test_discriminator_output_of_an_example_does_not_depend_on_the_batch(sndcgan_64):
+  # SSGAN passes real and fake images through D in one call; that is only sound if D
+  # has no batch-dependent layer.
+  generator, discriminator = sndcgan_64
+  images = generator(tf.random.stateless_normal([4, Z_DIM], seed=[2, 3]))
+  together = discriminator(images, training=False)["logits"].numpy()
+  alone = discriminator(images[:1], training=False)["logits"].numpy()
+  np.testing.assert_allclose(together[:1], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture, resolution", [("sndcgan", 16), ("resnet_cifar", 32)])
+def test_outputs_stay_float32_under_mixed_bfloat16(architecture, resolution):
+  keras.config.set_dtype_policy("mixed_bfloat16")
+  try:
+    kwargs = {"base_channels": 4} if architecture == "sndcgan" else None
+    g_kwargs = kwargs or {"g_channels": 8}
+    d_kwargs = kwargs or {"d_channels": 8}
+    generator, discriminator = build_networks(
+        (resolution, resolution, 3), architecture=architecture, z_dim=8,
+        generator_kwargs=g_kwargs, discriminator_kwargs=d_kwargs)
+    images = generator(tf.zeros([2, 8]), training=True)
+    out = discriminator(images, training=True)
+  finally:
+    keras.config.set_dtype_policy("float32")
+  assert images.dtype == tf.float32
+  assert {k: v.dtype for k, v in out.items()} == {k: tf.float32 for k in out}
+
+
+def test_synchronized_bn_flag_reaches_every_generator_bn():
+  generator, _ = build_networks(
+      (16, 16, 3), architecture="sndcgan", z_dim=8, synchronized_bn=True,
+      generator_kwargs={"base_channels": 4}, discriminator_kwargs={"base_channels": 4})
+  bns = [l for l in generator.layers if isinstance(l, keras.layers.BatchNormalization)]
+  assert len(bns) == 4 and all(bn.synchronized for bn in bns)
+
+
+@pytest.mark.parametrize("architecture, shape, match", [
+    ("resnet_cifar", (64, 64, 3), "resnet_cifar is a 32x32"),
+    ("sndcgan", (28, 28, 1), "divisible by 8"),
+    ("sndcgan", (32, 16, 3), "square"),
+    ("dcgan", (32, 32, 3), r"unknown architecture 'dcgan'.*resnet_cifar.*sndcgan"),
+])
+def test_bad_architecture_or_resolution_raises_readable_error(architecture, shape, match):
+  with pytest.raises(ValueError, match=match):
+    build_networks(shape, architecture=architecture)
