@@ -1,0 +1,109 @@
+"""Classifier activations of real and generated images, streamed in batches.
+
+Only activations are accumulated (N x (2048 + 1008) float32 for Inception, 122 MB at
+N = 10k); images exist one batch at a time. Real-image activations depend only on the
+dataset, split, N and classifier, so they are cached on disk as
+`<cache_dir>/real_activations/<dataset>-<H>x<W>x<C>_<split>_<N>_<classifier>.npz`
+(characters other than letters, digits, "." and "-" in the dataset name, e.g. the path of
+a "folder:/..." source, become "_").
+The default cache dir, `$XDG_CACHE_HOME/ssgan_tf` (else `~/.cache/ssgan_tf`), is shared
+by all workdirs, like the MNIST classifier's weights; every file in it is keyed by what
+produced it, so deleting it only costs recomputation.
+"""
+
+import io
+import math
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from ssgan_tf.evaluation import classifiers
+
+
+def default_cache_dir():
+  """`$XDG_CACHE_HOME/ssgan_tf`, else `~/.cache/ssgan_tf`."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "ssgan_tf")
+
+
+def stream_activations(classifier, image_batches, num):
+  """Runs `classifier` over the first `num` images of `image_batches`.
+
+  Args:
+    classifier: a `classifiers.Classifier`.
+    image_batches: iterable of `[b, H, W, C]` float32 in [-1, 1].
+    num: images to use; the iterable must yield at least that many.
+
+  Returns:
+    `{"pool_3": [num, D], "logits": [num, K]}` float32 NumPy arrays.
+  """
+  chunks = {key: [] for key in classifiers.OUTPUTS}
+  seen = 0
+  for images in image_batches:
+    images = images[:num - seen]
+    outputs = classifier(images)
+    for key in classifiers.OUTPUTS:
+      chunks[key].append(outputs[key].numpy())
+    seen += int(images.shape[0])
+    if seen == num:
+      return {key: np.concatenate(parts) for key, parts in chunks.items()}
+  raise ValueError(f"needed {num} images but the input ended after {seen}; "
+                   f"lower num_samples.")
+
+
+def generated_batches(model, num, batch_size, seed):
+  """Yields `ceil(num / batch_size)` full batches of G(z), G in eval mode.
+
+  Args:
+    model: an `ssgan.SSGAN`; z comes from its `sample_z` with its own generator seeded
+      by `seed`, so evaluation is reproducible and never advances the training noise
+      stream (training state that checkpoints save).
+    num, batch_size: images wanted, and per generator call.
+    seed: noise seed.
+  """
+  sample = tf.function(lambda z: model.generator(z, training=False))
+  rng = tf.random.Generator.from_seed(seed)
+  for _ in range(math.ceil(num / batch_size)):
+    yield sample(model.sample_z(batch_size, rng))
+
+
+def real_activations(classifier, source, split, num, batch_size, cache_dir=None):
+  """Activations of the first `num` images of `source`'s `split`, cached on disk.
+
+  Args:
+    classifier: a `classifiers.Classifier`.
+    source: a `data.ImageSource`.
+    split: e.g. "test".
+    num: number of images.
+    batch_size: images per classifier call.
+    cache_dir: see the module docstring; None = `default_cache_dir()`.
+
+  Returns:
+    As `stream_activations`.
+  """
+  height, width, channels = source.image_shape
+  dataset = re.sub(r"[^A-Za-z0-9.-]+", "_", source.name)
+  path = os.path.join(
+      cache_dir or default_cache_dir(), "real_activations",
+      f"{dataset}-{height}x{width}x{channels}_{split}_{num}_{classifier.name}.npz")
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      with np.load(f) as cached:
+        return {key: cached[key] for key in classifiers.OUTPUTS}
+  images = source.images(split).take(num).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  activations = stream_activations(classifier, images, num)
+  _save_npz(path, activations)
+  return activations
+
+
+def _save_npz(path, arrays):
+  # Written under a temporary name, then renamed: a reader never sees half a file.
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  tmp = f"{path}.tmp-{os.getpid()}"
+  buffer = io.BytesIO()  # np.savez seeks, which a GFile opened for writing cannot.
+  np.savez(buffer, **arrays)
+  with tf.io.gfile.GFile(tmp, "wb") as f:
+    f.write(buffer.getvalue())
+  tf.io.gfile.rename(tmp, path, overwrite=True)

@@ -1,0 +1,123 @@
+"""Frozen classifiers whose activations the metrics compare: Inception, from TF-Hub.
+
+A `Classifier` maps images `[B, H, W, C]` float32 in [-1, 1] to
+`{"pool_3": [B, D] features, "logits": [B, K]}` float32, the interface of TF-GAN's
+Inception module (`https://tfhub.dev/tensorflow/tfgan/eval/inception/1`: 2048-D
+`pool_3`, 1008 logits; it resizes images to 299x299 inside). The same interface wraps the
+project's MNIST classifier (mnist_classifier.py).
+
+Inception is loaded once, from a local copy of that SavedModel (`--inception_path`) or
+through tensorflow_hub's cache, `$TFHUB_CACHE_DIR/<sha1 of the handle URL>/` (default
+`<tmp>/tfhub_modules`). Without either it fails at once unless downloads are allowed:
+tfhub.dev handles now redirect to Kaggle, and an offline download does not always fail
+fast.
+
+TF-GAN's own `classifier_fn_from_tfhub` cannot be used: it flattens with
+`tf.compat.v1.layers.flatten`, which raises under Keras 3, and it reloads the module on
+every call.
+"""
+
+import hashlib
+import os
+
+import tensorflow as tf
+import tensorflow_hub as hub
+
+INCEPTION_TFHUB = "https://tfhub.dev/tensorflow/tfgan/eval/inception/1"
+INCEPTION_PREFIXES = {"fid": "fid", "is": "is", "kid": "kid"}
+OUTPUTS = ("pool_3", "logits")
+# Slack for float round-off in data pipelines; [0, 255] inputs still fail loudly.
+_RANGE_TOLERANCE = 1e-3
+
+
+class InceptionUnavailableError(ValueError):
+  """Inception cannot be loaded here; the message says how to provide it."""
+
+
+class Classifier:
+  """A frozen network as the metrics see it.
+
+  Calling it: images `[B, H, W, C]` float32 in [-1, 1] -> dict of float32
+  `pool_3` `[B, D]` and `logits` `[B, K]` (flattened). Grey images (C = 1) are tiled
+  to RGB for 3-channel networks; with `resolution` set, other sizes are resized to it.
+
+  Attributes:
+    name: identifies the weights; goes into metric records and cache file names.
+    prefixes: metric-name prefix per kind ("fid", "is", "kid"), see metrics.py.
+    channels: image channels the network takes (1 or 3).
+    info: facts about the weights worth reporting (e.g. a test accuracy), a dict.
+  """
+
+  def __init__(self, network, *, name, prefixes, channels=3, resolution=None, info=None):
+    self.network, self.name, self.prefixes = network, name, prefixes
+    self.channels, self.resolution, self.info = channels, resolution, info or {}
+    self._run = tf.function(self._features, autograph=False)
+
+  def __call__(self, images):
+    return self._run(images)
+
+  def _features(self, images):
+    tf.debugging.assert_less_equal(
+        tf.reduce_max(tf.abs(images)), 1.0 + _RANGE_TOLERANCE,
+        message=f"images for classifier {self.name} must be in [-1, 1]")
+    channels = images.shape[-1]
+    if channels == 1 and self.channels == 3:
+      images = tf.tile(images, [1, 1, 1, 3])
+    elif channels != self.channels:
+      raise ValueError(f"classifier {self.name} takes {self.channels}-channel images; "
+                       f"got {channels} channels.")
+    if self.resolution and images.shape[1] != self.resolution:
+      images = tf.image.resize(images, [self.resolution] * 2, antialias=True)
+    outputs = self.network(images)
+    batch = tf.shape(images)[0]
+    return {key: tf.reshape(tf.cast(outputs[key], tf.float32), [batch, -1])
+            for key in OUTPUTS}
+
+
+def hub_cache_path(handle=INCEPTION_TFHUB):
+  """Where tensorflow_hub caches `handle`: `$TFHUB_CACHE_DIR/<sha1(handle)>`."""
+  cache_dir = hub.resolver.tfhub_cache_dir(use_temp=True)
+  return os.path.join(cache_dir, hashlib.sha1(handle.encode("utf8")).hexdigest())
+
+
+def load_inception(path=None, allow_download=False):
+  """TF-GAN's Inception as a `Classifier`, loaded once.
+
+  Args:
+    path: a local copy of the SavedModel behind INCEPTION_TFHUB (the directory holding
+      `saved_model.pb`); None resolves INCEPTION_TFHUB through tensorflow_hub's cache.
+    allow_download: with no path and an empty cache, let tensorflow_hub download it.
+
+  Raises:
+    InceptionUnavailableError: neither the path nor the cache holds the SavedModel (and
+      downloading is off or fails); the message names `--inception_path` and
+      TFHUB_CACHE_DIR.
+  """
+  fix = (f"pass --inception_path=<a local copy of the SavedModel at {INCEPTION_TFHUB}> "
+         f"or set TFHUB_CACHE_DIR to a TF-Hub cache holding it")
+  if path:
+    if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+      raise InceptionUnavailableError(
+          f"--inception_path={path} holds no saved_model.pb; {fix}.")
+  else:
+    path = hub_cache_path()
+    if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+      if not allow_download:
+        raise InceptionUnavailableError(
+            f"Inception is not available offline (no --inception_path, and the TF-Hub "
+            f"cache has no {path}); {fix}, or allow downloads (allow_download=True; "
+            "needs network).")
+      try:
+        path = hub.resolve(INCEPTION_TFHUB)
+      except OSError as e:  # urllib's URLError when offline.
+        raise InceptionUnavailableError(
+            f"could not download {INCEPTION_TFHUB} ({e}); {fix}.") from e
+  module = hub.load(path)
+  return Classifier(module, name=f"inception-{_fingerprint(path)}",
+                    prefixes=INCEPTION_PREFIXES, channels=3)
+
+
+def _fingerprint(path):
+  """12 hex digits of the graph's sha1: equal for the cached and a copied module."""
+  with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+    return hashlib.sha1(f.read()).hexdigest()[:12]

@@ -1,0 +1,45 @@
+"""Metric records: `<workdir>/metrics.jsonl` and TensorBoard scalars under `<workdir>/eval`.
+
+One JSON object per metric and evaluation, appended, never rewritten (the workdir only
+grows). Every record has RECORD_KEYS:
+  step: generator steps of the evaluated weights.
+  checkpoint: the checkpoint path evaluated, or None for the live model in training.
+  metric: a name that states the protocol, e.g. "fid10k_test" (metrics.py).
+  value: the float.
+  num_real / num_fake: images each side used (0 where a side is unused).
+  classifier: what produced the features, e.g. "inception-<sha1 of its graph>".
+A metric may add keys, e.g. "std" (KID's standard error) or "num_train" (the probe).
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", "classifier")
+FILENAME = "metrics.jsonl"
+
+
+def append_records(workdir, records):
+  """Appends `records` (dicts with RECORD_KEYS) to metrics.jsonl and TensorBoard."""
+  for record in records:
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+      raise ValueError(f"metric record {record} lacks keys {missing}.")
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(os.path.join(workdir, FILENAME), "a") as f:
+    f.write("".join(json.dumps(record) + "\n" for record in records))
+  writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+  with writer.as_default():
+    for record in records:
+      tf.summary.scalar(record["metric"], record["value"], step=record["step"])
+  writer.close()
+
+
+def read_records(workdir):
+  """All records of `<workdir>/metrics.jsonl`, oldest first ([] if there is none)."""
+  path = os.path.join(workdir, FILENAME)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,231 @@
+"""Inception loading (a stand-in SavedModel through the real paths), `evaluate` records,
+the real-activation cache and periodic evaluation during `fit`."""
+
+import hashlib
+import shutil
+import time
+import types
+
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow as tf
+
+from ssgan_tf import data
+from ssgan_tf import losses
+from ssgan_tf import ssgan
+from ssgan_tf import train_lib
+from ssgan_tf.distribute import BatchSizes
+from ssgan_tf.evaluation import activations
+from ssgan_tf.evaluation import classifiers
+from ssgan_tf.evaluation import eval_lib
+from ssgan_tf.evaluation import records
+from ssgan_tf.nets import build_networks
+
+FEATURES = 64  # The real module has 2048; a small D keeps the covariances well-posed.
+
+
+class StandInInception(tf.Module):
+  """Like TF-GAN's Inception module: `[N, H, W, 3]` in [-1, 1], any size ->
+  {"pool_3": [N, 1, 1, D], "logits": [N, 1008]}, resizing inside."""
+
+  def __init__(self):
+    super().__init__()
+    rng = np.random.default_rng(0)
+    self.to_pool = tf.Variable(rng.normal(size=(8 * 8 * 3, FEATURES)).astype(np.float32) / 8)
+    self.to_logits = tf.Variable(rng.normal(size=(FEATURES, 1008)).astype(np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+  def __call__(self, images):
+    small = tf.reshape(tf.image.resize(images, [8, 8]), [-1, 8 * 8 * 3])
+    pool = tf.tanh(small @ self.to_pool)
+    return {"pool_3": pool[:, None, None, :], "logits": pool @ self.to_logits}
+
+
+@pytest.fixture(scope="module")
+def inception_path(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("inception"))
+  tf.saved_model.save(StandInInception(), path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def inception(inception_path):
+  return classifiers.load_inception(inception_path)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+  return data.get_source("mnist")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+  generator, discriminator = build_networks(
+      (32, 32, 1), architecture="sndcgan", generator_kwargs={"base_channels": 8},
+      discriminator_kwargs={"base_channels": 8})
+  model = ssgan.SSGAN(generator, discriminator, batch=BatchSizes(8, 1, 8), z_dim=128,
+                      gan_loss=losses.adversarial_loss("hinge"))
+  model.compile(*ssgan.build_optimizers())
+  return model
+
+
+def _images(num, seed=0, channels=3):
+  return tf.random.stateless_uniform([num, 32, 32, channels], [seed, 0], -1.0, 1.0)
+
+
+# ---------------------------------------------------------------- loading Inception
+
+def test_local_path_and_hub_cache_load_the_same_module(inception_path, tmp_path,
+                                                       monkeypatch):
+  monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
+  url_hash = hashlib.sha1(classifiers.INCEPTION_TFHUB.encode()).hexdigest()
+  shutil.copytree(inception_path, tmp_path / url_hash)
+  from_path = classifiers.load_inception(inception_path)
+  from_cache = classifiers.load_inception()  # The URL handle, resolved offline.
+  images = _images(5)
+  out_path, out_cache = from_path(images), from_cache(images)
+  assert out_path["pool_3"].shape == (5, FEATURES)  # Flattened from [5, 1, 1, D].
+  assert out_path["logits"].shape == (5, 1008)
+  np.testing.assert_array_equal(out_path["pool_3"], out_cache["pool_3"])
+  assert from_path.name == from_cache.name  # Same graph, same cache key.
+
+
+def test_missing_inception_fails_fast_naming_the_flag(tmp_path, monkeypatch):
+  monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))  # An empty cache.
+  start = time.monotonic()
+  with pytest.raises(classifiers.InceptionUnavailableError) as error:
+    classifiers.load_inception()
+  message = str(error.value)
+  assert time.monotonic() - start < 5
+  assert "--inception_path" in message and "TFHUB_CACHE_DIR" in message
+  assert "\n" not in message
+  # Also through the entry points' classifier selection.
+  with pytest.raises(ValueError, match="--inception_path"):
+    eval_lib.get_classifier("inception")
+
+
+def test_inception_path_without_a_savedmodel_is_rejected(tmp_path):
+  with pytest.raises(classifiers.InceptionUnavailableError,
+                     match="--inception_path=.*saved_model.pb"):
+    classifiers.load_inception(str(tmp_path))
+
+
+def test_grey_images_are_tiled_to_rgb(inception):
+  grey = _images(3, channels=1)
+  np.testing.assert_allclose(inception(grey)["pool_3"],
+                             inception(tf.tile(grey, [1, 1, 1, 3]))["pool_3"])
+
+
+def test_images_outside_unit_range_are_refused(inception):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[-1, 1\]"):
+    inception(_images(2) * 127.5 + 127.5)  # [0, 255] by mistake.
+
+
+def test_unknown_classifier_name_is_rejected():
+  with pytest.raises(ValueError, match="unknown classifier 'vgg'"):
+    eval_lib.get_classifier("vgg")
+
+
+# ------------------------------------------------------------------------ streaming
+
+def test_streaming_keeps_order_and_stops_at_num(inception):
+  images = _images(10)
+  batches = [images[i:i + 4] for i in range(0, 10, 4)]  # 4, 4, 2
+  streamed = activations.stream_activations(inception, batches, 7)
+  assert streamed["pool_3"].shape == (7, FEATURES)
+  np.testing.assert_allclose(streamed["pool_3"], inception(images[:7])["pool_3"],
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="ended after 10"):
+    activations.stream_activations(inception, batches, 11)
+
+
+# ------------------------------------------------------------------------- evaluate
+
+def test_evaluate_writes_protocol_named_records(tiny_model, mnist, inception, tmp_path):
+  workdir, cache = str(tmp_path / "work"), str(tmp_path / "cache")
+  restored = types.SimpleNamespace(model=tiny_model, source=mnist, step=7,
+                                   checkpoint_path="ckpt-7")
+  written = eval_lib.evaluate(workdir, restored, num_samples=50, classifier=inception,
+                              batch_size=16, cache_dir=cache)
+  assert [r["metric"] for r in written] == ["fid50_test", "is50", "kid50_test"]
+  for record in written:
+    assert set(records.RECORD_KEYS) <= set(record)
+    assert (record["step"], record["checkpoint"], record["num_fake"]) == (7, "ckpt-7", 50)
+    assert record["num_real"] == (0 if record["metric"] == "is50" else 50)
+    assert record["classifier"] == inception.name
+    assert np.isfinite(record["value"])
+  assert records.read_records(workdir) == written
+  # The same scalars in TensorBoard under workdir/eval.
+  logged = {}
+  for path in tf.io.gfile.glob(f"{workdir}/eval/events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        logged[value.tag] = (event.step, float(tf.make_ndarray(value.tensor)))
+  assert logged == {r["metric"]: (7, pytest.approx(r["value"], rel=1e-6)) for r in written}
+
+
+def test_real_activations_are_cached_and_reused(tiny_model, mnist, inception, tmp_path):
+  cache = str(tmp_path / "cache")
+  kwargs = dict(num_samples=40, metrics=("fid",), batch_size=16, cache_dir=cache)
+  first = eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs)
+  [path] = tf.io.gfile.glob(f"{cache}/real_activations/*.npz")
+  assert f"mnist-32x32x1_test_40_{inception.name}" in path
+  with np.load(path) as cached:
+    assert cached["pool_3"].shape == (40, FEATURES)
+    shifted = {"pool_3": cached["pool_3"] + 1.0, "logits": cached["logits"]}
+  np.savez(path, **shifted)
+  second = eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs)
+  # A shift by 1 in each of D dimensions adds D to the mean term, iff the cache is read
+  # (and the generated samples are the same: the noise seed is fixed).
+  assert second[0]["value"] == pytest.approx(first[0]["value"] + FEATURES, rel=0.1)
+  assert second[0]["value"] - first[0]["value"] > FEATURES / 2
+
+
+def test_cache_file_names_of_folder_sources_are_flat(inception, tmp_path):
+  image_dir = tmp_path / "my images"
+  image_dir.mkdir()
+  for i in range(3):
+    PIL.Image.new("RGB", (40, 40), (80 * i, 0, 0)).save(image_dir / f"{i}.png")
+  folder = data.get_source("folder", image_dir=str(image_dir), resolution=32)
+  cache = tmp_path / "cache"
+  activations.real_activations(inception, folder, "test", 3, 2, str(cache))
+  [name] = [p.name for p in (cache / "real_activations").iterdir()]
+  assert name.startswith("folder_") and "my_images-32x32x3_test_3_" in name
+
+
+def test_more_samples_than_the_split_is_a_clear_error(tiny_model, mnist, inception):
+  with pytest.raises(ValueError, match="num_samples=501.*at most 500"):
+    eval_lib.compute_metrics(tiny_model, mnist, inception, num_samples=501)
+
+
+def test_default_sample_count_is_capped_by_the_split(tiny_model, mnist, inception, tmp_path):
+  [record] = eval_lib.compute_metrics(tiny_model, mnist, inception, metrics=("is",),
+                                      batch_size=250, cache_dir=str(tmp_path))
+  assert (record["metric"], record["num_fake"]) == ("is500", 500)
+
+
+def test_periodic_evaluation_during_fit(tiny_model, mnist, inception, tmp_path):
+  workdir = str(tmp_path)
+  callback = eval_lib.PeriodicEvaluation(2, workdir, mnist, inception, num_samples=20,
+                                         metrics=("fid",), batch_size=20,
+                                         cache_dir=str(tmp_path / "cache"))
+  start = int(tiny_model.g_optimizer.iterations.numpy())
+  tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=3,
+                 epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  # Each multiple of 2 crossed, then the final step.
+  expected = [s for s in range(start + 1, start + 4) if s % 2 == 0] + [start + 3]
+  assert [r["step"] for r in callback.history] == expected
+  assert all(r["checkpoint"] is None and r["metric"] == "fid20_test"
+             for r in callback.history)
+  assert records.read_records(workdir) == callback.history
+
+
+def test_periodic_evaluation_needs_a_positive_period(mnist, inception, tmp_path):
+  with pytest.raises(ValueError, match="every_n_steps must be >= 1"):
+    eval_lib.PeriodicEvaluation(0, str(tmp_path), mnist, inception)
+
+
+def test_eval_without_checkpoint_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="no checkpoint in .*train first"):
+    train_lib.restore_for_inference(str(tmp_path))

@@ -1,0 +1,87 @@
+"""The metric maths (TF-GAN's functions through the shim) against references."""
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from ssgan_tf.evaluation import metrics
+
+
+def _scipy_frechet(a, b):
+  mean_a, mean_b = a.mean(0), b.mean(0)
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)  # Unbiased, as TF-GAN.
+  covmean = linalg.sqrtm(cov_a @ cov_b).real
+  return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def test_frechet_distance_matches_scipy_sqrtm_reference():
+  rng = np.random.default_rng(0)
+  real = rng.normal(size=(300, 16))
+  fake = rng.normal(size=(250, 16)) @ rng.normal(size=(16, 16)) * 0.5 + 0.3
+  value = metrics.frechet_distance(real.astype(np.float32), fake.astype(np.float32))
+  assert value == pytest.approx(_scipy_frechet(real.astype(np.float32).astype(np.float64),
+                                               fake.astype(np.float32).astype(np.float64)),
+                                rel=1e-6)
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero():
+  features = np.random.default_rng(1).normal(size=(200, 32)).astype(np.float32)
+  assert abs(metrics.frechet_distance(features, features)) < 1e-6
+
+
+def test_frechet_distance_hand_worked_2d():
+  # Set 1: the four points (+-a, +-b), a = sqrt(3), b = 2 sqrt(3). Mean 0; the unbiased
+  # covariance divides by n - 1 = 3: var_x = 4 a^2 / 3 = 4, var_y = 4 b^2 / 3 = 16,
+  # cov_xy = sum(x y) / 3 = 0. Set 2: (+-sqrt(3)/2, +-sqrt(3)) shifted by (3, 4):
+  # variances 1 and 4, mean (3, 4). Diagonal covariances commute, so
+  # Tr(C1 + C2 - 2 (C1 C2)^1/2) = sum_i (sqrt(c1_i) - sqrt(c2_i))^2 = (2-1)^2 + (4-2)^2 = 5,
+  # and |m1 - m2|^2 = 3^2 + 4^2 = 25: the distance is 30.
+  signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float64)
+  set1 = signs * [np.sqrt(3), 2 * np.sqrt(3)]
+  set2 = signs * [np.sqrt(3) / 2, np.sqrt(3)] + [3, 4]
+  assert metrics.frechet_distance(set1, set2) == pytest.approx(30.0, abs=1e-9)
+
+
+def test_classifier_score_closed_forms():
+  one_hot = 50.0 * np.eye(10)  # Confident predictions, p(y|x) ~ one-hot.
+  # Every class equally often: p(y) uniform, KL = log 10 for each sample -> score 10.
+  assert metrics.classifier_score(np.tile(one_hot, (20, 1))) == pytest.approx(10, rel=1e-6)
+  # Always the same class: p(y|x) = p(y), KL = 0 -> score 1.
+  assert metrics.classifier_score(np.tile(one_hot[3], (50, 1))) == pytest.approx(1, rel=1e-6)
+
+
+def test_kernel_distance_matches_unbiased_mmd_reference():
+  rng = np.random.default_rng(2)
+  real = rng.normal(size=(50, 8))
+  fake = rng.normal(size=(40, 8)) + 0.5
+
+  def kernel(x, y):
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+  def off_diagonal_mean(k):
+    return (k.sum() - np.trace(k)) / (len(k) * (len(k) - 1))
+
+  reference = (off_diagonal_mean(kernel(real, real)) + off_diagonal_mean(kernel(fake, fake))
+               - 2 * kernel(real, fake).mean())
+  value, std = metrics.kernel_distance(real, fake)
+  assert value == pytest.approx(reference, rel=1e-9)
+  assert std is None  # One block (<= 1024 samples): no error estimate.
+
+
+def test_kernel_distance_has_an_error_estimate_with_several_blocks():
+  rng = np.random.default_rng(3)
+  value, std = metrics.kernel_distance(rng.normal(size=(1100, 4)), rng.normal(size=(1100, 4)))
+  assert abs(value) < 0.05 and 0 < std < 0.05
+
+
+@pytest.mark.parametrize("prefix, kind, num, name", [
+    ("fid", "fid", 10000, "fid10k_test"), ("is", "is", 10000, "is10k"),
+    ("kid", "kid", 50000, "kid50k_test"), ("fmd", "fid", 500, "fmd500_test"),
+    ("mnist_score", "is", 500, "mnist_score500"), ("fid", "fid", 2500, "fid2500_test")])
+def test_metric_names_state_sample_count_and_split(prefix, kind, num, name):
+  assert metrics.metric_name(prefix, kind, num, "test") == name
+
+
+def test_unknown_metric_kind_is_rejected():
+  with pytest.raises(ValueError, match="unknown metrics.*'fid', 'is', 'kid'"):
+    metrics.check_kinds(("fid", "precision"))

@@ -1,0 +1,64 @@
+"""The linear probe on D's features."""
+
+import types
+
+import numpy as np
+import pytest
+
+from ssgan_tf import data
+from ssgan_tf.evaluation import probe
+from ssgan_tf.evaluation import records
+from ssgan_tf.nets import build_networks
+
+
+@pytest.fixture(scope="module")
+def discriminator():
+  _, tiny_d = build_networks((32, 32, 1), architecture="sndcgan",
+                             generator_kwargs={"base_channels": 8},
+                             discriminator_kwargs={"base_channels": 8})
+  return tiny_d
+
+
+def test_trivially_separable_features_give_top1_one():
+  rng = np.random.default_rng(0)
+
+  def features(num):
+    labels = rng.integers(0, 10, num)
+    # Class k puts 5 on coordinate k; the noise is far too small to blur it.
+    return 5 * np.eye(10, 32)[labels] + 0.1 * rng.normal(size=(num, 32)), labels
+
+  assert probe.fit_probe(*features(300), *features(200)) == 1.0
+
+
+def test_probe_of_a_tiny_discriminator_on_mnist(discriminator):
+  mnist = data.get_source("mnist")
+  result = probe.linear_probe(discriminator, mnist, num_train=300, num_test=100,
+                              batch_size=100)
+  assert (result["num_train"], result["num_test"]) == (300, 100)
+  print(f"probe top-1 of an untrained tiny D: {result['top1']:.3f}")
+  # Even random conv features beat chance (0.1) on digits by a wide margin.
+  assert 0.3 < result["top1"] <= 1.0
+
+
+def test_run_probe_appends_its_record(discriminator, tmp_path):
+  restored = types.SimpleNamespace(model=types.SimpleNamespace(discriminator=discriminator),
+                                   source=data.get_source("mnist"), step=3,
+                                   checkpoint_path="ckpt-3")
+  record = probe.run_probe(str(tmp_path), restored, num_train=100, num_test=50)
+  assert records.read_records(str(tmp_path)) == [record]
+  assert set(records.RECORD_KEYS) <= set(record)
+  assert (record["metric"], record["step"], record["num_real"], record["num_train"]) == (
+      "probe_top1_test", 3, 50, 100)
+  assert 0.0 <= record["value"] <= 1.0
+
+
+def test_one_class_of_training_labels_is_rejected():
+  features = np.random.default_rng(0).normal(size=(20, 4))
+  with pytest.raises(ValueError, match="at least two classes"):
+    probe.fit_probe(features, np.zeros(20), features, np.zeros(20))
+
+
+def test_unlabelled_data_is_rejected(discriminator):
+  unlabelled = data.ImageSource("unlabelled", (32, 32, 1), None)
+  with pytest.raises(ValueError, match="has no labels"):
+    probe.linear_probe(discriminator, unlabelled)
