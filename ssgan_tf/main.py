@@ -24,6 +24,13 @@ flags.DEFINE_integer("num_cpu_devices", 0, "With --strategy=mirrored on a host w
                      "GPUs: split the CPU into this many replicas (for testing).")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (sets dataset.data_dir).")
+flags.DEFINE_string("checkpoint", None, "eval/export: a step number or checkpoint path "
+                    "(default: the latest in --workdir).")
+flags.DEFINE_string("inception_path", None, "A local copy of TF-GAN's Inception SavedModel "
+                    "(https://tfhub.dev/tensorflow/tfgan/eval/inception/1); without it, "
+                    "Inception is read from the TF-Hub cache ($TFHUB_CACHE_DIR).")
+flags.DEFINE_bool("allow_download", False, "Let TFDS and TF-Hub download what is missing "
+                  "(off by default: offline they retry for minutes).")
 flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
@@ -52,15 +59,34 @@ def run(argv):
   del argv
   # Imported here so that `--help` is fast and gin sees every configurable.
   from ssgan_tf import distribute
+  from ssgan_tf import export_lib
   from ssgan_tf import train_lib
+  from ssgan_tf.evaluation import eval_lib
 
+  if FLAGS.mode == "train":
+    configure()
+    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
+    train_lib.train(FLAGS.workdir, strategy)
+  elif FLAGS.mode == "eval":
+    # The workdir's operative config rebuilds the model; the gin files and bindings given
+    # here then set the evaluation (evaluation.*, classifier.*).
+    restored = train_lib.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
+    configure()
+    eval_lib.evaluate(FLAGS.workdir, restored)
+  else:
+    export_lib.export(FLAGS.workdir, FLAGS.checkpoint)
+
+
+def configure():
+  """Parses --gin_file / --gin_param, then binds what the other flags set."""
   parse_gin(FLAGS.gin_file, FLAGS.gin_param)
   if FLAGS.data_dir:
     gin.bind_parameter("dataset.data_dir", FLAGS.data_dir)
-  if FLAGS.mode != "train":
-    raise UsageError(f"--mode={FLAGS.mode} is not available yet.")
-  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-  train_lib.train(FLAGS.workdir, strategy)
+  if FLAGS.inception_path:
+    gin.bind_parameter("classifier.inception_path", FLAGS.inception_path)
+  if FLAGS.allow_download:
+    gin.bind_parameter("dataset.allow_download", True)
+    gin.bind_parameter("classifier.allow_download", True)
 
 
 def main(argv):

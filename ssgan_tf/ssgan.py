@@ -82,7 +82,12 @@ class SSGAN(keras.Model):
     for real, z in zip(real_batches, noise_batches[:-1]):
       self._track(self.discriminator_step(real, z))
     self._track(self.generator_step(noise_batches[-1]))
-    return {name: tracker.result() for name, tracker in self.trackers.items()}
+    logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+      # Keras 3's fit() reduces logs there with reduce(MEAN, axis=0), which needs an axis
+      # (tensorflow/tensorflow#72388): give it one.
+      logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
 
   def discriminator_step(self, real, z):
     """One D update on `real` `[B, H, H, C]` and G(z); returns per-replica metrics."""

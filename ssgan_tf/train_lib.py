@@ -25,6 +25,7 @@ from ssgan_tf import callbacks as callbacks_lib
 from ssgan_tf import data
 from ssgan_tf import distribute
 from ssgan_tf import ssgan
+from ssgan_tf.evaluation import eval_lib
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 NUM_SAMPLES = 64  # Images in a sample grid (8 x 8).
@@ -72,7 +73,7 @@ def restore(checkpoint, path):
 @gin.configurable("train", denylist=["workdir", "strategy"])
 def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
           checkpoint_every=1000, keep_checkpoints=5, log_every=100, sample_every=1000,
-          seed=0, jit_compile=False, extra_callbacks=()):
+          eval_every=0, seed=0, jit_compile=False):
   """Trains (or resumes training) until `total_steps` generator steps.
 
   Args:
@@ -84,10 +85,11 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     keep_checkpoints: how many of the latest checkpoints to keep.
     log_every: steps between progress lines and TensorBoard scalars (interval means).
     sample_every: steps between sample grids.
+    eval_every: steps between evaluations of the live generator (0: none), with the
+      gin settings `evaluation.*` / `classifier.*`; records go to metrics.jsonl.
     seed: seed of the data order and of the fixed z of the sample grids. (The training
       noise has its own seed, `ssgan.seed`.)
     jit_compile: XLA-compile the train step (one device only; slower on CPU).
-    extra_callbacks: further Keras callbacks (e.g. periodic evaluation).
 
   Returns:
     The trained SSGAN model.
@@ -118,7 +120,9 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   stop = callbacks_lib.StopAtStep(total_steps)
   callbacks = [stop, callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step),
                callbacks_lib.OperativeConfig(workdir, chief),
-               callbacks_lib.ProgressAndSummaries(writer, total_steps), *extra_callbacks]
+               callbacks_lib.ProgressAndSummaries(writer, total_steps)]
+  if chief and eval_every:
+    callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source))
   if chief:
     fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
@@ -129,7 +133,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                model.disc_iters, source.image_shape)
   model.fit(dataset, steps_per_epoch=log_every, initial_epoch=start_step // log_every,
             epochs=-(-total_steps // log_every), callbacks=callbacks, verbose=0)
-  if chief and ckpt_dir != os.path.join(workdir, "checkpoints"):
+  if not chief:
     tf.io.gfile.rmtree(ckpt_dir)
   if stop.bad_step is not None:
     raise callbacks_lib.NonFiniteLossError(

@@ -13,6 +13,7 @@ offline MNIST CNN (mnist_classifier.py), whose metrics are named fmd/mnist_score
 """
 
 from absl import logging
+import gin
 import keras
 
 from ssgan_tf import callbacks as callbacks_lib
@@ -26,9 +27,10 @@ DEFAULT_NUM_SAMPLES = 10_000
 CLASSIFIERS = ("inception", "mnist")
 
 
+@gin.configurable("classifier", denylist=["source"])
 def get_classifier(name=None, source=None, *, inception_path=None, allow_download=False,
                    cache_dir=None):
-  """The classifier called `name`, loaded once.
+  """The classifier called `name`, loaded once (gin: `classifier.*`).
 
   Args:
     name: "inception" (TF-GAN's Inception), "mnist" (the offline MNIST CNN) or None:
@@ -46,9 +48,13 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
   raise ValueError(f"unknown classifier {name!r}; choose one of {list(CLASSIFIERS)}.")
 
 
+@gin.configurable("evaluation", denylist=["model", "source", "classifier"])
 def compute_metrics(model, source, classifier, *, num_samples=None, split="test",
                     metrics=metrics_lib.KINDS, batch_size=100, cache_dir=None, seed=0):
   """Metrics of `model`'s generator against `source`; records without step/checkpoint.
+
+  The keyword arguments are the gin bindings `evaluation.*`, shared by `--mode=eval` and
+  periodic evaluation.
 
   Args:
     model: an `ssgan.SSGAN` (its `generator` and `sample_z` are used).
@@ -90,28 +96,22 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
   return results
 
 
-def evaluate(workdir, restored, num_samples=None, split="test", classifier=None,
-             metrics=metrics_lib.KINDS, batch_size=100, *, inception_path=None,
-             allow_download=False, cache_dir=None, seed=0):
+def evaluate(workdir, restored, classifier=None, **metric_kwargs):
   """Evaluates restored weights and appends the records to `workdir`.
 
   Args:
     workdir: the run's directory; records go to metrics.jsonl and eval/ (records.py).
     restored: `train_lib.restore_for_inference(...)`'s result (model, source, step,
       checkpoint_path).
-    classifier: a `classifiers.Classifier`, or a name for `get_classifier`.
-    inception_path, allow_download: how to find Inception (classifiers.load_inception).
-    Others: see `compute_metrics`.
+    classifier: a `classifiers.Classifier`, or None for `get_classifier` (gin
+      `classifier.*`: name, inception_path, allow_download).
+    **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
 
   Returns:
     The records written, one dict per metric (records.RECORD_KEYS, + "std" for KID).
   """
-  if not isinstance(classifier, classifiers.Classifier):
-    classifier = get_classifier(classifier, restored.source, inception_path=inception_path,
-                                allow_download=allow_download, cache_dir=cache_dir)
-  results = compute_metrics(restored.model, restored.source, classifier,
-                            num_samples=num_samples, split=split, metrics=metrics,
-                            batch_size=batch_size, cache_dir=cache_dir, seed=seed)
+  classifier = classifier or get_classifier(source=restored.source)
+  results = compute_metrics(restored.model, restored.source, classifier, **metric_kwargs)
   return _write(workdir, restored.step, restored.checkpoint_path, results)
 
 
@@ -126,21 +126,15 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     every_n_steps: evaluation period in generator steps (>= 1).
     workdir: where records go.
     source: the `data.ImageSource` being trained on.
-    classifier: a `classifiers.Classifier`, or a name for `get_classifier`.
-    inception_path, allow_download: see `classifiers.load_inception`.
-    **metric_kwargs: num_samples, split, metrics, batch_size, cache_dir, seed of
-      `compute_metrics`.
+    classifier: a `classifiers.Classifier`, or None for `get_classifier` (gin).
+    **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
   """
 
-  def __init__(self, every_n_steps, workdir, source, classifier=None, *,
-               inception_path=None, allow_download=False, **metric_kwargs):
+  def __init__(self, every_n_steps, workdir, source, classifier=None, **metric_kwargs):
     super().__init__()
     if every_n_steps < 1:
       raise ValueError(f"every_n_steps must be >= 1; got {every_n_steps}.")
-    if not isinstance(classifier, classifiers.Classifier):
-      classifier = get_classifier(classifier, source, inception_path=inception_path,
-                                  allow_download=allow_download,
-                                  cache_dir=metric_kwargs.get("cache_dir"))
+    classifier = classifier or get_classifier(source=source)
     self.every_n_steps, self.workdir, self.source = every_n_steps, workdir, source
     self.classifier, self.metric_kwargs = classifier, metric_kwargs
     self.history = []  # All records written, oldest first.
