@@ -29,6 +29,9 @@ flags.DEFINE_string("checkpoint", None, "eval/export: a step number or checkpoin
 flags.DEFINE_string("inception_path", None, "A local copy of TF-GAN's Inception SavedModel "
                     "(https://tfhub.dev/tensorflow/tfgan/eval/inception/1); without it, "
                     "Inception is read from the TF-Hub cache ($TFHUB_CACHE_DIR).")
+flags.DEFINE_bool("overwrite", False, "export: replace an existing export of the same step.")
+flags.DEFINE_bool("include_discriminator", False, "export: add D as a `discriminate` "
+                  "signature (features and rotation logits, for analysis).")
 flags.DEFINE_bool("allow_download", False, "Let TFDS and TF-Hub download what is missing "
                   "(off by default: offline they retry for minutes).")
 flags.mark_flag_as_required("workdir")
@@ -49,7 +52,8 @@ def parse_gin(files, params):
                        "(see gin_configs/).")
     gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
   try:
-    gin.parse_config_files_and_bindings(files, params)
+    # Not finalized (locked): configure() binds the other flags afterwards.
+    gin.parse_config_files_and_bindings(files, params, finalize_config=False)
   except (ValueError, KeyError, SyntaxError) as e:
     message = " ".join(str(e).split())
     raise UsageError(f"bad gin config: {message}") from None
@@ -74,7 +78,8 @@ def run(argv):
     configure()
     eval_lib.evaluate(FLAGS.workdir, restored)
   else:
-    export_lib.export(FLAGS.workdir, FLAGS.checkpoint)
+    print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
+                            FLAGS.overwrite))
 
 
 def configure():

@@ -1,0 +1,75 @@
+"""Draws samples from an exported generator: a PNG grid or a .npy of images.
+
+  python tools/sample.py --export_dir=WORKDIR/export/STEP --output=grid.png \
+      [--num_samples=64] [--seed=0]
+
+Calls the export's `sample` signature (ssgan_tf/export_lib.py), so a seed always gives the
+same images. Needs only TensorFlow's SavedModel loader and NumPy, as any serving client:
+it imports neither Keras nor ssgan_tf.
+  --output=*.png  one uint8 grid, ceil(sqrt(N)) images per row, filled row by row, the
+                  last row padded with black.
+  --output=*.npy  float32 `[N, H, H, C]` in [-1, 1].
+"""
+
+import math
+import os
+import sys
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+flags.DEFINE_string("export_dir", None, "An export: WORKDIR/export/<step>.")
+flags.DEFINE_string("output", None, "Where to write: a .png grid or a .npy array.")
+flags.DEFINE_integer("num_samples", 64, "Images to draw (all in one generator batch).")
+flags.DEFINE_integer("seed", 0, "Noise seed: the same seed draws the same images.")
+flags.mark_flags_as_required(["export_dir", "output"])
+FLAGS = flags.FLAGS
+
+
+def grid(images):
+  """uint8 `[N, H, W, C]` -> one uint8 `[rows * H, cols * W, C]` image."""
+  n, h, w, c = images.shape
+  cols = math.ceil(math.sqrt(n))
+  rows = math.ceil(n / cols)
+  padded = np.zeros((rows * cols, h, w, c), np.uint8)
+  padded[:n] = images
+  return padded.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(
+      rows * h, cols * w, c)
+
+
+def write_samples(export_dir, output, num_samples, seed):
+  """Writes `num_samples` samples of `seed` from `export_dir` to `output` (.png / .npy)."""
+  if not output.endswith((".png", ".npy")):
+    raise ValueError(f"--output must end in .png or .npy; got {output!r}.")
+  if num_samples < 1:
+    raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
+  if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+    raise ValueError(f"no SavedModel in {export_dir!r}; export one first: "
+                     "python tools/export.py --workdir=WORKDIR")
+  signatures = tf.saved_model.load(export_dir).signatures
+  if "sample" not in signatures:
+    raise ValueError(f"{export_dir!r} has no `sample` signature (only {list(signatures)}); "
+                     "export it with tools/export.py.")
+  sample = signatures["sample"]
+  out = sample(num_samples=tf.constant(num_samples, tf.int32),
+               seed=tf.constant(seed, tf.int64))
+  if output.endswith(".png"):
+    tf.io.write_file(output, tf.io.encode_png(grid(out["images_uint8"].numpy())))
+  else:
+    with tf.io.gfile.GFile(output, "wb") as f:
+      np.save(f, out["images"].numpy())
+
+
+def main(argv):
+  del argv
+  try:
+    write_samples(FLAGS.export_dir, FLAGS.output, FLAGS.num_samples, FLAGS.seed)
+  except ValueError as e:
+    sys.exit(f"error: {str(e).strip().splitlines()[0]}")
+  print(FLAGS.output)
+
+
+if __name__ == "__main__":
+  app.run(main)
