@@ -418,8 +418,8 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
 def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, start_batch=0):
   """Endless shuffled batches of `source.images(split)` for training, resumable exactly.
 
-  Epoch e (one pass over the split) is shuffled with the seed `seed * 1_000_003 + e`, and
-  epochs run into each other before batching, so no image is dropped and the stream of
+  Epoch e (one pass over the split) is shuffled with the seed pair `(seed, e)`, and epochs
+  run into each other before batching, so no image is dropped and the stream of
   batches is a fixed function of `seed`. Batch i of a pipeline made with `start_batch=s`
   equals batch s + i of one made with `start_batch=0`; reaching it reads at most one epoch.
 
@@ -445,8 +445,16 @@ def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, star
   first_epoch, offset = divmod(start_batch * batch_size, per_epoch)
 
   def shuffled_epoch(epoch):
-    return images.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch,
-                          reshuffle_each_iteration=False)
+    # The raw op takes the seed pair as given: Dataset.shuffle would mix in TF's global
+    # seed (so tf.random.set_seed would change the data order), and with a global seed of
+    # 0 it fails on a tensor seed.
+    variant = tf.raw_ops.ShuffleDatasetV3(
+        input_dataset=tf.data.experimental.to_variant(images),
+        buffer_size=tf.constant(shuffle_buffer, tf.int64), seed=tf.constant(seed, tf.int64),
+        seed2=epoch, seed_generator=tf.raw_ops.DummySeedGenerator(),
+        reshuffle_each_iteration=False, output_types=[images.element_spec.dtype],
+        output_shapes=[images.element_spec.shape])
+    return tf.data.experimental.from_variant(variant, images.element_spec)
 
   return (tf.data.Dataset.range(first_epoch, 2**62)
           .flat_map(shuffled_epoch)

@@ -108,6 +108,19 @@ def test_train_pipeline_is_reproducible_with_a_seed_and_static_shape(mnist):
   assert ds.element_spec.shape.as_list() == [8, 32, 32, 1]
 
 
+def test_train_pipeline_order_ignores_tf_global_seed(mnist):
+  def first_batch():
+    return next(iter(data.train_pipeline(mnist, "test", batch_size=8, seed=2)))
+
+  reference = first_batch()
+  try:
+    for global_seed in (0, 123):
+      tf.random.set_seed(global_seed)
+      np.testing.assert_array_equal(first_batch(), reference)
+  finally:
+    tf.random.set_seed(None)
+
+
 def test_train_pipeline_resumed_at_a_batch_continues_the_same_stream(mnist):
   # 500 test images, batches of 64: batch 11 starts inside the second epoch.
   full = as_array(data.train_pipeline(mnist, "test", batch_size=64, seed=1).take(20))
