@@ -26,7 +26,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class StopAtStep(keras.callbacks.Callback):
-  """Ends `fit` after `total_steps` generator steps, and on a non-finite loss.
+  """Ends `fit` after `total_steps` generator steps, and at a bad step: a non-finite loss
+  (here) or non-finite weights (found by `Checkpointing`).
 
   A non-finite loss stops training before any later checkpoint is written (callbacks run
   in order and this one comes first), so the last checkpoint on disk is the last good one.
@@ -40,16 +41,22 @@ class StopAtStep(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
     if bad:
-      self.bad_step = generator_step(self.model)
-      self.model.stop_training = True
-      logging.error("non-finite loss at step %d: %s", self.bad_step, bad)
+      self.stop_bad(f"non-finite loss {bad}")
     elif generator_step(self.model) >= self.total_steps:
       self.model.stop_training = True
+
+  def stop_bad(self, what):
+    """Stops training at the current step, which must not be checkpointed."""
+    self.bad_step = generator_step(self.model)
+    self.model.stop_training = True
+    logging.error("step %d: %s; stopping.", self.bad_step, what)
 
 
 class Checkpointing(keras.callbacks.Callback):
   """Saves the whole training state every `every` steps and when training ends, unless
-  `stop_at_step` saw a non-finite loss."""
+  `stop_at_step` saw a non-finite loss. A state with a non-finite weight or optimizer
+  slot is not saved either (the logged losses are computed before the update, and are
+  not the weighted totals that are differentiated): it stops training instead."""
 
   def __init__(self, manager, every, stop_at_step, start_step):
     super().__init__()
@@ -58,10 +65,14 @@ class Checkpointing(keras.callbacks.Callback):
 
   def _save(self):
     step = generator_step(self.model)
-    if self.stop_at_step.bad_step is None and step != self.saved_step:
-      path = self.manager.save(checkpoint_number=step, check_interval=False)
-      self.saved_step = step
-      logging.info("step %d: saved %s", step, path)
+    if self.stop_at_step.bad_step is not None or step == self.saved_step:
+      return
+    if not _all_finite(self.model):
+      self.stop_at_step.stop_bad("non-finite weights or optimizer state")
+      return
+    path = self.manager.save(checkpoint_number=step, check_interval=False)
+    self.saved_step = step
+    logging.info("step %d: saved %s", step, path)
 
   def on_train_batch_end(self, batch, logs=None):
     if generator_step(self.model) % self.every == 0:
@@ -69,6 +80,14 @@ class Checkpointing(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     self._save()
+
+
+def _all_finite(model):
+  """Whether every floating-point variable of G, D and their optimizers is finite."""
+  variables = (model.generator.variables + model.discriminator.variables
+               + model.d_optimizer.variables + model.g_optimizer.variables)
+  return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables
+             if keras.backend.is_float_dtype(v.dtype))
 
 
 class OperativeConfig(keras.callbacks.Callback):

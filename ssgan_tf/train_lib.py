@@ -52,10 +52,18 @@ def build_model(strategy, image_shape, jit_compile=False):
 
 
 def make_checkpoint(model):
-  """Everything exact resumption needs; the step is `g_optimizer.iterations`."""
+  """Everything exact resumption needs; the step is `g_optimizer.iterations`.
+
+  Keras 3 does not make layers held in Python lists (SNDCGAN's convs, the ResNet blocks)
+  checkpoint dependencies of their model: their weights would reach the checkpoint only
+  through the optimizers, and their BN moving statistics and spectral-norm `u` not at
+  all. So every G and D variable is also tracked by its position in `variables`.
+  """
   return tf.train.Checkpoint(generator=model.generator, discriminator=model.discriminator,
                              d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
-                             noise=model.noise)
+                             noise=model.noise,
+                             generator_variables=list(model.generator.variables),
+                             discriminator_variables=list(model.discriminator.variables))
 
 
 def restore(checkpoint, path):
@@ -102,12 +110,22 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   check_model_info(workdir, model, source.image_shape, write=chief)
   checkpoint = make_checkpoint(model)
   manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints)
-  if manager.latest_checkpoint:
-    restore(checkpoint, manager.latest_checkpoint)
-    logging.info("resumed from %s", manager.latest_checkpoint)
+  # Every worker resumes from the chief's checkpoints, so that all start equal.
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  if latest:
+    # The checkpoint holds the learning rates too; the configured ones win, so that a run
+    # can resume with lower rates (e.g. after a divergence).
+    optimizers = (model.d_optimizer, model.g_optimizer)
+    learning_rates = [float(o.learning_rate.numpy()) for o in optimizers]
+    restore(checkpoint, latest)
+    for optimizer, learning_rate in zip(optimizers, learning_rates):
+      optimizer.learning_rate = learning_rate
+    logging.info("resumed from %s", latest)
   start_step = callbacks_lib.generator_step(model)
   if start_step >= total_steps:
     logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
+    if not chief:
+      tf.io.gfile.rmtree(ckpt_dir)
     return model
 
   batch = model.batch.global_batch_size * model.disc_iters
@@ -136,10 +154,11 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   if not chief:
     tf.io.gfile.rmtree(ckpt_dir)
   if stop.bad_step is not None:
+    kept = (f"the last good checkpoint ({manager.latest_checkpoint}) was kept"
+            if manager.latest_checkpoint else "no checkpoint was written")
     raise callbacks_lib.NonFiniteLossError(
-        f"non-finite loss at step {stop.bad_step}; training stopped and the last good "
-        f"checkpoint ({manager.latest_checkpoint}) was kept. Lower the learning rates or "
-        "change the loss, then run again to resume from it.")
+        f"non-finite loss or weights at step {stop.bad_step}; training stopped and {kept}. "
+        "Lower the learning rates or change the loss, then run again to resume from it.")
   return model
 
 
@@ -148,7 +167,7 @@ def _checkpoint_dir(workdir, strategy, chief):
   too (saving may run collectives) but whose copies are discarded."""
   path = os.path.join(workdir, "checkpoints")
   if not chief:
-    path = os.path.join(workdir, "tmp", f"worker_{strategy.cluster_resolver.task_id}")
+    path = os.path.join(workdir, f"tmp_worker_{strategy.cluster_resolver.task_id}")
   try:
     tf.io.gfile.makedirs(path)
     probe = os.path.join(path, ".write_test")
@@ -175,8 +194,10 @@ def check_model_info(workdir, model, image_shape, write):
           f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); use a "
           "new --workdir, or the config it was trained with (its operative_config.gin).")
   elif write:
-    with tf.io.gfile.GFile(path, "w") as f:
+    # Written whole, then renamed: other workers may be reading it at the same time.
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
       json.dump(info, f)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 @dataclasses.dataclass

@@ -1,0 +1,178 @@
+"""The command line (main.py), in subprocesses: the quickstart trains and fills its workdir,
+the same command run twice does nothing the second time, two replicas on logical CPUs
+train, and bad input ends with exit status 1, one `error:` line naming the fix, and the
+workdir untouched.
+
+Each subprocess pays TensorFlow's start-up (~10 s here), so one tiny training run is
+shared, and every other command runs concurrently in one module fixture.
+"""
+
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import PIL.Image
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--gin_file=" + os.path.join(ROOT, "gin_configs", "quickstart.gin"),
+        '--gin_param=networks.generator_kwargs = {"base_channels": 4}',
+        '--gin_param=networks.discriminator_kwargs = {"base_channels": 4}',
+        "--gin_param=ssgan.global_batch_size = 8", "--gin_param=train.total_steps = 4",
+        "--gin_param=train.log_every = 2", "--gin_param=train.checkpoint_every = 2",
+        "--gin_param=train.sample_every = 2"]
+
+
+def _cli(*args, timeout=240):
+  """Runs `python -m ssgan_tf.main args` on the CPU; returns (exit status, stderr, seconds)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  start = time.perf_counter()
+  process = subprocess.run([sys.executable, "-m", "ssgan_tf.main", *args], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=timeout, check=False)
+  return process.returncode, process.stderr, time.perf_counter() - start
+
+
+def _files(workdir):
+  """{relative path: (size, mtime_ns)} of every file under `workdir`."""
+  out = {}
+  for folder, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(folder, name)
+      out[os.path.relpath(path, workdir)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("quickstart") / "run"
+  status, stderr, _ = _cli(*TINY, f"--workdir={workdir}")
+  return workdir, status, stderr
+
+
+# Commands run concurrently after `trained`: name -> (arguments, workdir: "new" or "copy"
+# of the trained one). "{tmp}" is the case's own folder.
+COMMANDS = {
+    "rerun": (TINY, "copy"),
+    "two_replicas": (TINY + ["--strategy=mirrored", "--num_cpu_devices=2"], "new"),
+    "diverging": (TINY + ["--gin_param=train.total_steps = 6",
+                          "--gin_param=train.checkpoint_every = 1",
+                          "--gin_param=optimizers.g_lr = 1e30"], "copy"),
+    "missing_gin_file": (["--gin_file={tmp}/missing.gin"], "new"),
+    "unknown_binding": (TINY + ["--gin_param=train.no_such_setting = 1"], "new"),
+    "unknown_dataset": (TINY + ["--gin_param=dataset.name = 'nosuch'"], "new"),
+    "tfds_not_prepared": (TINY + ["--gin_param=dataset.name = 'cifar10'",
+                                  "--data_dir={tmp}/empty"], "new"),
+    "other_architecture": (TINY + ["--gin_param=networks.architecture = 'resnet_cifar'",
+                                   '--gin_param=networks.generator_kwargs = {"g_channels": 4}',
+                                   '--gin_param=networks.discriminator_kwargs = '
+                                   '{"d_channels": 4}'], "copy"),
+    "batch_not_divisible": (TINY + ["--strategy=mirrored", "--num_cpu_devices=2",
+                                    "--gin_param=ssgan.global_batch_size = 7"], "new"),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(trained, tmp_path_factory):
+  """name -> {"status", "stderr", "seconds", "workdir", "before": files before the run}."""
+  trained_dir = trained[0]
+  assert trained[1] == 0, trained[2]
+
+  def run(name):
+    tmp = tmp_path_factory.mktemp(name)
+    (tmp / "empty").mkdir()
+    arguments, workdir_kind = COMMANDS[name]
+    workdir = tmp / "workdir"
+    if workdir_kind == "copy":
+      shutil.copytree(trained_dir, workdir)  # copy2: sizes and mtimes kept.
+    before = _files(workdir)
+    status, stderr, seconds = _cli(*[a.replace("{tmp}", str(tmp)) for a in arguments],
+                                   f"--workdir={workdir}")
+    return dict(status=status, stderr=stderr, seconds=seconds, workdir=workdir, before=before)
+
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    results = dict(zip(COMMANDS, pool.map(run, COMMANDS)))
+  return results
+
+
+def test_quickstart_fills_the_workdir(trained):
+  workdir, status, stderr = trained
+  assert status == 0, stderr
+  files = set(_files(workdir))
+  for step in (2, 4):
+    assert f"checkpoints/ckpt-{step}.index" in files
+    assert f"samples/fakes_{step:08d}.png" in files
+  assert any(f.startswith("train/events.out.tfevents.") for f in files)
+  grid = np.asarray(PIL.Image.open(workdir / "samples" / "fakes_00000004.png"))
+  assert grid.shape == (8 * 32, 8 * 32) and grid.dtype == np.uint8  # 8 x 8 grey digits.
+  config = (workdir / "operative_config.gin").read_text()
+  for binding in ("train.total_steps = 4", "networks.architecture = 'sndcgan'",
+                  "ssgan.global_batch_size = 8", "optimizers.beta_2 = 0.999"):
+    assert binding in config
+  assert json.loads((workdir / "model_info.json").read_text()) == {
+      "image_shape": [32, 32, 1], "architecture": "sndcgan", "z_dim": 64}
+
+
+def test_progress_lines_give_the_rate_and_eta(trained):
+  stderr = trained[2]
+  for step in (2, 4):
+    assert re.search(rf"step {step}/4  [\d.]+ steps/s  ETA \d+h\d\dm\d\ds  .*loss/d=", stderr)
+
+
+def test_the_same_command_twice_does_nothing_the_second_time(runs):
+  run = runs["rerun"]
+  assert run["status"] == 0, run["stderr"]
+  assert "nothing to do: step 4 >= total_steps 4" in run["stderr"]
+  assert _files(run["workdir"]) == run["before"]
+
+
+def test_two_replicas_on_logical_cpus(runs):
+  run = runs["two_replicas"]
+  assert run["status"] == 0, run["stderr"]
+  assert "2 replica(s), global batch 8" in run["stderr"]
+  assert {"checkpoints/ckpt-4.index", "samples/fakes_00000004.png"} <= set(
+      _files(run["workdir"]))
+
+
+def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
+  run = runs["diverging"]
+  assert run["status"] == 1
+  assert re.search(r"non-finite loss or weights at step 5; training stopped and the last "
+                   r"good checkpoint \(.*ckpt-4\) was kept", run["stderr"])
+  files = _files(run["workdir"])
+  assert not any(f.startswith("checkpoints/ckpt-5") for f in files)
+  assert {f: files[f] for f in run["before"]} == run["before"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing_gin_file", r"gin file '.*missing\.gin' not found; pass an existing file to "
+                         r"--gin_file"),
+    ("unknown_binding", r"bad gin config: .*no_such_setting"),
+    ("unknown_dataset", r"unknown dataset 'nosuch'; choose one of \[.*'mnist'"),
+    ("tfds_not_prepared", r"TFDS 'cifar10' is not prepared in .*empty.*; build it .*"
+                          r"`tfds build cifar10 --data_dir=DIR`"),
+    ("other_architecture", r"workdir .* holds a different model .*; use a new --workdir"),
+    ("batch_not_divisible", r"global batch size 7 is not divisible by the 2 replicas; "
+                            r"choose a multiple of 2"),
+])
+def test_bad_input_is_one_error_line_and_leaves_the_workdir_alone(runs, name, message):
+  run = runs[name]
+  assert run["status"] == 1, run["stderr"]
+  assert "Traceback" not in run["stderr"]
+  lines = run["stderr"].strip().splitlines()
+  assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
+  assert re.search(message, lines[-1])
+  if run["before"]:
+    assert _files(run["workdir"]) == run["before"]
+  else:
+    assert not run["workdir"].exists()
+
+
+def test_unprepared_tfds_data_fails_in_seconds(runs):
+  # Offline, letting TFDS download retries DNS for minutes.
+  assert runs["tfds_not_prepared"]["seconds"] < 90

@@ -1,0 +1,243 @@
+"""Stage 6 (train_lib.py, callbacks.py): a stopped run resumes exactly; the workdir only
+grows; divergence keeps the last good checkpoint; bad input fails before writing anything.
+
+Every run is the quickstart config shrunk to a tiny SNDCGAN (base 4 channels, global
+batch 8) on the built-in MNIST, for a few steps, in this process.
+"""
+
+import os
+import shutil
+
+import gin
+import keras
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow as tf
+from tensorflow.core.util import event_pb2
+
+from ssgan_tf import callbacks
+from ssgan_tf import train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "gin_configs", "quickstart.gin")
+TINY = ['networks.generator_kwargs = {"base_channels": 4}',
+        'networks.discriminator_kwargs = {"base_channels": 4}',
+        "ssgan.global_batch_size = 8", "train.log_every = 1", "train.checkpoint_every = 2",
+        "train.sample_every = 2"]
+
+
+def _train(workdir, total_steps, *bindings, strategy=None):
+  """train_lib.train on the tiny quickstart config; the same initial weights every time."""
+  gin.clear_config()
+  gin.parse_config_files_and_bindings(
+      [QUICKSTART], TINY + [f"train.total_steps = {total_steps}", *bindings])
+  # Not seed 0: with a TF global seed of 0, tf.data's shuffle rejects a tensor seed.
+  keras.utils.set_random_seed(1)
+  try:
+    return train_lib.train(str(workdir), strategy or tf.distribute.get_strategy())
+  finally:
+    gin.clear_config()
+
+
+def _state(model):
+  """Every value exact resumption depends on, in a fixed order."""
+  variables = (model.generator.variables + model.discriminator.variables
+               + model.d_optimizer.variables + model.g_optimizer.variables)
+  return [v.numpy() for v in variables] + [model.noise.state.numpy()]
+
+
+def _assert_same_state(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+
+
+def _files(workdir):
+  """{relative path: (size, mtime_ns)} of every file under `workdir`."""
+  out = {}
+  for folder, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(folder, name)
+      out[os.path.relpath(path, workdir)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
+  return out
+
+
+def _scalars(workdir):
+  """{(step, tag): value} of the scalar summaries under workdir/train."""
+  out = {}
+  folder = os.path.join(workdir, "train")
+  for name in os.listdir(folder):
+    for record in tf.data.TFRecordDataset(os.path.join(folder, name)):
+      event = event_pb2.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        array = tf.make_ndarray(value.tensor)
+        if array.ndim == 0:
+          out[(event.step, value.tag)] = float(array)
+  return out
+
+
+def _checkpoint_steps(workdir):
+  names = os.listdir(os.path.join(workdir, "checkpoints"))
+  return sorted(int(n[len("ckpt-"):-len(".index")]) for n in names if n.endswith(".index"))
+
+
+def _first_line(error):
+  # gin appends "In call to configurable ..." lines; the CLI prints only the first.
+  return str(error.value).splitlines()[0]
+
+
+# --- Resuming ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """4 steps straight; the same stopped after 2, run again (nothing to do), resumed to 4."""
+  straight, stopped = tmp_path_factory.mktemp("straight"), tmp_path_factory.mktemp("stopped")
+  result = {"straight": _state(_train(straight, 4))}
+  result["after_2"] = _state(_train(stopped, 2))
+  files_after_2 = _files(stopped)
+  result["at_2_dir"] = tmp_path_factory.mktemp("at_2") / "w"
+  shutil.copytree(stopped, result["at_2_dir"])
+  result["rerun_2"] = _state(_train(stopped, 2))
+  result["rerun_files_unchanged"] = _files(stopped) == files_after_2
+  result["resumed"] = _state(_train(stopped, 4))
+  result.update(straight_dir=straight, stopped_dir=stopped)
+  return result
+
+
+def test_restored_state_equals_the_saved_one(runs):
+  # The rerun with total_steps already reached only restores: what it returns is the
+  # checkpoint, which must hold every weight (BN statistics and spectral-norm u of
+  # layers kept in lists included), every Adam slot and the noise generator's state.
+  _assert_same_state(runs["rerun_2"], runs["after_2"])
+
+
+def test_rerun_of_a_finished_run_writes_nothing(runs):
+  assert runs["rerun_files_unchanged"]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(runs):
+  _assert_same_state(runs["resumed"], runs["straight"])
+  assert _checkpoint_steps(runs["stopped_dir"]) == _checkpoint_steps(runs["straight_dir"]) == [2, 4]
+
+
+def test_losses_after_resuming_equal_those_of_an_uninterrupted_run(runs):
+  straight, resumed = _scalars(runs["straight_dir"]), _scalars(runs["stopped_dir"])
+  losses = {key: value for key, value in straight.items() if key[1].startswith("loss/")}
+  assert {step for step, _ in losses} == {1, 2, 3, 4}
+  assert len(losses) == 4 * 4  # loss/d, loss/g and both rotation losses, every step.
+  assert losses == {key: resumed[key] for key in losses}
+
+
+def test_workdir_layout(runs):
+  files = _files(runs["straight_dir"])
+  expected = {"operative_config.gin", "model_info.json", "checkpoints/checkpoint",
+              "samples/fakes_00000002.png", "samples/fakes_00000004.png"}
+  assert expected <= set(files)
+  assert {f"checkpoints/ckpt-{s}.index" for s in (2, 4)} <= set(files)
+  assert any(f.startswith("train/events.out.tfevents") for f in files)
+  # Nothing else: no scratch folders, no probe files.
+  others = {f for f in files if not f.startswith(("checkpoints/ckpt-", "train/events"))}
+  assert others == expected
+
+
+def test_resume_takes_the_configured_learning_rates(runs, tmp_path):
+  # The checkpoint stores the Adam learning rates; a run resumed with other rates (e.g.
+  # lowered after a divergence) must use those.
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["stopped_dir"], workdir)
+  model = _train(workdir, 4, "optimizers.g_lr = 1e-3", "optimizers.d_lr = 5e-4")
+  assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-3)
+  assert float(model.d_optimizer.learning_rate) == pytest.approx(5e-4)
+
+
+# --- Divergence ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("binding", [
+    # Both optimizers jump 1e30 per weight at step 3: the losses of step 3 are NaN.
+    "optimizers.g_lr = 1e30",
+    # An infinite weight of G's rotation loss: G's update, the last of step 3, makes G's
+    # weights NaN while every loss logged at step 3 is finite. They must not be saved.
+    "ssgan.rotation_weight_g = 1e400",
+])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(runs, tmp_path, binding):
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["at_2_dir"], workdir)
+  with pytest.raises(callbacks.NonFiniteLossError) as error:
+    _train(workdir, 6, binding, "train.checkpoint_every = 1")
+  assert _first_line(error).startswith("non-finite loss or weights at step 3;")
+  assert "ckpt-2" in _first_line(error) and "Lower the learning rates" in _first_line(error)
+  assert _checkpoint_steps(workdir) == [2]
+  assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-2")
+  # The kept checkpoint is the one the stopped run wrote.
+  restored = train_lib.restore_for_inference(str(workdir))
+  _assert_same_state(_state(restored.model), runs["after_2"])
+  gin.clear_config()
+
+
+# --- Bad input: an error naming the fix, and nothing written --------------------------
+
+def _write_png(path, size):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  PIL.Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(path)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing folder", r"does not exist or is not a folder; set dataset.image_dir"),
+    ("empty folder", r"no images in .*searched recursively"),
+    ("corrupt image", r"1 of 2 images in .* cannot be read: .*bad\.png.* Remove or re-save"),
+    ("resolution 28", r"sndcgan needs a resolution divisible by 8; got 28"),
+])
+def test_unusable_image_folder_fails_before_writing(tmp_path, case, match):
+  images = tmp_path / "images"
+  if case != "missing folder":
+    images.mkdir()
+  if case in ("corrupt image", "resolution 28"):
+    _write_png(images / "good.png", 40)
+  if case == "corrupt image":
+    (images / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+  resolution = 28 if case == "resolution 28" else 32
+  workdir = tmp_path / "workdir"
+  with pytest.raises(ValueError) as error:
+    _train(workdir, 2, 'dataset.name = "folder"', f'dataset.image_dir = "{images}"',
+           f"dataset.resolution = {resolution}")
+  assert error.match(match)
+  assert not workdir.exists()
+
+
+def test_workdir_under_a_file_is_refused(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  with pytest.raises(train_lib.WorkdirError) as error:
+    _train(blocker / "workdir", 2)
+  assert _first_line(error).startswith("cannot write to workdir")
+  assert "choose a writable --workdir" in _first_line(error)
+  assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("bindings, match", [
+    # Same architecture, other widths: the checkpoint does not fit the model.
+    (['networks.generator_kwargs = {"base_channels": 8}'], r"checkpoint .*ckpt-2 does not match"),
+    # Another architecture: model_info.json says so before any checkpoint is read.
+    (['networks.architecture = "resnet_cifar"', 'networks.generator_kwargs = {"g_channels": 4}',
+      'networks.discriminator_kwargs = {"d_channels": 4}'], r"holds a different model"),
+])
+def test_workdir_of_another_model_is_refused_and_left_alone(runs, tmp_path, bindings, match):
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["at_2_dir"], workdir)
+  before = _files(workdir)
+  with pytest.raises(train_lib.WorkdirError) as error:
+    _train(workdir, 6, *bindings)
+  assert error.match(match)
+  assert "use a new --workdir" in _first_line(error)
+  assert _files(workdir) == before
+
+
+def test_global_batch_not_divisible_by_the_replicas(tmp_path):
+  strategy = tf.distribute.MirroredStrategy(
+      [d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+  with pytest.raises(ValueError) as error:
+    _train(tmp_path / "w", 2, "ssgan.global_batch_size = 7", strategy=strategy)
+  assert _first_line(error).startswith(
+      "global batch size 7 is not divisible by the 2 replicas; choose a multiple of 2")
+  assert not (tmp_path / "w").exists()
