@@ -91,21 +91,31 @@ def _all_finite(model):
 
 
 class OperativeConfig(keras.callbacks.Callback):
-  """Writes `operative_config.gin` once, after the first step has called every configurable.
+  """Writes `operative_config.gin` after the first step, which calls every configurable.
 
-  An existing file (a resumed run) is kept: the workdir only grows.
+  The workdir only grows: a resumed run whose configuration differs (say, lower learning
+  rates) writes `operative_config-<step>.gin` beside the first one instead.
   """
 
   def __init__(self, workdir, is_chief):
     super().__init__()
-    self.path = os.path.join(workdir, "operative_config.gin")
-    self.is_chief = is_chief
+    self.workdir, self.pending = workdir, is_chief
 
   def on_train_batch_end(self, batch, logs=None):
-    if self.is_chief and not tf.io.gfile.exists(self.path):
-      with tf.io.gfile.GFile(self.path, "w") as f:
-        f.write(gin.operative_config_str())
-    self.is_chief = False  # Once per run.
+    if not self.pending:
+      return
+    self.pending = False
+    config = gin.operative_config_str()
+    path = os.path.join(self.workdir, "operative_config.gin")
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        if f.read() == config:
+          return
+      # The step the resumed run started from: it has done one step since.
+      path = os.path.join(self.workdir,
+                          f"operative_config-{generator_step(self.model) - 1}.gin")
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(config)
 
 
 class ProgressAndSummaries(keras.callbacks.Callback):

@@ -418,7 +418,7 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
 def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, start_batch=0):
   """Endless shuffled batches of `source.images(split)` for training, resumable exactly.
 
-  Epoch e (one pass over the split) is shuffled with the seed pair `(seed, e)`, and epochs
+  Epoch e (one pass over the split) is shuffled with the seed pair `(seed, e + 1)`, and epochs
   run into each other before batching, so no image is dropped and the stream of
   batches is a fixed function of `seed`. Batch i of a pipeline made with `start_batch=s`
   equals batch s + i of one made with `start_batch=0`; reaching it reads at most one epoch.
@@ -451,7 +451,8 @@ def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, star
     variant = tf.raw_ops.ShuffleDatasetV3(
         input_dataset=tf.data.experimental.to_variant(images),
         buffer_size=tf.constant(shuffle_buffer, tf.int64), seed=tf.constant(seed, tf.int64),
-        seed2=epoch, seed_generator=tf.raw_ops.DummySeedGenerator(),
+        seed2=epoch + 1,  # Never (0, 0), which would mean "nondeterministic".
+        seed_generator=tf.raw_ops.DummySeedGenerator(),
         reshuffle_each_iteration=False, output_types=[images.element_spec.dtype],
         output_shapes=[images.element_spec.shape])
     return tf.data.experimental.from_variant(variant, images.element_spec)

@@ -43,13 +43,18 @@ class UsageError(ValueError):
   pass
 
 
-def parse_gin(files, params):
-  """Parses the gin files, then the bindings; one-line errors for missing files and
-  unknown or malformed bindings. Included files are looked up next to each file."""
+def check_gin_files(files):
   for path in files:
     if not os.path.isfile(path):
       raise UsageError(f"gin file {path!r} not found; pass an existing file to --gin_file "
                        "(see gin_configs/).")
+
+
+def parse_gin(files, params):
+  """Parses the gin files, then the bindings; one-line errors for missing files and
+  unknown or malformed bindings. Included files are looked up next to each file."""
+  check_gin_files(files)
+  for path in files:
     gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
   try:
     # Not finalized (locked): configure() binds the other flags afterwards.
@@ -61,6 +66,7 @@ def parse_gin(files, params):
 
 def run(argv):
   del argv
+  check_gin_files(FLAGS.gin_file)  # Before the slow imports.
   # Imported here so that `--help` is fast and gin sees every configurable.
   from ssgan_tf import distribute
   from ssgan_tf import export_lib
@@ -95,11 +101,12 @@ def configure():
 
 
 def main(argv):
+  from ssgan_tf.callbacks import NonFiniteLossError
   try:
     run(argv)
-  except ValueError as e:
-    # Bad input: one line (gin appends "In call to configurable ..." lines; -v 1 shows
-    # them and the traceback).
+  except (ValueError, NonFiniteLossError) as e:
+    # Bad input or a diverged run: one line (gin appends "In call to configurable ..."
+    # lines; -v 1 shows them and the traceback).
     logging.vlog(1, "traceback:", exc_info=True)
     print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
     sys.exit(1)

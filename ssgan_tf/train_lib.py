@@ -95,8 +95,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     sample_every: steps between sample grids.
     eval_every: steps between evaluations of the live generator (0: none), with the
       gin settings `evaluation.*` / `classifier.*`; records go to metrics.jsonl.
-    seed: seed of the data order and of the fixed z of the sample grids. (The training
-      noise has its own seed, `ssgan.seed`.)
+    seed: seed of the initial weights, the data order and the fixed z of the sample
+      grids. (The training noise has its own seed, `ssgan.seed`.)
     jit_compile: XLA-compile the train step (one device only; slower on CPU).
 
   Returns:
@@ -105,61 +105,76 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   chief = distribute.is_chief(strategy)
   source = data.get_source()
   set_precision(precision)
+  keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
   model = build_model(strategy, source.image_shape, jit_compile)
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
   check_model_info(workdir, model, source.image_shape, write=chief)
   checkpoint = make_checkpoint(model)
   manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints)
-  # Every worker resumes from the chief's checkpoints, so that all start equal.
+  resume(checkpoint, model, workdir)
+  start_step = callbacks_lib.generator_step(model)
+  if start_step >= total_steps:
+    logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
+  else:
+    logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
+                 "disc_iters %d, image shape %s", source.name, start_step, total_steps,
+                 strategy.num_replicas_in_sync, model.batch.global_batch_size,
+                 model.disc_iters, source.image_shape)
+    stop = callbacks_lib.StopAtStep(total_steps)
+    callbacks = [stop, callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step),
+                 *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
+                                       sample_every, eval_every)]
+    dataset = _training_data(source, model, seed, start_step)
+    model.fit(dataset, steps_per_epoch=log_every, initial_epoch=start_step // log_every,
+              epochs=-(-total_steps // log_every), callbacks=callbacks, verbose=0)
+  if not chief:
+    tf.io.gfile.rmtree(ckpt_dir)
+  if start_step < total_steps and stop.bad_step is not None:
+    raise callbacks_lib.NonFiniteLossError(
+        f"non-finite loss or weights at step {stop.bad_step}; training stopped and "
+        + (f"the last good checkpoint ({manager.latest_checkpoint}) was kept"
+           if manager.latest_checkpoint else "no checkpoint was written")
+        + ". Lower the learning rates or change the loss, then run again to resume.")
+  return model
+
+
+def resume(checkpoint, model, workdir):
+  """Restores the workdir's latest checkpoint, if any, keeping the configured learning
+  rates (so that a run can resume with lower ones, e.g. after a divergence). Every worker
+  resumes from the chief's checkpoints, so that all start equal."""
   latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   if latest:
-    # The checkpoint holds the learning rates too; the configured ones win, so that a run
-    # can resume with lower rates (e.g. after a divergence).
     optimizers = (model.d_optimizer, model.g_optimizer)
     learning_rates = [float(o.learning_rate.numpy()) for o in optimizers]
     restore(checkpoint, latest)
     for optimizer, learning_rate in zip(optimizers, learning_rates):
       optimizer.learning_rate = learning_rate
     logging.info("resumed from %s", latest)
-  start_step = callbacks_lib.generator_step(model)
-  if start_step >= total_steps:
-    logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
-    if not chief:
-      tf.io.gfile.rmtree(ckpt_dir)
-    return model
 
+
+def _training_data(source, model, seed, start_step):
+  """The training batches from generator step `start_step` on (exact resume)."""
   batch = model.batch.global_batch_size * model.disc_iters
   dataset = data.train_pipeline(source, "train", batch, seed=seed, start_batch=start_step)
   options = tf.data.Options()
   # Multi-worker: every worker reads the whole pipeline and keeps its share of each batch.
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-  dataset = dataset.with_options(options)
+  return dataset.with_options(options)
+
+
+def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sample_every,
+                         eval_every):
+  """Operative config, progress/summaries, samples and evaluation (chief only writes)."""
   writer = tf.summary.create_file_writer(os.path.join(workdir, "train")) if chief else None
-  stop = callbacks_lib.StopAtStep(total_steps)
-  callbacks = [stop, callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step),
-               callbacks_lib.OperativeConfig(workdir, chief),
+  callbacks = [callbacks_lib.OperativeConfig(workdir, chief),
                callbacks_lib.ProgressAndSummaries(writer, total_steps)]
-  if chief and eval_every:
-    callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source))
   if chief:
     fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
     callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))
-  logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
-               "disc_iters %d, image shape %s", source.name, start_step, total_steps,
-               strategy.num_replicas_in_sync, model.batch.global_batch_size,
-               model.disc_iters, source.image_shape)
-  model.fit(dataset, steps_per_epoch=log_every, initial_epoch=start_step // log_every,
-            epochs=-(-total_steps // log_every), callbacks=callbacks, verbose=0)
-  if not chief:
-    tf.io.gfile.rmtree(ckpt_dir)
-  if stop.bad_step is not None:
-    kept = (f"the last good checkpoint ({manager.latest_checkpoint}) was kept"
-            if manager.latest_checkpoint else "no checkpoint was written")
-    raise callbacks_lib.NonFiniteLossError(
-        f"non-finite loss or weights at step {stop.bad_step}; training stopped and {kept}. "
-        "Lower the learning rates or change the loss, then run again to resume from it.")
-  return model
+    if eval_every:
+      callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source))
+  return callbacks
 
 
 def _checkpoint_dir(workdir, strategy, chief):

@@ -28,12 +28,10 @@ TINY = ['networks.generator_kwargs = {"base_channels": 4}',
 
 
 def _train(workdir, total_steps, *bindings, strategy=None):
-  """train_lib.train on the tiny quickstart config; the same initial weights every time."""
+  """train_lib.train on the tiny quickstart config (train.seed: the same initial weights)."""
   gin.clear_config()
   gin.parse_config_files_and_bindings(
       [QUICKSTART], TINY + [f"train.total_steps = {total_steps}", *bindings])
-  # Not seed 0: with a TF global seed of 0, tf.data's shuffle rejects a tensor seed.
-  keras.utils.set_random_seed(1)
   try:
     return train_lib.train(str(workdir), strategy or tf.distribute.get_strategy())
   finally:
@@ -146,9 +144,16 @@ def test_resume_takes_the_configured_learning_rates(runs, tmp_path):
   # lowered after a divergence) must use those.
   workdir = tmp_path / "w"
   shutil.copytree(runs["stopped_dir"], workdir)
-  model = _train(workdir, 4, "optimizers.g_lr = 1e-3", "optimizers.d_lr = 5e-4")
+  first_config = (workdir / "operative_config.gin").read_text()
+  model = _train(workdir, 5, "optimizers.g_lr = 1e-3", "optimizers.d_lr = 5e-4")
   assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-3)
   assert float(model.d_optimizer.learning_rate) == pytest.approx(5e-4)
+  # The workdir only grows: the changed configuration goes beside the first one.
+  assert (workdir / "operative_config.gin").read_text() == first_config
+  # (The stopped run had already resumed once, at step 2, with another total_steps.)
+  assert sorted(p.name for p in workdir.glob("operative_config-*.gin")) == [
+      "operative_config-2.gin", "operative_config-4.gin"]
+  assert "optimizers.g_lr = 0.001" in (workdir / "operative_config-4.gin").read_text()
 
 
 # --- Divergence ----------------------------------------------------------------------
