@@ -126,7 +126,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                                        sample_every, eval_every)]
     dataset = _training_data(source, model, seed, start_step)
     model.fit(dataset, steps_per_epoch=log_every, initial_epoch=start_step // log_every,
-              epochs=-(-total_steps // log_every), callbacks=callbacks, verbose=0)
+              epochs=-(-total_steps // log_every), callbacks=callbacks, shuffle=False,
+              verbose=0)
   if not chief:
     tf.io.gfile.rmtree(ckpt_dir)
   if start_step < total_steps and stop.bad_step is not None:
