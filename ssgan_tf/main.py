@@ -7,10 +7,14 @@ function. Bad input ends with a one-line error and exit status 1.
 import os
 import sys
 
-import gin
-from absl import app
-from absl import flags
-from absl import logging
+# TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
+# errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import gin  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, e.g. "
