@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf.nets import build_networks
+from ssgan_tf.nets import resnet_cifar as resnet_cifar_module
 
 Z_DIM = 128
 
@@ -97,6 +98,19 @@ def _check_outputs(generator, discriminator, resolution, channels, features):
   assert out["rotation_logits"].shape == (3, 4)
   assert out["features"].shape == (3, features)
   assert all(v.dtype == tf.float32 for v in out.values())
+
+
+def test_upsample2x_and_its_custom_gradient_equal_nearest_neighbour_resizing():
+  x = tf.random.normal([2, 3, 5, 4], seed=1)
+  weights = tf.random.normal([2, 6, 10, 4], seed=2)  # A loss with distinct pixel weights.
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    ours = resnet_cifar_module.upsample2x(x)
+    reference = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+    loss_ours, loss_reference = tf.reduce_sum(ours * weights), tf.reduce_sum(reference * weights)
+  np.testing.assert_array_equal(ours, reference)
+  np.testing.assert_allclose(tape.gradient(loss_ours, x), tape.gradient(loss_reference, x),
+                             rtol=1e-6, atol=1e-6)
 
 
 def test_resnet_cifar_outputs(resnet_cifar):

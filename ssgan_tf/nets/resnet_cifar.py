@@ -27,11 +27,21 @@ def check_resolution(resolution):
         f"{resolution}. Resize the data to {RESOLUTION} or choose architecture 'sndcgan'.")
 
 
+@tf.custom_gradient
 def upsample2x(x):
-  """Nearest-neighbour 2x upsampling of `[B, H, W, C]`, as a broadcast (cheap gradient)."""
+  """Nearest-neighbour 2x upsampling of `[B, H, W, C]`, as a broadcast.
+
+  The gradient sums each 2x2 block of the upstream gradient. Autodiff of the broadcast
+  would do it with a reduce_sum over two strided axes, ~10x slower on CPU than 4 x a 2x2
+  average pool (oneDNN); the values agree (x4 and /4 are exact).
+  """
   b, h, w, c = tf.unstack(tf.shape(x))
-  x = tf.broadcast_to(x[:, :, None, :, None, :], [b, h, 2, w, 2, c])
-  return tf.reshape(x, [b, 2 * h, 2 * w, c])
+  y = tf.broadcast_to(tf.reshape(x, [b, h, 1, w, 1, c]), [b, h, 2, w, 2, c])
+
+  def grad(dy):
+    return 4.0 * tf.nn.avg_pool2d(dy, 2, 2, "VALID")
+
+  return tf.reshape(y, [b, 2 * h, 2 * w, c]), grad
 
 
 def avg_pool2x(x):
