@@ -20,13 +20,13 @@ import numpy as np
 import PIL.Image
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--gin_file=" + os.path.join(ROOT, "gin_configs", "quickstart.gin"),
-        '--gin_param=networks.generator_kwargs = {"base_channels": 4}',
-        '--gin_param=networks.discriminator_kwargs = {"base_channels": 4}',
-        "--gin_param=ssgan.global_batch_size = 8", "--gin_param=train.total_steps = 4",
-        "--gin_param=train.log_every = 2", "--gin_param=train.checkpoint_every = 2",
-        "--gin_param=train.sample_every = 2"]
+from tiny_runs import files as _files
+from tiny_runs import QUICKSTART
+from tiny_runs import ROOT
+from tiny_runs import tiny_bindings
+
+TINY = [f"--gin_file={QUICKSTART}",
+        *[f"--gin_param={b}" for b in tiny_bindings(log_every=2) + ["train.total_steps = 4"]]]
 
 
 def _cli(*args, timeout=240):
@@ -36,16 +36,6 @@ def _cli(*args, timeout=240):
   process = subprocess.run([sys.executable, "-m", "ssgan_tf.main", *args], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=timeout, check=False)
   return process.returncode, process.stderr, time.perf_counter() - start
-
-
-def _files(workdir):
-  """{relative path: (size, mtime_ns)} of every file under `workdir`."""
-  out = {}
-  for folder, _, names in os.walk(workdir):
-    for name in names:
-      path = os.path.join(folder, name)
-      out[os.path.relpath(path, workdir)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
-  return out
 
 
 @pytest.fixture(scope="module")

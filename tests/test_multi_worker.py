@@ -17,12 +17,12 @@ import tensorflow as tf
 
 from ssgan_tf import train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "gin_configs", "quickstart.gin")
-BINDINGS = ['networks.generator_kwargs = {"base_channels": 4}',
-            'networks.discriminator_kwargs = {"base_channels": 4}',
-            "ssgan.global_batch_size = 8", "train.log_every = 2", "train.checkpoint_every = 2",
-            "train.sample_every = 2"]
+from tiny_runs import files
+from tiny_runs import QUICKSTART
+from tiny_runs import ROOT
+from tiny_runs import tiny_bindings
+
+BINDINGS = tiny_bindings(log_every=2)
 TIMEOUT = 300  # Seconds for both workers; a worker whose peer died would block forever.
 
 
@@ -33,8 +33,7 @@ def _free_port():
 
 
 def _files(workdir):
-  return {os.path.relpath(os.path.join(folder, name), workdir)
-          for folder, _, names in os.walk(workdir) for name in names}
+  return set(files(workdir))
 
 
 def _run_workers(workdir, total_steps):

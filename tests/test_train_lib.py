@@ -9,7 +9,6 @@ import os
 import shutil
 
 import gin
-import keras
 import numpy as np
 import PIL.Image
 import pytest
@@ -19,12 +18,11 @@ from tensorflow.core.util import event_pb2
 from ssgan_tf import callbacks
 from ssgan_tf import train_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "gin_configs", "quickstart.gin")
-TINY = ['networks.generator_kwargs = {"base_channels": 4}',
-        'networks.discriminator_kwargs = {"base_channels": 4}',
-        "ssgan.global_batch_size = 8", "train.log_every = 1", "train.checkpoint_every = 2",
-        "train.sample_every = 2"]
+from tiny_runs import files as _files
+from tiny_runs import QUICKSTART
+from tiny_runs import tiny_bindings
+
+TINY = tiny_bindings(log_every=1)
 
 
 def _train(workdir, total_steps, *bindings, strategy=None):
@@ -49,16 +47,6 @@ def _assert_same_state(a, b):
   assert len(a) == len(b)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
-
-
-def _files(workdir):
-  """{relative path: (size, mtime_ns)} of every file under `workdir`."""
-  out = {}
-  for folder, _, names in os.walk(workdir):
-    for name in names:
-      path = os.path.join(folder, name)
-      out[os.path.relpath(path, workdir)] = (os.path.getsize(path), os.stat(path).st_mtime_ns)
-  return out
 
 
 def _scalars(workdir):
