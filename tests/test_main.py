@@ -64,6 +64,12 @@ COMMANDS = {
                                    '{"d_channels": 4}'], "copy"),
     "batch_not_divisible": (TINY + ["--strategy=mirrored", "--num_cpu_devices=2",
                                     "--gin_param=ssgan.global_batch_size = 7"], "new"),
+    # The offline classifier (built-in mnist); its weights are trained into {tmp}/cache.
+    "eval": (["--mode=eval", "--gin_param=evaluation.num_samples = 100",
+              "--gin_param=classifier.cache_dir = '{tmp}/cache'",
+              "--gin_param=evaluation.cache_dir = '{tmp}/cache'"], "copy"),
+    "eval_without_checkpoint": (["--mode=eval"], "new"),
+    "export": (["--mode=export"], "copy"),
 }
 
 
@@ -88,6 +94,25 @@ def runs(trained, tmp_path_factory):
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     results = dict(zip(COMMANDS, pool.map(run, COMMANDS)))
   return results
+
+
+def test_eval_appends_protocol_named_records(runs):
+  run = runs["eval"]
+  assert run["status"] == 0, run["stderr"]
+  records = [json.loads(line) for line in (run["workdir"] / "metrics.jsonl").read_text()
+             .splitlines()]
+  assert [r["metric"] for r in records] == ["fmd100_test", "mnist_score100", "kmd100_test"]
+  for record in records:
+    assert record["step"] == 4 and record["checkpoint"].endswith("ckpt-4")
+    assert record["num_fake"] == 100 and record["classifier"] == "mnist_cnn_v1"
+    assert np.isfinite(record["value"])
+  assert any(f.startswith("eval/events.out.tfevents.") for f in _files(run["workdir"]))
+
+
+def test_export_writes_a_savedmodel_of_the_latest_step(runs):
+  run = runs["export"]
+  assert run["status"] == 0, run["stderr"]
+  assert (run["workdir"] / "export" / "4" / "saved_model.pb").exists()
 
 
 def test_quickstart_fills_the_workdir(trained):
@@ -149,6 +174,7 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
     ("other_architecture", r"workdir .* holds a different model .*; use a new --workdir"),
     ("batch_not_divisible", r"global batch size 7 is not divisible by the 2 replicas; "
                             r"choose a multiple of 2"),
+    ("eval_without_checkpoint", r"no checkpoint in .*; train first: python -m ssgan_tf.main"),
 ])
 def test_bad_input_is_one_error_line_and_leaves_the_workdir_alone(runs, name, message):
   run = runs[name]
