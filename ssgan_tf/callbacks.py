@@ -2,7 +2,8 @@
 
 Every callback reads the step from the model: one step = one generator update
 (`model.g_optimizer.iterations`), i.e. `disc_iters` D updates + 1 G update.
-Only the chief writes (multi-worker training); each callback takes `is_chief`.
+Only the chief writes (multi-worker training): train_lib gives the other workers only the
+callbacks that write nothing.
 """
 
 import math
@@ -97,9 +98,9 @@ class OperativeConfig(keras.callbacks.Callback):
   rates) writes `operative_config-<step>.gin` beside the first one instead.
   """
 
-  def __init__(self, workdir, is_chief):
+  def __init__(self, workdir):
     super().__init__()
-    self.workdir, self.pending = workdir, is_chief
+    self.workdir, self.pending = workdir, True
 
   def on_train_batch_end(self, batch, logs=None):
     if not self.pending:

@@ -167,9 +167,9 @@ def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sampl
                          eval_every):
   """Operative config, progress/summaries, samples and evaluation (chief only writes)."""
   writer = tf.summary.create_file_writer(os.path.join(workdir, "train")) if chief else None
-  callbacks = [callbacks_lib.OperativeConfig(workdir, chief),
-               callbacks_lib.ProgressAndSummaries(writer, total_steps)]
+  callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
   if chief:
+    callbacks.append(callbacks_lib.OperativeConfig(workdir))
     fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
     callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))
@@ -223,7 +223,6 @@ class Restored:
   step: int
   checkpoint_path: str
   image_shape: tuple
-  workdir: str
 
   @functools.cached_property
   def source(self):
@@ -258,4 +257,4 @@ def restore_for_inference(workdir, checkpoint=None):
   set_precision("float32")
   model = build_model(tf.distribute.get_strategy(), image_shape)
   restore(make_checkpoint(model), path)
-  return Restored(model, callbacks_lib.generator_step(model), path, image_shape, workdir)
+  return Restored(model, callbacks_lib.generator_step(model), path, image_shape)
