@@ -1,0 +1,63 @@
+"""Errors that are the user's to fix, apart from bugs.
+
+Everything raised for bad input -- a config value out of range, a missing or unprepared
+data set, a workdir that holds another model, an export that exists -- derives from
+`UserError`; its message is one line that names what is wrong and how to fix it.
+`main` and the tools print that line and exit with status 1. Any other exception is a
+bug (or a TensorFlow failure) and keeps its traceback.
+
+The subclasses that are about a bad value also derive from ValueError, so that library
+callers may catch them as such.
+"""
+
+
+class UserError(Exception):
+  """Bad input, config or workdir: the one-line message says what to change."""
+
+
+class ConfigError(UserError, ValueError):
+  """A configuration value (gin binding, flag, argument) that cannot work."""
+
+
+class DataError(UserError, ValueError):
+  """The requested data is missing, unprepared or unreadable."""
+
+
+class WorkdirError(UserError, ValueError):
+  """The workdir cannot be used as asked (unwritable, another model's, locked, ...)."""
+
+
+class ExportError(UserError, ValueError):
+  """An export cannot be written as asked (e.g. it exists already)."""
+
+
+class ClassifierUnavailableError(UserError, ValueError):
+  """A metric's classifier (e.g. Inception) cannot be loaded here."""
+
+
+class TrainingDiverged(UserError):
+  """A non-finite loss or weight stopped training; the last good checkpoint is kept."""
+
+
+def check_range(name, value, *, minimum=None, maximum=None, integer=False,
+                exclusive_minimum=False):
+  """Returns `value` if it is a number in range, else raises a one-line ConfigError.
+
+  Args:
+    name: the binding or argument as the user writes it, e.g. "train.log_every".
+    value: the value read.
+    minimum, maximum: inclusive bounds (None: unbounded); `exclusive_minimum` makes the
+      lower bound exclusive (e.g. a learning rate > 0).
+    integer: the value must be an int (bool is not accepted).
+  """
+  kind = "an integer" if integer else "a number"
+  is_number = isinstance(value, int) if integer else isinstance(value, (int, float))
+  if isinstance(value, bool) or not is_number or value != value:  # NaN != NaN.
+    raise ConfigError(f"{name} must be {kind}; got {value!r}.")
+  low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
+  if not low_ok or (maximum is not None and value > maximum):
+    low = "" if minimum is None else (f"> {minimum}" if exclusive_minimum else f">= {minimum}")
+    high = "" if maximum is None else f"<= {maximum}"
+    allowed = " and ".join(part for part in (low, high) if part)
+    raise ConfigError(f"{name} must be {allowed}; got {value!r}.")
+  return value
