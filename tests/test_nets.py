@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf.nets import build_networks
-from ssgan_tf.nets import resnet_cifar as resnet_cifar_module
+from ssgan_tf.nets import resnet_ops
 
 Z_DIM = 128
 
@@ -105,7 +105,7 @@ def test_upsample2x_and_its_custom_gradient_equal_nearest_neighbour_resizing():
   weights = tf.random.normal([2, 6, 10, 4], seed=2)  # A loss with distinct pixel weights.
   with tf.GradientTape(persistent=True) as tape:
     tape.watch(x)
-    ours = resnet_cifar_module.upsample2x(x)
+    ours = resnet_ops.upsample2x(x)
     reference = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
     loss_ours, loss_reference = tf.reduce_sum(ours * weights), tf.reduce_sum(reference * weights)
   np.testing.assert_array_equal(ours, reference)

@@ -1,4 +1,5 @@
-"""Tests of rotation.py: rot90 copies of the last n images, block-ordered labels."""
+"""Tests of rotation.py: rot90 copies of the last n images, block-ordered labels, and the
+global vs per-replica batch arithmetic with its readable errors."""
 
 import numpy as np
 import pytest
@@ -71,3 +72,30 @@ def test_non_square_images_raise_readable_error():
 def test_non_batched_images_raise_readable_error():
   with pytest.raises(ValueError, match=r"\[batch, height, width, channels\]"):
     rotation.rotated_copies(tf.zeros([4, 4, 3]), 1)
+
+
+@pytest.mark.parametrize("global_batch, replicas, rotated, per_replica, rot_per_replica, n", [
+    (64, 1, 64, 64, 64, 16),   # build_ssgan default (rotated = batch): last quarter rotated
+    (64, 2, 64, 32, 32, 8),
+    (16, 2, 8, 8, 4, 1),
+    (8, 2, 0, 4, 0, 0),        # no rotation loss
+    (8, 1, 32, 8, 32, 8),      # every image rotated (the most allowed)
+])
+def test_batch_sizes_split_global_counts_per_replica(global_batch, replicas, rotated,
+                                                     per_replica, rot_per_replica, n):
+  sizes = rotation.BatchSizes(global_batch, replicas, rotated)
+  assert sizes.per_replica_batch == per_replica
+  assert sizes.rotated_per_replica == rot_per_replica
+  assert sizes.rotated_per_angle == n
+
+
+@pytest.mark.parametrize("args, match", [
+    ((10, 4, 8), "global batch size 10 is not divisible by the 4 replicas"),
+    ((0, 1, 0), "global batch size 0"),
+    ((8, 2, 12), r"rotated batch size 12 must be a multiple of 4 x 2 replicas = 8"),
+    ((8, 1, 6), r"multiple of 4 x 1 replicas = 4"),
+    ((8, 2, 40), r"rotate 5 images, but it has only 4; use at most 4 x global batch size = 32"),
+])
+def test_batch_sizes_reject_impossible_splits_readably(args, match):
+  with pytest.raises(ValueError, match=match):
+    rotation.BatchSizes(*args)
