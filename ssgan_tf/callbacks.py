@@ -1,7 +1,7 @@
 """Stage 6b: what training leaves in the workdir, as Keras callbacks.
 
-Every callback reads the step from the model: one step = one generator update
-(`model.g_optimizer.iterations`), i.e. `disc_iters` D updates + 1 G update.
+Every callback reads the step from the model (`model.step`): one step = one generator
+update, i.e. `disc_iters` D updates + 1 G update.
 Only the chief writes (multi-worker training): train_lib gives the other workers only the
 callbacks that write nothing.
 """
@@ -16,14 +16,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-
-def generator_step(model):
-  """Generator steps done so far (int)."""
-  return int(model.g_optimizer.iterations.numpy())
-
-
-class NonFiniteLossError(RuntimeError):
-  pass
+from ssgan_tf import workdir as workdir_lib
 
 
 class StopAtStep(keras.callbacks.Callback):
@@ -43,12 +36,12 @@ class StopAtStep(keras.callbacks.Callback):
     bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
     if bad:
       self.stop_bad(f"non-finite loss {bad}")
-    elif generator_step(self.model) >= self.total_steps:
+    elif self.model.step >= self.total_steps:
       self.model.stop_training = True
 
   def stop_bad(self, what):
     """Stops training at the current step, which must not be checkpointed."""
-    self.bad_step = generator_step(self.model)
+    self.bad_step = self.model.step
     self.model.stop_training = True
     logging.error("step %d: %s; stopping.", self.bad_step, what)
 
@@ -65,7 +58,7 @@ class Checkpointing(keras.callbacks.Callback):
     self.saved_step = start_step
 
   def _save(self):
-    step = generator_step(self.model)
+    step = self.model.step
     if self.stop_at_step.bad_step is not None or step == self.saved_step:
       return
     if not _all_finite(self.model):
@@ -76,7 +69,7 @@ class Checkpointing(keras.callbacks.Callback):
     logging.info("step %d: saved %s", step, path)
 
   def on_train_batch_end(self, batch, logs=None):
-    if generator_step(self.model) % self.every == 0:
+    if self.model.step % self.every == 0:
       self._save()
 
   def on_train_end(self, logs=None):
@@ -107,16 +100,15 @@ class OperativeConfig(keras.callbacks.Callback):
       return
     self.pending = False
     config = gin.operative_config_str()
-    path = os.path.join(self.workdir, "operative_config.gin")
+    path = os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG)
     if tf.io.gfile.exists(path):
       with tf.io.gfile.GFile(path) as f:
         if f.read() == config:
           return
       # The step the resumed run started from: it has done one step since.
       path = os.path.join(self.workdir,
-                          f"operative_config-{generator_step(self.model) - 1}.gin")
-    with tf.io.gfile.GFile(path, "w") as f:
-      f.write(config)
+                          f"operative_config-{self.model.step - 1}.gin")
+    workdir_lib.write_atomically(path, config)
 
 
 class ProgressAndSummaries(keras.callbacks.Callback):
@@ -128,10 +120,10 @@ class ProgressAndSummaries(keras.callbacks.Callback):
     self.writer, self.total_steps = writer, total_steps
 
   def on_epoch_begin(self, epoch, logs=None):
-    self.start_time, self.start_step = time.perf_counter(), generator_step(self.model)
+    self.start_time, self.start_step = time.perf_counter(), self.model.step
 
   def on_epoch_end(self, epoch, logs=None):
-    step = generator_step(self.model)
+    step = self.model.step
     rate = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
     eta = (self.total_steps - step) / rate if rate else float("inf")
     metrics = {k: float(v) for k, v in (logs or {}).items()}
@@ -151,27 +143,27 @@ class SampleGrids(keras.callbacks.Callback):
 
   def __init__(self, workdir, writer, fixed_z, every, real_images=None):
     super().__init__()
-    self.dir = os.path.join(workdir, "samples")
+    self.dir = os.path.join(workdir, workdir_lib.SAMPLES)
     self.writer, self.fixed_z, self.every = writer, fixed_z, every
     self.real_images = real_images
 
   def on_train_begin(self, logs=None):
     tf.io.gfile.makedirs(self.dir)
     if self.real_images is not None:
-      with self.writer.as_default(step=generator_step(self.model)):
+      with self.writer.as_default(step=self.model.step):
         tf.summary.image("images/real", grid(self.real_images)[None])
 
   def on_train_batch_end(self, batch, logs=None):
-    if generator_step(self.model) % self.every == 0:
+    if self.model.step % self.every == 0:
       self._write()
 
   def on_train_end(self, logs=None):
-    if generator_step(self.model) % self.every:
+    if self.model.step % self.every:
       self._write()
 
   def _write(self):
-    step = generator_step(self.model)
-    image = grid(self.model.generator(self.fixed_z, training=False))
+    step = self.model.step
+    image = grid(self.model.generate(self.fixed_z))
     tf.io.write_file(os.path.join(self.dir, f"fakes_{step:08d}.png"), tf.io.encode_png(image))
     with self.writer.as_default(step=step):
       tf.summary.image("images/fake", image[None])

@@ -63,16 +63,15 @@ import PIL.Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ssgan_tf import errors
+from ssgan_tf.errors import DataError
+
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # Formats that PIL may detect in those files and TensorFlow's decode_image reads
 # (MPO is the multi-picture JPEG variant some cameras write).
 _TF_DECODABLE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP")
 _NO_LABEL = -1
-
-
-class DataError(ValueError):
-  """The requested data is missing, unprepared or unreadable (one-line message)."""
 
 
 def _to_unit_range(image):
@@ -100,7 +99,7 @@ class ImageSource:
 
     Args:
       split: "train" or "test".
-      with_labels: also yield each image's label; ValueError if the source has none.
+      with_labels: also yield each image's label; ConfigError if the source has none.
 
     Returns:
       Unbatched, unshuffled, unrepeated `tf.data.Dataset` of `image_shape` float32 images
@@ -108,7 +107,7 @@ class ImageSource:
     """
     self._check_split(split)
     if with_labels and self.num_classes is None:
-      raise ValueError(f"dataset {self.name} has no labels; use a labelled dataset "
+      raise errors.ConfigError(f"dataset {self.name} has no labels; use a labelled dataset "
                        "(mnist, cifar10, imagenet*, or a folder with class subfolders).")
     examples = self._examples(split)
     return examples if with_labels else examples.map(lambda image, label: image)
@@ -120,7 +119,7 @@ class ImageSource:
 
   def _check_split(self, split):
     if split not in SPLITS:
-      raise ValueError(f"unknown split {split!r} of dataset {self.name}; "
+      raise errors.ConfigError(f"unknown split {split!r} of dataset {self.name}; "
                        f"choose one of {list(SPLITS)}.")
 
   def _examples(self, split):
@@ -388,25 +387,25 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
       offline TFDS retries for minutes). False: fail at once if it is not prepared.
 
   Raises:
-    ValueError (DataError for missing / unprepared / unreadable data) with a one-line
+    ConfigError, or DataError for missing / unprepared / unreadable data, with a one-line
     message naming the problem and the fix.
   """
   if name == "folder":
     if image_dir is None or not isinstance(resolution, int) or resolution < 1:
-      raise ValueError(
+      raise errors.ConfigError(
           "dataset 'folder' needs dataset.image_dir and dataset.resolution (side of the "
           f"square images, in pixels); got image_dir={image_dir!r}, resolution={resolution!r}.")
     if channels not in (None, 1, 3):
-      raise ValueError(f"dataset.channels must be 1 or 3; got {channels}.")
+      raise errors.ConfigError(f"dataset.channels must be 1 or 3; got {channels}.")
     return _FolderSource(image_dir, resolution, channels or 3)
   if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
+    raise errors.ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
   if image_dir is not None:
-    raise ValueError(f"dataset.image_dir is read only by name='folder', not {name!r}.")
+    raise errors.ConfigError(f"dataset.image_dir is read only by name='folder', not {name!r}.")
   native_resolution, _, native_channels = (
       MNIST_SHAPE if name == "mnist" else (TFDS_DATASETS[name].resolution,) * 2 + (3,))
   if resolution not in (None, native_resolution) or channels not in (None, native_channels):
-    raise ValueError(
+    raise errors.ConfigError(
         f"dataset {name} is {native_resolution}x{native_resolution}x{native_channels}; "
         f"leave dataset.resolution and dataset.channels unset (got {resolution}, "
         f"{channels}), or use name='folder' for other sizes.")
@@ -437,7 +436,7 @@ def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, star
     `tf.data.Dataset` of `[batch_size, H, H, C]` float32 images in [-1, 1], static shape.
   """
   if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+    raise errors.ConfigError(f"batch_size must be >= 1; got {batch_size}.")
   images = source.images(split)
   per_epoch = source.num_examples(split)
   if per_epoch is None:  # TFDS without split sizes: count once.

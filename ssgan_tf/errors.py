@@ -10,6 +10,11 @@ The subclasses that are about a bad value also derive from ValueError, so that l
 callers may catch them as such.
 """
 
+import contextlib
+import sys
+
+from absl import logging
+
 
 class UserError(Exception):
   """Bad input, config or workdir: the one-line message says what to change."""
@@ -61,3 +66,19 @@ def check_range(name, value, *, minimum=None, maximum=None, integer=False,
     allowed = " and ".join(part for part in (low, high) if part)
     raise ConfigError(f"{name} must be {allowed}; got {value!r}.")
   return value
+
+
+@contextlib.contextmanager
+def user_errors_as_one_line():
+  """For command-line programs: a UserError becomes `error: <first line>` on stderr and
+  exit status 1; any other exception passes through with its traceback.
+
+  Only the first line: gin appends "In call to configurable ..." lines (`-v 1` shows them
+  and the traceback).
+  """
+  try:
+    yield
+  except UserError as e:
+    logging.vlog(1, "traceback:", exc_info=True)
+    print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+    sys.exit(1)

@@ -5,12 +5,15 @@ signatures, so `train_step` reduces them once by the global batch:
   discriminator(real_logits [B], fake_logits [B]) -> [B]
   generator(fake_logits [B]) -> [B]
 Logits are D's raw real/fake outputs. Definitions follow compare_gan's loss_lib (the
-least-squares loss reads sigmoid(logits), as compare_gan's does).
+least-squares loss reads sigmoid(logits), as compare_gan's does). A `Penalty` is a
+further term of D's loss, computed from D and the step's batches.
 """
 
 from typing import Callable, NamedTuple
 
 import tensorflow as tf
+
+from ssgan_tf import errors
 
 
 class AdversarialLoss(NamedTuple):
@@ -46,9 +49,9 @@ ADVERSARIAL_LOSSES = {
 
 
 def adversarial_loss(name):
-  """The `AdversarialLoss` called `name`; ValueError naming the choices otherwise."""
+  """The `AdversarialLoss` called `name`; ConfigError naming the choices otherwise."""
   if name not in ADVERSARIAL_LOSSES:
-    raise ValueError(f"unknown GAN loss {name!r}; choose one of {sorted(ADVERSARIAL_LOSSES)}.")
+    raise errors.ConfigError(f"unknown GAN loss {name!r}; choose one of {sorted(ADVERSARIAL_LOSSES)}.")
   return ADVERSARIAL_LOSSES[name]
 
 
@@ -69,3 +72,21 @@ def rotation_cross_entropy(labels, logits):
 def rotation_accuracy(labels, logits):
   """`[N]` float32: 1.0 where the most likely rotation is the true one."""
   return tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+
+
+class Penalty(NamedTuple):
+  """A regulariser of D, added to D's loss in every D step (e.g. a gradient penalty).
+
+  Attributes:
+    name: the tracked metric, e.g. "loss/penalty".
+    weight: lambda; the D loss gains `weight * global mean of fn(...)`.
+    fn: `(discriminator, real [B, H, H, C], fake [B, H, H, C], rng) -> [B]` per-example
+      values (a weight penalty gives every example the same value); `rng` is the model's
+      checkpointed `tf.random.Generator`, for any randomness the penalty needs.
+    discriminator_calls: how many times `fn` calls D with training=True; each call runs
+      one spectral-norm power iteration (SSGAN.power_iterations_per_step).
+  """
+  name: str
+  weight: float
+  fn: Callable
+  discriminator_calls: int

@@ -1,11 +1,12 @@
-"""The command line: `python -m ssgan_tf.main --gin_file=... --workdir=... [--mode=...]`.
+"""The command line: `python -m ssgan_tf.main --gin_file=... --workdir=... [--mode=...]`
+(installed: `ssgan-tf ...`, the same flags).
 
 The only module with flags: it parses gin, builds the strategy and calls one library
-function. Bad input ends with a one-line error and exit status 1.
+function. Bad input (errors.UserError) ends with a one-line error and exit status 1; any
+other exception is a bug and keeps its traceback.
 """
 
 import os
-import sys
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
 # errors still show.
@@ -14,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 import gin  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+
+from ssgan_tf import errors  # noqa: E402  (no TensorFlow: the checks below stay fast)
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, e.g. "
@@ -43,15 +45,11 @@ flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
-class UsageError(ValueError):
-  pass
-
-
 def check_gin_files(files):
   for path in files:
     if not os.path.isfile(path):
-      raise UsageError(f"gin file {path!r} not found; pass an existing file to --gin_file "
-                       "(see gin_configs/).")
+      raise errors.ConfigError(f"gin file {path!r} not found; pass an existing file to "
+                               "--gin_file (see gin_configs/).")
 
 
 def parse_gin(files, params):
@@ -65,16 +63,21 @@ def parse_gin(files, params):
     gin.parse_config_files_and_bindings(files, params, finalize_config=False)
   except (ValueError, KeyError, SyntaxError) as e:
     message = " ".join(str(e).split())
-    raise UsageError(f"bad gin config: {message}") from None
+    raise errors.ConfigError(f"bad gin config: {message}") from None
 
 
 def run(argv):
   del argv
   check_gin_files(FLAGS.gin_file)  # Before the slow imports.
   # Imported here so that `--help` is fast and gin sees every configurable.
+  if FLAGS.mode == "export" and (FLAGS.gin_file or FLAGS.gin_param):
+    raise errors.ConfigError(
+        "--mode=export takes no --gin_file/--gin_param: an export is rebuilt from the "
+        "workdir's operative_config.gin alone; drop them.")
   from ssgan_tf import distribute
   from ssgan_tf import export_lib
   from ssgan_tf import train_lib
+  from ssgan_tf import workdir
   from ssgan_tf.evaluation import eval_lib
 
   if FLAGS.mode == "train":
@@ -84,7 +87,7 @@ def run(argv):
   elif FLAGS.mode == "eval":
     # The workdir's operative config rebuilds the model; the gin files and bindings given
     # here then set the evaluation (evaluation.*, classifier.*).
-    restored = train_lib.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
+    restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
     configure()
     eval_lib.evaluate(FLAGS.workdir, restored)
   else:
@@ -105,16 +108,14 @@ def configure():
 
 
 def main(argv):
-  from ssgan_tf.callbacks import NonFiniteLossError
-  try:
+  with errors.user_errors_as_one_line():
     run(argv)
-  except (ValueError, NonFiniteLossError) as e:
-    # Bad input or a diverged run: one line (gin appends "In call to configurable ..."
-    # lines; -v 1 shows them and the traceback).
-    logging.vlog(1, "traceback:", exc_info=True)
-    print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-    sys.exit(1)
+
+
+def cli():
+  """The `ssgan-tf` console command (pyproject.toml)."""
+  app.run(main)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli()

@@ -9,26 +9,49 @@ Per replica, the last n = rotated_per_replica / 4 images of a batch are rotated 
 k = 1, 2, 3 and appended (rotation.py); a weight of 0 skips the rotations altogether, so
 alpha = beta = 0 is exactly the plain GAN.
 
+D's loss may add penalties (`losses.Penalty`): terms of D and the step's real and fake
+batches, each with its weight and tracked metric.
+
 Losses are per-example vectors reduced once with the GLOBAL count
 (`tf.nn.compute_average_loss`); Keras' optimizers sum gradients over replicas.
+
+The model is the one way to get images out of G: `generate(z)` (eval mode, through
+`sampling_generator`, where a weight average of G would plug in) with noise from
+`sample_z` (the training stream, another `tf.random.Generator`, or a stateless seed).
 """
 
 import gin
 import keras
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf import losses
 from ssgan_tf import rotation
-from ssgan_tf.distribute import BatchSizes
 from ssgan_tf.nets import build_networks
+from ssgan_tf.rotation import BatchSizes
 
 METRIC_NAMES = ("loss/d", "loss/g", "loss/d_rotation", "loss/g_rotation",
                 "accuracy/d_rotation_real", "accuracy/d_rotation_fake")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 
 
+def draw_z(shape, distribution, rng=None, seed=None):
+  """Noise of `shape` float32: "normal" N(0, 1) or "uniform" U[-1, 1].
+
+  Exactly one of:
+    rng: a `tf.random.Generator` (stateful: each call advances it).
+    seed: `[2]` int tensor (stateless: the same seed gives the same noise on every call
+      and machine).
+  """
+  uniform = distribution == "uniform"
+  if seed is None:
+    return rng.uniform(shape, -1.0, 1.0) if uniform else rng.normal(shape)
+  return (tf.random.stateless_uniform(shape, seed, -1.0, 1.0) if uniform
+          else tf.random.stateless_normal(shape, seed))
+
+
 class SSGAN(keras.Model):
-  """Owns G and D; `fit` trains it, `self(z)` samples images in [-1, 1] (G in eval mode).
+  """Owns G and D; `fit` trains it, `generate(z)` samples images in [-1, 1].
 
   Each dataset element (per replica, after distribution) is either
     images: `[disc_iters * per_replica_batch, H, H, C]` float32 in [-1, 1], or
@@ -37,32 +60,73 @@ class SSGAN(keras.Model):
       `[i*B, (i+1)*B)` feed D step i, the last B rows the G step.
   Without "z", noise comes from `self.noise`, a `tf.random.Generator` created in the
   strategy scope, which gives every replica its own stream.
+
+  Spectral norm's `u` advances once per D call with `training=True`, so one generator
+  step runs `power_iterations_per_step` power iterations in each SN layer of D.
   """
 
   def __init__(self, generator, discriminator, *, batch: BatchSizes, z_dim,
                gan_loss: losses.AdversarialLoss, rotation_weight_g=0.2,
                rotation_weight_d=1.0, disc_iters=1, z_distribution="normal", seed=0,
-               **kwargs):
+               penalties=(), sampling_generator=None, **kwargs):
     super().__init__(**kwargs)
-    if disc_iters < 1:
-      raise ValueError(f"disc_iters must be >= 1; got {disc_iters}.")
-    if z_distribution not in Z_DISTRIBUTIONS:
-      raise ValueError(
-          f"unknown z_distribution {z_distribution!r}; choose one of {Z_DISTRIBUTIONS}.")
+    _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
+                    z_distribution)
     self.generator, self.discriminator = generator, discriminator
+    # What `generate` runs: G itself unless another network with G's interface (a weight
+    # average of G) is given.
+    self.sampling_generator = sampling_generator or generator
     self.batch, self.z_dim, self.gan_loss = batch, z_dim, gan_loss
     self.rotation_weight_g, self.rotation_weight_d = rotation_weight_g, rotation_weight_d
     self.disc_iters, self.z_distribution = disc_iters, z_distribution
+    self.penalties = tuple(penalties)
     self.noise = tf.random.Generator.from_seed(seed)
     # Only what this configuration computes: no rotation metrics when its weight is 0.
     active = {"loss/d_rotation": rotation_weight_d, "accuracy/d_rotation_real": rotation_weight_d,
               "loss/g_rotation": rotation_weight_g, "accuracy/d_rotation_fake": rotation_weight_g}
-    self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES
-                     if active.get(name, True)}
+    names = [n for n in METRIC_NAMES if active.get(n, True)] + [p.name for p in self.penalties]
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
     self(tf.zeros([1, z_dim]))  # Marks the model built, which fit() needs under a strategy.
 
   def call(self, z, training=False):
     return self.generator(z, training=training)
+
+  def generate(self, z):
+    """Images `[N, H, H, C]` float32 in [-1, 1] from `z` `[N, z_dim]`, G in eval mode.
+
+    What sample grids, evaluation and export all show.
+    """
+    return self.sampling_generator(z, training=False)
+
+  def sample_z(self, num, rng=None, seed=None):
+    """`[num, z_dim]` float32 noise of the model's distribution (`draw_z`).
+
+    Args:
+      num: rows.
+      rng: a `tf.random.Generator`; default: this replica's training stream.
+      seed: instead of `rng`, a `[2]` int seed for stateless noise.
+    """
+    if seed is None:
+      rng = rng or self.noise
+    return draw_z([num, self.z_dim], self.z_distribution, rng, seed)
+
+  @property
+  def step(self):
+    """Generator steps done so far (Python int): the step every consumer reports."""
+    return int(self.g_optimizer.iterations.numpy())
+
+  @property
+  def power_iterations_per_step(self):
+    """Spectral-norm power iterations per generator step in each SN layer of D: one per
+    D call with training=True (each D step's own and its penalties', and G's)."""
+    calls_per_d_step = 1 + sum(p.discriminator_calls for p in self.penalties)
+    return self.disc_iters * calls_per_d_step + 1
+
+  @property
+  def info(self):
+    """What describes this model apart from its weights (workdirs and exports record it)."""
+    return {"architecture": self.generator.architecture, "z_dim": self.z_dim,
+            "z_distribution": self.z_distribution}
 
   def compile(self, d_optimizer, g_optimizer, **kwargs):
     # No `optimizer`: Keras would otherwise create an unused default one.
@@ -108,6 +172,10 @@ class SSGAN(keras.Model):
         ce, accuracy = self._rotation_terms(rotation_logits, n)
         total += self.rotation_weight_d * self._global_mean(ce, self.batch.rotated_batch_size)
         metrics.update({"loss/d_rotation": ce, "accuracy/d_rotation_real": accuracy})
+      for penalty in self.penalties:
+        values = penalty.fn(self.discriminator, real, fake, self.noise)
+        total += penalty.weight * self._global_mean(values)
+        metrics[penalty.name] = values
     self._apply(self.d_optimizer, tape, total, self.discriminator)
     return metrics
 
@@ -126,13 +194,6 @@ class SSGAN(keras.Model):
         metrics.update({"loss/g_rotation": ce, "accuracy/d_rotation_fake": accuracy})
     self._apply(self.g_optimizer, tape, total, self.generator)
     return metrics
-
-  def sample_z(self, num, rng=None):
-    """`[num, z_dim]` float32 noise from `rng` (default: this replica's training stream)."""
-    rng = rng or self.noise
-    if self.z_distribution == "uniform":
-      return rng.uniform([num, self.z_dim], -1.0, 1.0)
-    return rng.normal([num, self.z_dim])
 
   # Helpers of train_step, in the order it uses them.
 
@@ -177,6 +238,23 @@ class SSGAN(keras.Model):
       self.trackers[name].update_state(tf.reduce_mean(per_example))
 
 
+def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
+                    z_distribution):
+  """One-line ConfigErrors, named after the gin bindings, for settings that cannot work."""
+  errors.check_range("ssgan.z_dim", z_dim, minimum=1, integer=True)
+  errors.check_range("ssgan.disc_iters", disc_iters, minimum=1, integer=True)
+  errors.check_range("ssgan.rotation_weight_g", rotation_weight_g, minimum=0)
+  errors.check_range("ssgan.rotation_weight_d", rotation_weight_d, minimum=0)
+  if z_distribution not in Z_DISTRIBUTIONS:
+    raise errors.ConfigError(f"unknown ssgan.z_distribution {z_distribution!r}; choose one "
+                             f"of {list(Z_DISTRIBUTIONS)}.")
+  if batch.rotated_batch_size == 0 and (rotation_weight_g or rotation_weight_d):
+    raise errors.ConfigError(
+        "ssgan.rotated_batch_size = 0 leaves no images for the rotation loss, but its "
+        f"weights are alpha = {rotation_weight_g}, beta = {rotation_weight_d}; set both "
+        "weights to 0 for the plain GAN, or rotated_batch_size > 0.")
+
+
 @gin.configurable("ssgan", denylist=["image_shape", "num_replicas"])
 def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_saturating",
                 rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
@@ -219,7 +297,23 @@ def build_optimizers(g_lr=2e-4, d_lr=None, beta_1=0.5, beta_2=0.999, epsilon=1e-
   Returns:
     `(d_optimizer, g_optimizer)`; create them inside the strategy scope.
   """
+  errors.check_range("optimizers.g_lr", g_lr, minimum=0, exclusive_minimum=True)
+  if d_lr is not None:
+    errors.check_range("optimizers.d_lr", d_lr, minimum=0, exclusive_minimum=True)
+  for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+    errors.check_range(f"optimizers.{name}", beta, minimum=0, maximum=1)
+  errors.check_range("optimizers.epsilon", epsilon, minimum=0, exclusive_minimum=True)
   d_opt = keras.optimizers.Adam(g_lr if d_lr is None else d_lr, beta_1, beta_2, epsilon,
                                 name="d_adam")
   g_opt = keras.optimizers.Adam(g_lr, beta_1, beta_2, epsilon, name="g_adam")
   return d_opt, g_opt
+
+
+def build_model(strategy, image_shape, jit_compile=False):
+  """The compiled SSGAN (gin: `ssgan.*`, `networks.*`, `optimizers.*`), its variables and
+  optimizers created in `strategy`'s scope."""
+  with strategy.scope():
+    model = build_ssgan(image_shape, strategy.num_replicas_in_sync)
+    d_optimizer, g_optimizer = build_optimizers()
+    model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, jit_compile=jit_compile)
+  return model

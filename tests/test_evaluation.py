@@ -12,10 +12,11 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf import data
+from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import rotation
 from ssgan_tf import ssgan
-from ssgan_tf import train_lib
-from ssgan_tf.distribute import BatchSizes
+from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import eval_lib
@@ -64,7 +65,7 @@ def tiny_model():
   generator, discriminator = build_networks(
       (32, 32, 1), architecture="sndcgan", generator_kwargs={"base_channels": 8},
       discriminator_kwargs={"base_channels": 8})
-  model = ssgan.SSGAN(generator, discriminator, batch=BatchSizes(8, 1, 8), z_dim=128,
+  model = ssgan.SSGAN(generator, discriminator, batch=rotation.BatchSizes(8, 1, 8), z_dim=128,
                       gan_loss=losses.adversarial_loss("hinge"))
   model.compile(*ssgan.build_optimizers())
   return model
@@ -123,7 +124,7 @@ def test_images_outside_unit_range_are_refused(inception):
 
 
 def test_unknown_classifier_name_is_rejected():
-  with pytest.raises(ValueError, match="unknown classifier 'vgg'"):
+  with pytest.raises(errors.ConfigError, match="unknown classifier.name 'vgg'"):
     eval_lib.get_classifier("vgg")
 
 
@@ -228,4 +229,4 @@ def test_periodic_evaluation_needs_a_positive_period(mnist, inception, tmp_path)
 
 def test_eval_without_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="no checkpoint in .*train first"):
-    train_lib.restore_for_inference(str(tmp_path))
+    workdir_lib.restore_for_inference(str(tmp_path))

@@ -70,8 +70,8 @@ def test_features_separate_real_digits_from_noise(classifier, mnist):
 
 
 def test_metric_names_say_what_the_classifier_is(classifier):
-  names = {kind: metrics.metric_name(classifier.prefixes[kind], kind, 500, "test")
-           for kind in metrics.KINDS}
+  names = {kind: metrics.metric_name(metric, classifier.family, 500, "test")
+           for kind, metric in metrics.METRICS.items()}
   assert names == {"fid": "fmd500_test", "is": "mnist_score500", "kid": "kmd500_test"}
 
 

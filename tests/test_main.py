@@ -70,6 +70,12 @@ COMMANDS = {
               "--gin_param=evaluation.cache_dir = '{tmp}/cache'"], "copy"),
     "eval_without_checkpoint": (["--mode=eval"], "new"),
     "export": (["--mode=export"], "copy"),
+    "export_with_gin": (["--mode=export", "--gin_param=train.total_steps = 9"], "copy"),
+    "negative_learning_rate": (TINY + ["--gin_param=optimizers.g_lr = -1.0"], "new"),
+    "zero_log_interval": (TINY + ["--gin_param=train.log_every = 0"], "new"),
+    # Not a checked setting: the failure deep inside Keras is shown as a traceback.
+    "unchecked_bad_width": (TINY + ['--gin_param=networks.generator_kwargs = '
+                                    '{"base_channels": "wide"}'], "new"),
 }
 
 
@@ -130,7 +136,8 @@ def test_quickstart_fills_the_workdir(trained):
                   "ssgan.global_batch_size = 8", "optimizers.beta_2 = 0.999"):
     assert binding in config
   assert json.loads((workdir / "model_info.json").read_text()) == {
-      "image_shape": [32, 32, 1], "architecture": "sndcgan", "z_dim": 64}
+      "image_shape": [32, 32, 1], "architecture": "sndcgan", "z_dim": 64,
+      "z_distribution": "normal"}
 
 
 def test_progress_lines_give_the_rate_and_eta(trained):
@@ -175,6 +182,9 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
     ("batch_not_divisible", r"global batch size 7 is not divisible by the 2 replicas; "
                             r"choose a multiple of 2"),
     ("eval_without_checkpoint", r"no checkpoint in .*; train first: python -m ssgan_tf.main"),
+    ("export_with_gin", r"--mode=export takes no --gin_file/--gin_param"),
+    ("negative_learning_rate", r"optimizers.g_lr must be > 0; got -1.0"),
+    ("zero_log_interval", r"train.log_every must be >= 1; got 0"),
 ])
 def test_bad_input_is_one_error_line_and_leaves_the_workdir_alone(runs, name, message):
   run = runs[name]
@@ -187,6 +197,14 @@ def test_bad_input_is_one_error_line_and_leaves_the_workdir_alone(runs, name, me
     assert _files(run["workdir"]) == run["before"]
   else:
     assert not run["workdir"].exists()
+
+
+def test_an_error_that_is_not_the_users_keeps_its_traceback(runs):
+  run = runs["unchecked_bad_width"]
+  assert run["status"] == 1
+  assert "Traceback (most recent call last)" in run["stderr"]
+  assert not any(line.startswith("error:") for line in run["stderr"].splitlines())
+  assert not run["workdir"].exists() or not (run["workdir"] / "checkpoints").exists()
 
 
 def test_unprepared_tfds_data_fails_in_seconds(runs):

@@ -13,9 +13,12 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf import distribute
+from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf.nets import build_networks
+from ssgan_tf.nets import spectral_norm as sn_lib
 from ssgan_tf.nets.discriminator import Discriminator
 
 IMAGE_SHAPE = (16, 16, 3)
@@ -33,7 +36,7 @@ def _tiny_ssgan(num_replicas=1, alpha=0.2, beta=1.0, disc_iters=1, optimizers=No
       generator_kwargs=TINY, discriminator_kwargs=TINY)
   model = ssgan.SSGAN(
       generator, discriminator,
-      batch=distribute.BatchSizes(BATCH, num_replicas, BATCH), z_dim=Z_DIM,
+      batch=rotation.BatchSizes(BATCH, num_replicas, BATCH), z_dim=Z_DIM,
       gan_loss=losses.NON_SATURATING, rotation_weight_g=alpha, rotation_weight_d=beta,
       disc_iters=disc_iters)
   model.compile(*(optimizers() if optimizers else ssgan.build_optimizers()))
@@ -88,7 +91,7 @@ def _tiny_fixed_model(alpha, beta, batch, rotated):
   generator = _TinyGenerator()
   discriminator = Discriminator(keras.layers.Flatten(), spectral_norm=False)
   model = ssgan.SSGAN(generator, discriminator,
-                      batch=distribute.BatchSizes(batch, 1, rotated), z_dim=6,
+                      batch=rotation.BatchSizes(batch, 1, rotated), z_dim=6,
                       gan_loss=losses.NON_SATURATING, rotation_weight_g=alpha,
                       rotation_weight_d=beta)
   discriminator(tf.zeros([1, 4, 4, 3]))
@@ -289,12 +292,103 @@ def test_each_phase_moves_only_its_own_network_and_state():
   assert int(model.d_optimizer.iterations) == 1 and int(model.g_optimizer.iterations) == 1
 
 
-def test_calling_the_model_samples_without_touching_state():
+def test_generate_samples_in_eval_mode_without_touching_state():
   model = _tiny_ssgan()
   before = _values(_networks_variables(model))
-  images = model(tf.random.normal([4, Z_DIM]))
+  z = tf.random.normal([4, Z_DIM])
+  images = model.generate(z)
   assert images.shape == (4,) + IMAGE_SHAPE
+  np.testing.assert_array_equal(images, model.generator(z, training=False))
   assert _changed(model, before) == set()
+
+
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+def test_stateful_and_stateless_noise_share_the_distribution(distribution):
+  rng = tf.random.Generator.from_seed(5)
+  stateful = ssgan.draw_z([20000, 2], distribution, rng=rng).numpy()
+  stateless = ssgan.draw_z([20000, 2], distribution, seed=tf.constant([5, 0])).numpy()
+  for z in (stateful, stateless):
+    assert abs(z.mean()) < 0.02
+    if distribution == "uniform":
+      assert -1.0 <= z.min() and z.max() <= 1.0
+      assert abs(z.std() - 2 / np.sqrt(12)) < 0.01
+    else:
+      assert abs(z.std() - 1.0) < 0.02
+  # The stateful form advances its generator; the stateless one repeats per seed.
+  assert not np.array_equal(stateful, ssgan.draw_z([20000, 2], distribution, rng=rng))
+  np.testing.assert_array_equal(
+      stateless, ssgan.draw_z([20000, 2], distribution, seed=tf.constant([5, 0])))
+
+
+# --- The penalty seam of the D step --------------------------------------------------
+
+def _penalized_ssgan(penalty, disc_iters=1, learning_rate=0.5):
+  keras.utils.set_random_seed(0)
+  generator, discriminator = build_networks(
+      IMAGE_SHAPE, architecture="sndcgan", z_dim=Z_DIM, generator_kwargs=TINY,
+      discriminator_kwargs=TINY)
+  model = ssgan.SSGAN(generator, discriminator, batch=rotation.BatchSizes(BATCH, 1, BATCH),
+                      z_dim=Z_DIM, gan_loss=losses.NON_SATURATING, disc_iters=disc_iters,
+                      penalties=[penalty] if penalty else [])
+  model.compile(keras.optimizers.SGD(learning_rate), keras.optimizers.SGD(learning_rate))
+  return model
+
+
+def _squared_logits_penalty(calls, weight=1.0):
+  """A penalty that calls D `calls` times in training mode."""
+  def fn(discriminator, real, fake, rng):
+    del fake, rng
+    return tf.add_n([tf.square(discriminator(real, training=True)["logits"])
+                     for _ in range(calls)])
+  return losses.Penalty("loss/penalty", weight, fn, discriminator_calls=calls)
+
+
+@pytest.mark.parametrize("calls, disc_iters", [(0, 1), (1, 1), (2, 2)])
+def test_power_iterations_per_step_count_every_training_call_of_d(calls, disc_iters):
+  penalty = _squared_logits_penalty(calls) if calls else None
+  # Learning rate 0: the kernels stay put, so u after the step is the initial u after
+  # exactly N power iterations on the same kernel.
+  model = _penalized_ssgan(penalty, disc_iters, learning_rate=0.0)
+  layer = model.discriminator.trunk.convs[0]
+  kernel, u = tf.constant(layer.kernel.numpy()), tf.constant(layer.u.numpy())
+  images, z = _data(seed=0, disc_iters=disc_iters)
+  model.train_step({"images": tf.constant(images), "z": tf.constant(z)})
+  assert model.power_iterations_per_step == disc_iters * (1 + calls) + 1
+
+  def iterate(count):
+    current = u
+    for _ in range(count):
+      _, current = sn_lib.normalize_by_spectral_norm(kernel, current)
+    return current.numpy()
+
+  n = model.power_iterations_per_step
+  np.testing.assert_allclose(layer.u.numpy(), iterate(n), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(layer.u.numpy(), iterate(n - 1), rtol=1e-5, atol=1e-6)
+
+
+def test_a_penalty_adds_weight_times_its_global_mean_to_the_d_loss():
+  # A weight penalty (no D call): every example gets sum(w^2) over D's rotation-head
+  # kernel, so the SGD update of that kernel gains -lr * weight * 2w exactly.
+  def head_l2(discriminator, real, fake, rng):
+    del fake, rng
+    kernel = discriminator.rotation_head.kernel
+    return tf.fill([tf.shape(real)[0]], tf.reduce_sum(tf.square(kernel)))
+
+  weight, learning_rate = 0.25, 0.5
+  plain = _penalized_ssgan(None, learning_rate=learning_rate)
+  penalized = _penalized_ssgan(losses.Penalty("loss/penalty", weight, head_l2, 0),
+                               learning_rate=learning_rate)
+  kernel0 = penalized.discriminator.rotation_head.kernel.numpy()
+  np.testing.assert_array_equal(kernel0, plain.discriminator.rotation_head.kernel.numpy())
+  images, z = _data(seed=0)
+  metrics = penalized.discriminator_step(tf.constant(images), tf.constant(z[:BATCH]))
+  plain.discriminator_step(tf.constant(images), tf.constant(z[:BATCH]))
+  np.testing.assert_allclose(metrics["loss/penalty"], np.sum(kernel0 ** 2), rtol=1e-6)
+  np.testing.assert_allclose(
+      penalized.discriminator.rotation_head.kernel.numpy()
+      - plain.discriminator.rotation_head.kernel.numpy(),
+      -learning_rate * weight * 2 * kernel0, rtol=1e-4, atol=1e-7)
+  assert "loss/penalty" in penalized.trackers and "loss/penalty" not in plain.trackers
 
 
 @pytest.mark.parametrize("disc_iters", [1, 2, 3])
@@ -458,15 +552,36 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
     ({"global_batch_size": 10, "num_replicas": 4}, "not divisible by the 4 replicas"),
     ({"num_replicas": 2, "rotated_batch_size": 12}, r"multiple of 4 x 2 replicas = 8"),
     ({"rotated_batch_size": 40}, "at most 4 x global batch size = 32"),
-    ({"z_distribution": "beta"}, "unknown z_distribution 'beta'"),
-    ({"disc_iters": 0}, "disc_iters must be >= 1"),
+    ({"z_distribution": "beta"}, "unknown ssgan.z_distribution 'beta'"),
+    ({"disc_iters": 0}, r"ssgan.disc_iters must be >= 1; got 0"),
+    ({"z_dim": 0}, r"ssgan.z_dim must be >= 1; got 0"),
+    ({"rotation_weight_d": -1.0}, r"ssgan.rotation_weight_d must be >= 0; got -1.0"),
+    ({"rotated_batch_size": 0}, r"rotated_batch_size = 0 leaves no images.*alpha = 0.2"),
     ({"image_shape": (16, 8, 3)}, "square"),
 ])
 def test_build_ssgan_bad_arguments_raise_readable_errors(tiny_gin, kwargs, match):
   args = {"image_shape": IMAGE_SHAPE, "global_batch_size": 8, "num_replicas": 1}
   args.update(kwargs)
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(errors.ConfigError, match=match):
     ssgan.build_ssgan(**args)
+
+
+def test_rotated_batch_size_zero_is_the_plain_gan_when_both_weights_are_zero(tiny_gin):
+  model = ssgan.build_ssgan(IMAGE_SHAPE, global_batch_size=8, num_replicas=1,
+                            rotated_batch_size=0, rotation_weight_g=0.0,
+                            rotation_weight_d=0.0)
+  assert sorted(model.trackers) == ["loss/d", "loss/g"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"g_lr": -1.0}, r"optimizers.g_lr must be > 0; got -1.0"),
+    ({"d_lr": 0.0}, r"optimizers.d_lr must be > 0; got 0.0"),
+    ({"beta_2": 1.5}, r"optimizers.beta_2 must be >= 0 and <= 1; got 1.5"),
+    ({"g_lr": "abc"}, r"optimizers.g_lr must be a number; got 'abc'"),
+])
+def test_bad_optimizer_settings_raise_readable_errors(kwargs, match):
+  with pytest.raises(errors.ConfigError, match=match):
+    ssgan.build_optimizers(**kwargs)
 
 
 def test_unknown_architecture_in_gin_raises_readable_error(tiny_gin):

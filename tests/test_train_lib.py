@@ -15,8 +15,9 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from ssgan_tf import callbacks
+from ssgan_tf import errors
 from ssgan_tf import train_lib
+from ssgan_tf import workdir as workdir_lib
 
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
@@ -156,14 +157,14 @@ def test_resume_takes_the_configured_learning_rates(runs, tmp_path):
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(runs, tmp_path, binding):
   workdir = tmp_path / "w"
   shutil.copytree(runs["at_2_dir"], workdir)
-  with pytest.raises(callbacks.NonFiniteLossError) as error:
+  with pytest.raises(errors.TrainingDiverged) as error:
     _train(workdir, 6, binding, "train.checkpoint_every = 1")
   assert _first_line(error).startswith("non-finite loss or weights at step 3;")
   assert "ckpt-2" in _first_line(error) and "Lower the learning rates" in _first_line(error)
   assert _checkpoint_steps(workdir) == [2]
   assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-2")
   # The kept checkpoint is the one the stopped run wrote.
-  restored = train_lib.restore_for_inference(str(workdir))
+  restored = workdir_lib.restore_for_inference(str(workdir))
   _assert_same_state(_state(restored.model), runs["after_2"])
   gin.clear_config()
 
@@ -201,7 +202,7 @@ def test_unusable_image_folder_fails_before_writing(tmp_path, case, match):
 def test_workdir_under_a_file_is_refused(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a folder")
-  with pytest.raises(train_lib.WorkdirError) as error:
+  with pytest.raises(errors.WorkdirError) as error:
     _train(blocker / "workdir", 2)
   assert _first_line(error).startswith("cannot write to workdir")
   assert "choose a writable --workdir" in _first_line(error)
@@ -219,7 +220,7 @@ def test_workdir_of_another_model_is_refused_and_left_alone(runs, tmp_path, bind
   workdir = tmp_path / "w"
   shutil.copytree(runs["at_2_dir"], workdir)
   before = _files(workdir)
-  with pytest.raises(train_lib.WorkdirError) as error:
+  with pytest.raises(errors.WorkdirError) as error:
     _train(workdir, 6, *bindings)
   assert error.match(match)
   assert "use a new --workdir" in _first_line(error)

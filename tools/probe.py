@@ -18,7 +18,8 @@ from absl import flags
 # Run as a script, the repository root is not on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ssgan_tf import train_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from ssgan_tf import errors  # noqa: E402  pylint: disable=g-import-not-at-top
+from ssgan_tf import workdir  # noqa: E402  pylint: disable=g-import-not-at-top
 from ssgan_tf.evaluation import probe  # noqa: E402  pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -35,13 +36,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  try:
-    restored = train_lib.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
+  with errors.user_errors_as_one_line():
+    restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
     record = probe.run_probe(FLAGS.workdir, restored, train_split=FLAGS.train_split,
                              test_split=FLAGS.test_split, num_train=FLAGS.num_train,
                              num_test=FLAGS.num_test, batch_size=FLAGS.batch_size)
-  except ValueError as e:
-    sys.exit(f"error: {str(e).strip().splitlines()[0]}")
   print(json.dumps(record))
 
 

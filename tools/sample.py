@@ -47,11 +47,11 @@ def write_samples(export_dir, output, num_samples, seed):
     raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
   if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
     raise ValueError(f"no SavedModel in {export_dir!r}; export one first: "
-                     "python tools/export.py --workdir=WORKDIR")
+                     "python -m ssgan_tf.main --mode=export --workdir=WORKDIR")
   signatures = tf.saved_model.load(export_dir).signatures
   if "sample" not in signatures:
     raise ValueError(f"{export_dir!r} has no `sample` signature (only {list(signatures)}); "
-                     "export it with tools/export.py.")
+                     "export it with python -m ssgan_tf.main --mode=export.")
   sample = signatures["sample"]
   out = sample(num_samples=tf.constant(num_samples, tf.int32),
                seed=tf.constant(seed, tf.int64))

@@ -19,6 +19,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from ssgan_tf import errors
+from ssgan_tf import workdir
 from ssgan_tf.evaluation import classifiers
 
 
@@ -49,12 +51,12 @@ def stream_activations(classifier, image_batches, num):
     seen += int(images.shape[0])
     if seen == num:
       return {key: np.concatenate(parts) for key, parts in chunks.items()}
-  raise ValueError(f"needed {num} images but the input ended after {seen}; "
+  raise errors.DataError(f"needed {num} images but the input ended after {seen}; "
                    f"lower num_samples.")
 
 
 def generated_batches(model, num, batch_size, seed):
-  """Yields `ceil(num / batch_size)` full batches of G(z), G in eval mode.
+  """Yields `ceil(num / batch_size)` full batches of `model.generate(z)`.
 
   Args:
     model: an `ssgan.SSGAN`; z comes from its `sample_z` with its own generator seeded
@@ -63,7 +65,7 @@ def generated_batches(model, num, batch_size, seed):
     num, batch_size: images wanted, and per generator call.
     seed: noise seed.
   """
-  sample = tf.function(lambda z: model.generator(z, training=False))
+  sample = tf.function(model.generate)
   rng = tf.random.Generator.from_seed(seed)
   for _ in range(math.ceil(num / batch_size)):
     yield sample(model.sample_z(batch_size, rng))
@@ -94,16 +96,7 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
         return {key: cached[key] for key in classifiers.OUTPUTS}
   images = source.images(split).take(num).batch(batch_size).prefetch(tf.data.AUTOTUNE)
   activations = stream_activations(classifier, images, num)
-  _save_npz(path, activations)
-  return activations
-
-
-def _save_npz(path, arrays):
-  # Written under a temporary name, then renamed: a reader never sees half a file.
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  tmp = f"{path}.tmp-{os.getpid()}"
   buffer = io.BytesIO()  # np.savez seeks, which a GFile opened for writing cannot.
-  np.savez(buffer, **arrays)
-  with tf.io.gfile.GFile(tmp, "wb") as f:
-    f.write(buffer.getvalue())
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  np.savez(buffer, **activations)
+  workdir.write_atomically(path, buffer.getvalue())
+  return activations

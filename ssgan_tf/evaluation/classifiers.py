@@ -23,14 +23,16 @@ import os
 import tensorflow as tf
 import tensorflow_hub as hub
 
+from ssgan_tf import errors
+
 INCEPTION_TFHUB = "https://tfhub.dev/tensorflow/tfgan/eval/inception/1"
-INCEPTION_PREFIXES = {"fid": "fid", "is": "is", "kid": "kid"}
+INCEPTION_FAMILY = "inception"
 OUTPUTS = ("pool_3", "logits")
 # Slack for float round-off in data pipelines; [0, 255] inputs still fail loudly.
 _RANGE_TOLERANCE = 1e-3
 
 
-class InceptionUnavailableError(ValueError):
+class InceptionUnavailableError(errors.ClassifierUnavailableError):
   """Inception cannot be loaded here; the message says how to provide it."""
 
 
@@ -43,13 +45,14 @@ class Classifier:
 
   Attributes:
     name: identifies the weights; goes into metric records and cache file names.
-    prefixes: metric-name prefix per kind ("fid", "is", "kid"), see metrics.py.
+    family: what kind of network it is ("inception", "mnist"); metric names depend on
+      it (metrics.METRICS), the weights' version does not.
     channels: image channels the network takes (1 or 3).
     info: facts about the weights worth reporting (e.g. a test accuracy), a dict.
   """
 
-  def __init__(self, network, *, name, prefixes, channels=3, resolution=None, info=None):
-    self.network, self.name, self.prefixes = network, name, prefixes
+  def __init__(self, network, *, name, family, channels=3, resolution=None, info=None):
+    self.network, self.name, self.family = network, name, family
     self.channels, self.resolution, self.info = channels, resolution, info or {}
     self._run = tf.function(self._features, autograph=False)
 
@@ -64,7 +67,7 @@ class Classifier:
     if channels == 1 and self.channels == 3:
       images = tf.tile(images, [1, 1, 1, 3])
     elif channels != self.channels:
-      raise ValueError(f"classifier {self.name} takes {self.channels}-channel images; "
+      raise errors.ConfigError(f"classifier {self.name} takes {self.channels}-channel images; "
                        f"got {channels} channels.")
     if self.resolution and images.shape[1] != self.resolution:
       images = tf.image.resize(images, [self.resolution] * 2, antialias=True)
@@ -114,7 +117,7 @@ def load_inception(path=None, allow_download=False):
             f"could not download {INCEPTION_TFHUB} ({e}); {fix}.") from e
   module = hub.load(path)
   return Classifier(module, name=f"inception-{_fingerprint(path)}",
-                    prefixes=INCEPTION_PREFIXES, channels=3)
+                    family=INCEPTION_FAMILY, channels=3)
 
 
 def _fingerprint(path):

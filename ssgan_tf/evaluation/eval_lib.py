@@ -1,7 +1,7 @@
 """Stage 7: sample-based evaluation of a generator, for `--mode=eval` and during training.
 
-`evaluate` takes restored weights (`train_lib.restore_for_inference`), draws `num_samples`
-images from G (eval mode, fixed-seed noise), compares their classifier activations with
+`evaluate` takes restored weights (`workdir.restore_for_inference`), draws `num_samples`
+images from `model.generate` (fixed-seed noise), compares their classifier activations with
 those of the first `num_samples` images of the data's `split` (cached, activations.py)
 and appends one record per metric to the workdir (records.py). `PeriodicEvaluation` does
 the same for the live generator every N generator steps of `fit`.
@@ -16,7 +16,7 @@ from absl import logging
 import gin
 import keras
 
-from ssgan_tf import callbacks as callbacks_lib
+from ssgan_tf import errors
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
@@ -45,7 +45,7 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
     return classifiers.load_inception(inception_path, allow_download)
   if name == "mnist":
     return mnist_classifier.load_mnist_classifier(cache_dir)
-  raise ValueError(f"unknown classifier {name!r}; choose one of {list(CLASSIFIERS)}.")
+  raise errors.ConfigError(f"unknown classifier.name {name!r}; choose one of {list(CLASSIFIERS)}.")
 
 
 @gin.configurable("evaluation", denylist=["model", "source", "classifier"])
@@ -57,12 +57,12 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
   periodic evaluation.
 
   Args:
-    model: an `ssgan.SSGAN` (its `generator` and `sample_z` are used).
+    model: an `ssgan.SSGAN` (its `generate` and `sample_z` are used).
     source: the `data.ImageSource` G was trained on.
     classifier: a `classifiers.Classifier`.
     num_samples: images each side; None = min(10k, size of `split`).
     split: real images to compare with.
-    metrics: kinds among metrics.KINDS ("fid", "is", "kid").
+    metrics: keys of metrics.METRICS ("fid", "is", "kid").
     batch_size: images per generator and classifier call.
     cache_dir: for the real activations (activations.py); None = the default.
     seed: of the noise; the same seed gives the same samples for the same weights.
@@ -70,30 +70,19 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
   Returns:
     A list of dicts with keys metric, value, num_real, num_fake, classifier (+ std).
   """
-  metrics_lib.check_kinds(metrics)
-  uses_real = any(kind in metrics_lib.USES_REAL for kind in metrics)
+  chosen = metrics_lib.get_metrics(metrics)
+  uses_real = any(metric.uses_real for _, metric in chosen)
   num = _num_samples(source, split, num_samples, uses_real)
+  names = {kind: metrics_lib.metric_name(metric, classifier.family, num, split)
+           for kind, metric in chosen}  # Before the sampling: a bad family fails at once.
   fake = activations.stream_activations(
       classifier, activations.generated_batches(model, num, batch_size, seed), num)
-  if uses_real:
-    real = activations.real_activations(classifier, source, split, num, batch_size, cache_dir)
-  results = []
-  for kind in metrics:
-    extra = {}
-    if kind == "fid":
-      value = metrics_lib.frechet_distance(real["pool_3"], fake["pool_3"])
-    elif kind == "is":
-      value = metrics_lib.classifier_score(fake["logits"])
-    else:
-      value, extra["std"] = metrics_lib.kernel_distance(real["pool_3"], fake["pool_3"])
-    results.append({
-        "metric": metrics_lib.metric_name(classifier.prefixes[kind], kind, num, split),
-        "value": value,
-        "num_real": num if kind in metrics_lib.USES_REAL else 0,
-        "num_fake": num,
-        "classifier": classifier.name,
-        **extra})
-  return results
+  real = (activations.real_activations(classifier, source, split, num, batch_size, cache_dir)
+          if uses_real else None)
+  return [{"metric": names[kind], **metric.compute(real, fake),
+           "num_real": num if metric.uses_real else 0, "num_fake": num,
+           "classifier": classifier.name}
+          for kind, metric in chosen]
 
 
 def evaluate(workdir, restored, classifier=None, **metric_kwargs):
@@ -101,7 +90,7 @@ def evaluate(workdir, restored, classifier=None, **metric_kwargs):
 
   Args:
     workdir: the run's directory; records go to metrics.jsonl and eval/ (records.py).
-    restored: `train_lib.restore_for_inference(...)`'s result (model, source, step,
+    restored: `workdir.restore_for_inference(...)`'s result (model, source, step,
       checkpoint_path).
     classifier: a `classifiers.Classifier`, or None for `get_classifier` (gin
       `classifier.*`: name, inception_path, allow_download).
@@ -133,7 +122,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
   def __init__(self, every_n_steps, workdir, source, classifier=None, **metric_kwargs):
     super().__init__()
     if every_n_steps < 1:
-      raise ValueError(f"every_n_steps must be >= 1; got {every_n_steps}.")
+      raise errors.ConfigError(f"every_n_steps must be >= 1; got {every_n_steps}.")
     classifier = classifier or get_classifier(source=source)
     self.every_n_steps, self.workdir, self.source = every_n_steps, workdir, source
     self.classifier, self.metric_kwargs = classifier, metric_kwargs
@@ -141,16 +130,16 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     self._last_step = None
 
   def on_train_begin(self, logs=None):
-    self._last_step = callbacks_lib.generator_step(self.model)
+    self._last_step = self.model.step
 
   def on_train_batch_end(self, batch, logs=None):
-    step = callbacks_lib.generator_step(self.model)
+    step = self.model.step
     # Crossing a multiple, not landing on it: fit may run several steps per batch call.
     if step // self.every_n_steps > self._last_step // self.every_n_steps:
       self._evaluate(step)
 
   def on_train_end(self, logs=None):
-    step = callbacks_lib.generator_step(self.model)
+    step = self.model.step
     if step != self._last_step:
       self._evaluate(step)
 
@@ -166,9 +155,9 @@ def _num_samples(source, split, num_samples, uses_real):
   if num_samples is None:
     return min(DEFAULT_NUM_SAMPLES, available or DEFAULT_NUM_SAMPLES)
   if num_samples < 2:
-    raise ValueError(f"num_samples must be >= 2 (a covariance needs two); got {num_samples}.")
+    raise errors.ConfigError(f"evaluation.num_samples must be >= 2 (a covariance needs two); got {num_samples}.")
   if uses_real and available is not None and num_samples > available:
-    raise ValueError(f"num_samples={num_samples} but split {split!r} of {source.name} has "
+    raise errors.ConfigError(f"evaluation.num_samples={num_samples} but split {split!r} of {source.name} has "
                      f"{available} images; lower num_samples to at most {available}.")
   return num_samples
 

@@ -4,30 +4,70 @@ Activations are NumPy arrays `[N, D]` (features, e.g. Inception's `pool_3`) or
 `[N, K]` (logits); the functions here only convert them and call TF-GAN, so the maths
 is TF-GAN's own (`classifier_metrics.py`).
 
-A metric is chosen by its KIND:
+A metric is chosen by its KIND, a key of METRICS (one entry per metric):
   "fid": Fréchet distance between Gaussians fitted to real and fake features.
   "is":  classifier score exp(E_x KL(p(y|x) || p(y))) on fake logits (Inception score).
   "kid": kernel distance, unbiased MMD^2 with the cubic polynomial kernel, with a
          standard-error estimate.
-The metric's NAME states its protocol: the classifier's prefix for the kind, the sample
+The metric's NAME states its protocol: its prefix for the classifier's family, the sample
 count and, for metrics that use real images, the split: `fid10k_test`, `is10k`,
 `kid10k_test`; with the MNIST classifier `fmd500_test`, `mnist_score500`, `kmd500_test`.
 """
 
+from typing import Callable, NamedTuple, Optional
+
 import numpy as np
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf.evaluation import tfgan
 
-KINDS = ("fid", "is", "kid")
-# Kinds that compare against real images (their names carry the split).
-USES_REAL = ("fid", "kid")
+
+class Metric(NamedTuple):
+  """One registered metric.
+
+  Attributes:
+    compute: `(real, fake) -> {"value": float, ...}`; `real` and `fake` are activation
+      dicts (`{"pool_3": [N, D], "logits": [N, K]}` NumPy), `real` None when unused.
+      Extra keys (e.g. "std") go into the record.
+    uses_real: whether it compares with real images (its name then carries the split).
+    prefixes: name prefix per classifier family ("inception", "mnist").
+  """
+  compute: Callable[[Optional[dict], dict], dict]
+  uses_real: bool
+  prefixes: dict
 
 
-def check_kinds(kinds):
-  unknown = sorted(set(kinds) - set(KINDS))
+def _fid(real, fake):
+  return {"value": frechet_distance(real["pool_3"], fake["pool_3"])}
+
+
+def _inception_score(real, fake):
+  del real
+  return {"value": classifier_score(fake["logits"])}
+
+
+def _kid(real, fake):
+  value, std = kernel_distance(real["pool_3"], fake["pool_3"])
+  return {"value": value, "std": std}
+
+
+METRICS = {
+    "fid": Metric(_fid, uses_real=True, prefixes={"inception": "fid", "mnist": "fmd"}),
+    "is": Metric(_inception_score, uses_real=False,
+                 prefixes={"inception": "is", "mnist": "mnist_score"}),
+    "kid": Metric(_kid, uses_real=True, prefixes={"inception": "kid", "mnist": "kmd"}),
+}
+KINDS = tuple(METRICS)
+
+
+def get_metrics(kinds):
+  """`[(kind, Metric)]` for `kinds`; ConfigError for an unknown kind or none."""
+  unknown = sorted(set(kinds) - set(METRICS))
   if unknown or not kinds:
-    raise ValueError(f"unknown metrics {unknown or list(kinds)}; choose from {list(KINDS)}.")
+    raise errors.ConfigError(f"unknown evaluation.metrics {unknown or list(kinds)}; "
+                             f"choose from {list(METRICS)}.")
+  return [(kind, METRICS[kind]) for kind in kinds]
 
 
 def count_label(num):
@@ -35,10 +75,14 @@ def count_label(num):
   return f"{num // 1000}k" if num % 1000 == 0 else str(num)
 
 
-def metric_name(prefix, kind, num, split):
-  """e.g. ("fid", "fid", 10000, "test") -> "fid10k_test"; ("is", "is", ...) -> "is10k"."""
-  name = f"{prefix}{count_label(num)}"
-  return f"{name}_{split}" if kind in USES_REAL else name
+def metric_name(metric, family, num, split):
+  """e.g. (METRICS["fid"], "inception", 10000, "test") -> "fid10k_test";
+  (METRICS["is"], "inception", 10000, ...) -> "is10k"."""
+  if family not in metric.prefixes:
+    raise errors.ConfigError(f"this metric has no name for classifier family {family!r}; "
+                             f"it is defined for {sorted(metric.prefixes)}.")
+  name = f"{metric.prefixes[family]}{count_label(num)}"
+  return f"{name}_{split}" if metric.uses_real else name
 
 
 def frechet_distance(real_features, fake_features):

@@ -16,12 +16,14 @@ import time
 import keras
 
 from ssgan_tf import data
+from ssgan_tf import errors
+from ssgan_tf import workdir
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 
 # Bump when the architecture or training changes: the cached weights are keyed by it.
 VERSION = "mnist_cnn_v1"
-PREFIXES = {"fid": "fmd", "is": "mnist_score", "kid": "kmd"}
+FAMILY = "mnist"  # Metric names for its features: see metrics.METRICS.
 RESOLUTION = 32
 NUM_CLASSES = 10
 
@@ -60,7 +62,7 @@ def train_network(source, epochs=4, batch_size=64, seed=0):
     The trained network and `{"test_accuracy": top-1 on "test", "train_seconds": ...}`.
   """
   if tuple(source.image_shape) != (RESOLUTION, RESOLUTION, 1):
-    raise ValueError(f"the MNIST classifier trains on 32x32x1 digits; "
+    raise errors.DataError(f"the MNIST classifier trains on 32x32x1 digits; "
                      f"got {source.name} with shape {source.image_shape}.")
   network = build_network(seed)
   trainer = keras.Model(network.input, network.output["logits"])
@@ -97,12 +99,9 @@ def load_mnist_classifier(cache_dir=None, source=None):
       info = json.load(f)
   else:
     network, info = train_network(source or data.get_source("mnist"))
-    os.makedirs(directory, exist_ok=True)
-    # Renamed into place so that a concurrent reader never loads half a file.
-    tmp = f"{weights}.tmp-{os.getpid()}.weights.h5"
-    network.save_weights(tmp)
-    os.replace(tmp, weights)
-    with open(info_path, "w") as f:
-      json.dump(info, f)
-  return classifiers.Classifier(network, name=VERSION, prefixes=PREFIXES, channels=1,
+    # The weights first: the info file is what marks the cache complete.
+    with workdir.atomic_output(weights) as tmp:
+      network.save_weights(tmp)
+    workdir.write_atomically(info_path, json.dumps(info))
+  return classifiers.Classifier(network, name=VERSION, family=FAMILY, channels=1,
                                 resolution=RESOLUTION, info=info)

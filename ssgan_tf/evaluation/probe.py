@@ -16,6 +16,7 @@ from sklearn import pipeline
 from sklearn import preprocessing
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf.evaluation import records as records_lib
 
 
@@ -39,7 +40,7 @@ def discriminator_features(discriminator, labelled_images, num=None, batch_size=
     features.append(featurize(images).numpy())
     labels.append(batch_labels.numpy())
   if not features:
-    raise ValueError("the labelled split is empty; check the dataset and split names.")
+    raise errors.DataError("the labelled split is empty; check the dataset and split names.")
   return np.concatenate(features), np.concatenate(labels).astype(np.int64)
 
 
@@ -53,7 +54,7 @@ def fit_probe(train_features, train_labels, test_features, test_labels, *,
     max_iter: lbfgs iterations.
   """
   if len(np.unique(train_labels)) < 2:
-    raise ValueError("the probe needs training examples of at least two classes.")
+    raise errors.DataError("the probe needs training examples of at least two classes.")
   model = pipeline.make_pipeline(
       preprocessing.StandardScaler(),
       linear_model.LogisticRegression(C=inverse_l2, max_iter=max_iter))
@@ -89,7 +90,7 @@ def run_probe(workdir, restored, *, test_split="test", **probe_kwargs):
 
   Args:
     workdir: the run's directory (records.py).
-    restored: `train_lib.restore_for_inference(...)`'s result.
+    restored: `workdir.restore_for_inference(...)`'s result.
     test_split, **probe_kwargs: see `linear_probe`.
 
   Returns:

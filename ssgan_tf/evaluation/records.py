@@ -16,8 +16,9 @@ import os
 
 import tensorflow as tf
 
+from ssgan_tf import workdir as workdir_lib
+
 RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", "classifier")
-FILENAME = "metrics.jsonl"
 
 
 def append_records(workdir, records):
@@ -27,9 +28,9 @@ def append_records(workdir, records):
     if missing:
       raise ValueError(f"metric record {record} lacks keys {missing}.")
   tf.io.gfile.makedirs(workdir)
-  with tf.io.gfile.GFile(os.path.join(workdir, FILENAME), "a") as f:
+  with tf.io.gfile.GFile(os.path.join(workdir, workdir_lib.METRICS), "a") as f:
     f.write("".join(json.dumps(record) + "\n" for record in records))
-  writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+  writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.EVAL_LOGS))
   with writer.as_default():
     for record in records:
       tf.summary.scalar(record["metric"], record["value"], step=record["step"])
@@ -38,7 +39,7 @@ def append_records(workdir, records):
 
 def read_records(workdir):
   """All records of `<workdir>/metrics.jsonl`, oldest first ([] if there is none)."""
-  path = os.path.join(workdir, FILENAME)
+  path = os.path.join(workdir, workdir_lib.METRICS)
   if not tf.io.gfile.exists(path):
     return []
   with tf.io.gfile.GFile(path) as f:

@@ -9,6 +9,7 @@ and rotation heads.
 import gin
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf.nets import resnet_cifar
 from ssgan_tf.nets import sndcgan
 from ssgan_tf.nets.discriminator import Discriminator
@@ -17,9 +18,9 @@ ARCHITECTURES = {"sndcgan": sndcgan, "resnet_cifar": resnet_cifar}
 
 
 def architecture_module(name):
-  """The module of architecture `name`; ValueError naming the choices otherwise."""
+  """The module of architecture `name`; ConfigError naming the choices otherwise."""
   if name not in ARCHITECTURES:
-    raise ValueError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
+    raise errors.ConfigError(f"unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
   return ARCHITECTURES[name]
 
 
@@ -41,12 +42,13 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
       for resnet_cifar.
 
   Returns:
-    `(generator, discriminator)`, built Keras models.
+    `(generator, discriminator)`, built Keras models; each records the name of its
+    architecture as `.architecture` (workdirs and exports describe the model by it).
   """
   module = architecture_module(architecture)
   resolution, width, channels = image_shape
   if resolution != width:
-    raise ValueError(f"images must be square; got {resolution}x{width}.")
+    raise errors.ConfigError(f"images must be square; got {resolution}x{width}.")
   module.check_resolution(resolution)
   generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
                                name="generator", **(generator_kwargs or {}))
@@ -56,4 +58,5 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
   # Subclassed models create variables on their first call (Model.build does not).
   images = generator(tf.zeros([1, z_dim]))
   discriminator(images)
+  generator.architecture = discriminator.architecture = architecture
   return generator, discriminator

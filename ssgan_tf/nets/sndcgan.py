@@ -11,12 +11,13 @@ back after G's tanh; same network).
 import keras
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf.nets import spectral_norm as sn
 
 
 def check_resolution(resolution):
   if resolution % 8:
-    raise ValueError(
+    raise errors.ConfigError(
         f"sndcgan needs a resolution divisible by 8; got {resolution}. "
         "Resize or pad the images (e.g. MNIST 28 -> 32).")
 

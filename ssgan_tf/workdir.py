@@ -1,0 +1,223 @@
+"""The workdir: its layout, its model description, its checkpoints, and atomic writes.
+
+Training, evaluation, export and the probe all read and write a workdir through this
+module. A workdir only grows:
+  operative_config.gin      every gin parameter of the run, written after its first step
+                            (a resumed run with other settings adds operative_config-<step>.gin)
+  model_info.json           image shape, architecture, z_dim, z_distribution
+  checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG
+  samples/fakes_<step>.png  sample grids
+  train/, eval/             TensorBoard logs
+  metrics.jsonl             evaluation records (evaluation/records.py)
+  export/<step>/            SavedModels (export_lib.py)
+Paths may be local or any tf.io.gfile URL (gs://...).
+"""
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import uuid
+
+import gin
+import tensorflow as tf
+
+from ssgan_tf import data
+from ssgan_tf import precision
+from ssgan_tf import ssgan
+from ssgan_tf.errors import WorkdirError
+
+CHECKPOINTS = "checkpoints"
+OPERATIVE_CONFIG = "operative_config.gin"
+MODEL_INFO = "model_info.json"
+SAMPLES = "samples"
+EXPORT = "export"
+METRICS = "metrics.jsonl"
+TRAIN_LOGS = "train"
+EVAL_LOGS = "eval"
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite=True):
+  """Yields a temporary sibling path to write a file or a directory to; on success it is
+  renamed to `path`, so readers never see a partial result and a failure leaves nothing.
+
+  The temporary name starts with ".tmp-" (TF Serving and our listings ignore it) and ends
+  like `path` (Keras picks the format of `save_weights` by suffix).
+
+  Args:
+    path: the final file or directory (local or tf.io.gfile URL).
+    overwrite: replace an existing `path`; if False and it exists, WorkdirError before
+      anything is written.
+  """
+  parent, name = os.path.split(path)
+  if not overwrite and tf.io.gfile.exists(path):
+    raise WorkdirError(f"{path!r} exists already; delete it or ask to overwrite it.")
+  tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+  replaced = tmp + "-replaced"
+  tf.io.gfile.makedirs(parent)
+  try:
+    yield tmp
+    if tf.io.gfile.isdir(tmp):
+      # Directories cannot be renamed over one another: move the old one aside first.
+      if tf.io.gfile.exists(path):
+        tf.io.gfile.rename(path, replaced)
+      tf.io.gfile.rename(tmp, path)
+    else:
+      tf.io.gfile.rename(tmp, path, overwrite=True)
+  except BaseException:
+    if tf.io.gfile.exists(replaced) and not tf.io.gfile.exists(path):
+      tf.io.gfile.rename(replaced, path)
+    _remove(tmp)
+    raise
+  _remove(replaced)
+
+
+def write_atomically(path, contents):
+  """Writes `contents` (str or bytes) to `path` through `atomic_output`."""
+  with atomic_output(path) as tmp:
+    with tf.io.gfile.GFile(tmp, "wb" if isinstance(contents, bytes) else "w") as f:
+      f.write(contents)
+
+
+def _remove(path):
+  if tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+  elif tf.io.gfile.exists(path):
+    tf.io.gfile.remove(path)
+
+
+# Model description.
+
+def model_info(model, image_shape):
+  """The model_info.json dict of `model` (an SSGAN) trained on `image_shape` images."""
+  return {"image_shape": list(image_shape), **model.info}
+
+
+def check_model_info(workdir, info, write):
+  """Writes model_info.json on a new workdir; on an old one, checks it describes the same
+  model, so another model's checkpoints are never touched.
+
+  Args:
+    workdir: the workdir.
+    info: `model_info(...)` of the configured model.
+    write: whether this process may write (the chief).
+  """
+  path = os.path.join(workdir, MODEL_INFO)
+  if tf.io.gfile.exists(path):
+    saved = read_model_info(workdir)
+    # Workdirs from before z_distribution was recorded describe the same models.
+    if {k: v for k, v in info.items() if k in saved} != saved:
+      raise WorkdirError(
+          f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); use "
+          f"a new --workdir, or the config it was trained with (its {OPERATIVE_CONFIG}).")
+  elif write:
+    write_atomically(path, json.dumps(info))
+
+
+def read_model_info(workdir):
+  with tf.io.gfile.GFile(os.path.join(workdir, MODEL_INFO)) as f:
+    return json.load(f)
+
+
+# Checkpoints.
+
+def make_checkpoint(model):
+  """Everything exact resumption needs; the step is `g_optimizer.iterations`.
+
+  Keras 3 does not make layers held in Python lists (SNDCGAN's convs, the ResNet blocks)
+  checkpoint dependencies of their model: their weights would reach the checkpoint only
+  through the optimizers, and their BN moving statistics and spectral-norm `u` not at
+  all. So every G and D variable is also tracked by its position in `variables`.
+  """
+  return tf.train.Checkpoint(generator=model.generator, discriminator=model.discriminator,
+                             d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
+                             noise=model.noise,
+                             generator_variables=list(model.generator.variables),
+                             discriminator_variables=list(model.discriminator.variables))
+
+
+def restore(checkpoint, path):
+  """Restores `path` into `checkpoint`; WorkdirError if it holds a different model."""
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    first_line = str(e).strip().splitlines()[0]
+    raise WorkdirError(
+        f"checkpoint {path} does not match the configured model ({first_line}); use a "
+        f"new --workdir, or the config it was trained with (its {OPERATIVE_CONFIG})."
+    ) from None
+
+
+def checkpoint_dir(workdir):
+  return os.path.join(workdir, CHECKPOINTS)
+
+
+def latest_checkpoint(workdir):
+  """The newest checkpoint path of `workdir`, or None."""
+  return tf.train.latest_checkpoint(checkpoint_dir(workdir))
+
+
+def checkpoint_path(workdir, checkpoint=None):
+  """The path of `checkpoint`: None (the latest), a step number, or a path.
+
+  Raises:
+    WorkdirError: the workdir has no checkpoint, or not the one asked for.
+  """
+  latest = latest_checkpoint(workdir)
+  if not latest or not tf.io.gfile.exists(os.path.join(workdir, OPERATIVE_CONFIG)):
+    raise WorkdirError(f"no checkpoint in {workdir!r}; train first: python -m ssgan_tf.main "
+                       f"--gin_file=... --workdir={workdir}")
+  if checkpoint is None:
+    return latest
+  path = (os.path.join(checkpoint_dir(workdir), f"ckpt-{checkpoint}")
+          if str(checkpoint).isdigit() else str(checkpoint))
+  if not tf.io.gfile.exists(path + ".index"):
+    raise WorkdirError(f"no checkpoint {path!r}; the latest is {latest!r}.")
+  return path
+
+
+# Inference.
+
+@dataclasses.dataclass
+class Restored:
+  """A trained model rebuilt from a workdir for inference (evaluation, export, probe)."""
+  model: ssgan.SSGAN
+  step: int
+  checkpoint_path: str
+  image_shape: tuple
+
+  @functools.cached_property
+  def source(self):
+    """The training data source (built on first use: it may need the dataset)."""
+    return data.get_source()
+
+
+def restore_for_inference(workdir, checkpoint=None):
+  """Rebuilds the workdir's model from its operative config and restores a checkpoint.
+
+  This is the one place that reads a workdir's configuration back: the operative config
+  is parsed into gin (over what gin holds already, which in a fresh process is nothing,
+  so the model is rebuilt exactly as trained); bindings parsed afterwards (evaluation.*)
+  apply to what is built afterwards.
+
+  Args:
+    workdir: a training workdir.
+    checkpoint: None (the latest), a step number, or a checkpoint path.
+
+  Returns:
+    `Restored`; the model is float32 on the default strategy, G and D in eval use.
+  """
+  path = checkpoint_path(workdir, checkpoint)
+  gin.parse_config_file(os.path.join(workdir, OPERATIVE_CONFIG), skip_unknown=True)
+  image_shape = tuple(read_model_info(workdir)["image_shape"])
+  precision.set_precision("float32")
+  model = ssgan.build_model(tf.distribute.get_strategy(), image_shape)
+  restore(make_checkpoint(model), path)
+  return Restored(model, model.step, path, image_shape)
+
+
+def read_operative_config(workdir):
+  with tf.io.gfile.GFile(os.path.join(workdir, OPERATIVE_CONFIG)) as f:
+    return f.read()
