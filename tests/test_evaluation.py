@@ -11,6 +11,8 @@ import PIL.Image
 import pytest
 import tensorflow as tf
 
+import inception_standin
+
 from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import losses
@@ -26,28 +28,11 @@ from ssgan_tf.nets import build_networks
 FEATURES = 64  # The real module has 2048; a small D keeps the covariances well-posed.
 
 
-class StandInInception(tf.Module):
-  """Like TF-GAN's Inception module: `[N, H, W, 3]` in [-1, 1], any size ->
-  {"pool_3": [N, 1, 1, D], "logits": [N, 1008]}, resizing inside."""
-
-  def __init__(self):
-    super().__init__()
-    rng = np.random.default_rng(0)
-    self.to_pool = tf.Variable(rng.normal(size=(8 * 8 * 3, FEATURES)).astype(np.float32) / 8)
-    self.to_logits = tf.Variable(rng.normal(size=(FEATURES, 1008)).astype(np.float32))
-
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-  def __call__(self, images):
-    small = tf.reshape(tf.image.resize(images, [8, 8]), [-1, 8 * 8 * 3])
-    pool = tf.tanh(small @ self.to_pool)
-    return {"pool_3": pool[:, None, None, :], "logits": pool @ self.to_logits}
-
-
 @pytest.fixture(scope="module")
 def inception_path(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("inception"))
-  tf.saved_model.save(StandInInception(), path)
-  return path
+  # Takes only 299x299 input, as compare_gan feeds it: a missing resize fails here.
+  return inception_standin.save_standin(tmp_path_factory.mktemp("inception"),
+                                        features=FEATURES)
 
 
 @pytest.fixture(scope="module")
