@@ -37,8 +37,10 @@ only when asked.
 import json
 import os
 
+import gin
 import tensorflow as tf
 
+from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.errors import ExportError
 
@@ -146,3 +148,45 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
 def to_uint8(images):
   """float images in [-1, 1] -> uint8 round((x + 1) * 127.5), clipped to [0, 255]."""
   return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+
+class ExportedGenerator:
+  """A loaded export as evaluation sees a model (`generate`, `sample_z`), so that the
+  number a user reports belongs to the artefact they ship.
+
+  Images come from the export's `serving_default` signature; noise is drawn with the
+  export's recorded z distribution by the same `ssgan.draw_z` as training's, so an
+  export and its checkpoint evaluated with one seed see the same z and give the same
+  metrics (up to float round-off).
+  """
+
+  def __init__(self, export_dir):
+    if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+      raise ExportError(f"no SavedModel in {export_dir!r}; export one first: python -m "
+                        "ssgan_tf.main --mode=export --workdir=WORKDIR")
+    with tf.io.gfile.GFile(os.path.join(export_dir, EXTRA_DIR, METADATA_FILE)) as f:
+      self.metadata = json.load(f)
+    self.z_dim, self.z_distribution = self.metadata["z_dim"], self.metadata["z_distribution"]
+    # The loaded object owns the variables: the signature alone would outlive them.
+    self._loaded = tf.saved_model.load(export_dir)
+    self._serve = self._loaded.signatures["serving_default"]
+
+  def generate(self, z):
+    return self._serve(z=z)["images"]
+
+  def sample_z(self, num, rng):
+    return ssgan.draw_z([num, self.z_dim], self.z_distribution, rng)
+
+
+def load_for_evaluation(export_dir):
+  """An export as a `workdir.Restored` for evaluation (`eval_lib.evaluate`).
+
+  Like `workdir.restore_for_inference`, it parses the model's operative config (here the
+  export's copy) into gin, so that the data source it was trained on can be built.
+  """
+  exported = ExportedGenerator(export_dir)
+  with tf.io.gfile.GFile(os.path.join(export_dir, EXTRA_DIR, CONFIG_FILE)) as f:
+    gin.parse_config(f.read(), skip_unknown=True)
+  metadata = exported.metadata
+  image_shape = (metadata["resolution"], metadata["resolution"], metadata["channels"])
+  return workdir_lib.Restored(exported, metadata["step"], export_dir, image_shape)

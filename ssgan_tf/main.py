@@ -6,6 +6,7 @@ function. Bad input (errors.UserError) ends with a one-line error and exit statu
 other exception is a bug and keeps its traceback.
 """
 
+import json
 import os
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
@@ -22,7 +23,9 @@ flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, e.g. "
                           "--gin_param='train.total_steps=200'.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries, samples, exports.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "export"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export", "probe"],
+                  "train; eval (sample metrics, metrics.jsonl); export (a SavedModel); "
+                  "probe (linear probe of D's features, metrics.jsonl).")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy: one device; all local GPUs (mirrored); the "
                   "cluster in TF_CONFIG (multi_worker); a Cloud TPU (untested).")
@@ -30,8 +33,10 @@ flags.DEFINE_integer("num_cpu_devices", 0, "With --strategy=mirrored on a host w
                      "GPUs: split the CPU into this many replicas (for testing).")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (sets dataset.data_dir).")
-flags.DEFINE_string("checkpoint", None, "eval/export: a step number or checkpoint path "
-                    "(default: the latest in --workdir).")
+flags.DEFINE_string("checkpoint", None, "eval/export/probe: a step number or checkpoint "
+                    "path (default: the latest in --workdir).")
+flags.DEFINE_string("export_dir", None, "eval: evaluate this export (WORKDIR/export/<step>) "
+                    "instead of a checkpoint; records go to --workdir.")
 flags.DEFINE_string("inception_path", None, "A local copy of TF-GAN's Inception SavedModel "
                     "(https://tfhub.dev/tensorflow/tfgan/eval/inception/1); without it, "
                     "Inception is read from the TF-Hub cache ($TFHUB_CACHE_DIR).")
@@ -74,22 +79,29 @@ def run(argv):
     raise errors.ConfigError(
         "--mode=export takes no --gin_file/--gin_param: an export is rebuilt from the "
         "workdir's operative_config.gin alone; drop them.")
+  if FLAGS.export_dir and (FLAGS.mode != "eval" or FLAGS.checkpoint):
+    raise errors.ConfigError("--export_dir is for --mode=eval, instead of --checkpoint.")
   from ssgan_tf import distribute
   from ssgan_tf import export_lib
   from ssgan_tf import train_lib
   from ssgan_tf import workdir
   from ssgan_tf.evaluation import eval_lib
+  from ssgan_tf.evaluation import probe
 
   if FLAGS.mode == "train":
     configure()
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
     train_lib.train(FLAGS.workdir, strategy)
-  elif FLAGS.mode == "eval":
-    # The workdir's operative config rebuilds the model; the gin files and bindings given
-    # here then set the evaluation (evaluation.*, classifier.*).
-    restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
+  elif FLAGS.mode in ("eval", "probe"):
+    # The workdir's (or export's) operative config rebuilds the model; the gin files and
+    # bindings given here then set the evaluation (evaluation.*, classifier.*, probe.*).
+    restored = (export_lib.load_for_evaluation(FLAGS.export_dir) if FLAGS.export_dir
+                else workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint))
     configure()
-    eval_lib.evaluate(FLAGS.workdir, restored)
+    if FLAGS.mode == "eval":
+      eval_lib.evaluate(FLAGS.workdir, restored)
+    else:
+      print(json.dumps(probe.run_probe(FLAGS.workdir, restored)))
   else:
     print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
                             FLAGS.overwrite))

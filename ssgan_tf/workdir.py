@@ -182,7 +182,10 @@ def checkpoint_path(workdir, checkpoint=None):
 
 @dataclasses.dataclass
 class Restored:
-  """A trained model rebuilt from a workdir for inference (evaluation, export, probe)."""
+  """A trained model rebuilt from a workdir for inference (evaluation, export, probe).
+
+  `model` is an `ssgan.SSGAN`, or for evaluation an `export_lib.ExportedGenerator`.
+  """
   model: ssgan.SSGAN
   step: int
   checkpoint_path: str

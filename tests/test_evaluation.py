@@ -134,13 +134,20 @@ def test_evaluate_writes_protocol_named_records(tiny_model, mnist, inception, tm
                                    checkpoint_path="ckpt-7")
   written = eval_lib.evaluate(workdir, restored, num_samples=50, classifier=inception,
                               batch_size=16, cache_dir=cache)
-  assert [r["metric"] for r in written] == ["fid50_test", "is50", "kid50_test"]
+  assert [r["metric"] for r in written] == ["fid50_test", "is50", "kid50_test",
+                                            "precision50_test", "recall50_test"]
   for record in written:
     assert set(records.RECORD_KEYS) <= set(record)
     assert (record["step"], record["checkpoint"], record["num_fake"]) == (7, "ckpt-7", 50)
     assert record["num_real"] == (0 if record["metric"] == "is50" else 50)
     assert record["classifier"] == inception.name
-    assert np.isfinite(record["value"])
+    # compare_gan's averaging: 3 fake sets, their mean and (ddof 0) std.
+    assert record["runs"] == 3 and len(record["values"]) == 3
+    assert record["value"] == pytest.approx(np.mean(record["values"]))
+    assert record["std"] == pytest.approx(np.std(record["values"]))
+    assert np.all(np.isfinite(record["values"]))
+  # Three different fake sets (precision can tie on so few samples).
+  assert len(set(written[0]["values"])) == 3
   assert records.read_records(workdir) == written
   # The same scalars in TensorBoard under workdir/eval.
   logged = {}
@@ -185,9 +192,21 @@ def test_more_samples_than_the_split_is_a_clear_error(tiny_model, mnist, incepti
     eval_lib.compute_metrics(tiny_model, mnist, inception, num_samples=501)
 
 
+def test_evaluation_repeats_and_never_touches_the_training_noise(tiny_model, mnist,
+                                                                 inception, tmp_path):
+  kwargs = dict(num_samples=20, metrics=("fid",), batch_size=10, cache_dir=str(tmp_path))
+  noise_state = tiny_model.noise.state.numpy().copy()
+  first = eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs)
+  np.testing.assert_array_equal(tiny_model.noise.state.numpy(), noise_state)
+  assert eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs) == first
+  other_seed = eval_lib.compute_metrics(tiny_model, mnist, inception, seed=1, **kwargs)
+  assert other_seed[0]["values"] != first[0]["values"]
+
+
 def test_default_sample_count_is_capped_by_the_split(tiny_model, mnist, inception, tmp_path):
   [record] = eval_lib.compute_metrics(tiny_model, mnist, inception, metrics=("is",),
-                                      batch_size=250, cache_dir=str(tmp_path))
+                                      num_fake_sets=1, batch_size=250,
+                                      cache_dir=str(tmp_path))
   assert (record["metric"], record["num_fake"]) == ("is500", 500)
 
 

@@ -6,6 +6,7 @@ from scipy import linalg
 
 from ssgan_tf import errors
 from ssgan_tf.evaluation import metrics
+from ssgan_tf.evaluation import precision_recall
 
 
 def _scipy_frechet(a, b):
@@ -75,32 +76,38 @@ def test_kernel_distance_has_an_error_estimate_with_several_blocks():
   assert abs(value) < 0.05 and 0 < std < 0.05
 
 
-@pytest.mark.parametrize("kind, family, num, name", [
-    ("fid", "inception", 10000, "fid10k_test"), ("is", "inception", 10000, "is10k"),
-    ("kid", "inception", 50000, "kid50k_test"), ("fid", "mnist", 500, "fmd500_test"),
-    ("is", "mnist", 500, "mnist_score500"), ("fid", "inception", 2500, "fid2500_test")])
-def test_metric_names_state_sample_count_and_split(kind, family, num, name):
-  assert metrics.metric_name(metrics.METRICS[kind], family, num, "test") == name
+@pytest.mark.parametrize("kind, family, num, names", [
+    ("fid", "inception", 10000, ("fid10k_test",)), ("is", "inception", 10000, ("is10k",)),
+    ("kid", "inception", 50000, ("kid50k_test",)), ("fid", "mnist", 500, ("fmd500_test",)),
+    ("is", "mnist", 500, ("mnist_score500",)), ("fid", "inception", 2500, ("fid2500_test",)),
+    ("pr", "inception", 10000, ("precision10k_test", "recall10k_test")),
+    ("pr", "mnist", 500, ("mnist_precision500_test", "mnist_recall500_test"))])
+def test_metric_names_state_sample_count_and_split(kind, family, num, names):
+  assert metrics.metric_names(metrics.METRICS[kind], family, num, "test") == names
 
 
 def test_unknown_metric_kind_is_rejected():
-  with pytest.raises(errors.ConfigError, match="unknown evaluation.metrics.*'fid', 'is', 'kid'"):
+  with pytest.raises(errors.ConfigError, match="unknown evaluation.metrics.*'fid', 'is', 'kid', 'pr'"):
     metrics.get_metrics(("fid", "precisionn"))
 
 
 def test_a_metric_has_no_name_for_an_unknown_classifier_family():
   with pytest.raises(errors.ConfigError, match="no name for classifier family 'resnet'"):
-    metrics.metric_name(metrics.METRICS["fid"], "resnet", 100, "test")
+    metrics.metric_names(metrics.METRICS["fid"], "resnet", 100, "test")
 
 
 def test_registry_entries_compute_what_their_names_say():
   rng = np.random.default_rng(0)
   real = {"pool_3": rng.normal(size=(64, 3)), "logits": rng.normal(size=(64, 5))}
   fake = {"pool_3": rng.normal(1.0, size=(64, 3)), "logits": rng.normal(size=(64, 5))}
-  assert metrics.METRICS["fid"].compute(real, fake) == {
-      "value": metrics.frechet_distance(real["pool_3"], fake["pool_3"])}
-  assert metrics.METRICS["is"].compute(None, fake) == {
-      "value": metrics.classifier_score(fake["logits"])}
-  value, std = metrics.kernel_distance(real["pool_3"], fake["pool_3"])
-  assert metrics.METRICS["kid"].compute(real, fake) == {"value": value, "std": std}
-  assert [kind for kind, m in metrics.METRICS.items() if m.uses_real] == ["fid", "kid"]
+  assert metrics.METRICS["fid"].compute(real, fake) == (
+      metrics.frechet_distance(real["pool_3"], fake["pool_3"]),)
+  assert metrics.METRICS["is"].compute(None, fake) == (
+      metrics.classifier_score(fake["logits"]),)
+  assert metrics.METRICS["kid"].compute(real, fake) == (
+      metrics.kernel_distance(real["pool_3"], fake["pool_3"])[0],)
+  assert metrics.METRICS["pr"].compute(real, fake) == precision_recall.precision_recall(
+      real["pool_3"], fake["pool_3"], k=3)
+  assert [kind for kind, m in metrics.METRICS.items() if m.uses_real] == ["fid", "kid", "pr"]
+  for metric in metrics.METRICS.values():  # One name per output, for every family.
+    assert {len(p) for p in metric.prefixes.values()} == {len(metric.compute(real, fake))}

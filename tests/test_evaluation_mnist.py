@@ -70,9 +70,11 @@ def test_features_separate_real_digits_from_noise(classifier, mnist):
 
 
 def test_metric_names_say_what_the_classifier_is(classifier):
-  names = {kind: metrics.metric_name(metric, classifier.family, 500, "test")
+  names = {kind: metrics.metric_names(metric, classifier.family, 500, "test")
            for kind, metric in metrics.METRICS.items()}
-  assert names == {"fid": "fmd500_test", "is": "mnist_score500", "kid": "kmd500_test"}
+  assert names == {"fid": ("fmd500_test",), "is": ("mnist_score500",),
+                   "kid": ("kmd500_test",),
+                   "pr": ("mnist_precision500_test", "mnist_recall500_test")}
 
 
 def test_it_refuses_colour_data(mnist):

@@ -35,7 +35,12 @@ def test_probe_of_a_tiny_discriminator_on_mnist(discriminator):
   result = probe.linear_probe(discriminator, mnist, num_train=300, num_test=100,
                               batch_size=100)
   assert (result["num_train"], result["num_test"]) == (300, 100)
-  print(f"probe top-1 of an untrained tiny D: {result['top1']:.3f}")
+  # Each of SNDCGAN's 7 conv blocks, and the features the heads read; the best reported.
+  assert sorted(result["per_block"]) == [f"block{i}" for i in range(1, 8)] + ["features"]
+  assert result["top1"] == max(result["per_block"].values())
+  assert result["per_block"][result["block"]] == result["top1"]
+  assert len(set(result["per_block"].values())) > 1  # The blocks do differ.
+  print(f"probe top-1 of an untrained tiny D: {result['top1']:.3f} ({result['block']})")
   # Even random conv features beat chance (0.1) on digits by a wide margin.
   assert 0.3 < result["top1"] <= 1.0
 
@@ -50,6 +55,19 @@ def test_run_probe_appends_its_record(discriminator, tmp_path):
   assert (record["metric"], record["step"], record["num_real"], record["num_train"]) == (
       "probe_top1_test", 3, 50, 100)
   assert 0.0 <= record["value"] <= 1.0
+  assert record["value"] == record["per_block"][record["block"]]
+
+
+def test_block_features_are_the_spatial_means_of_the_trunk_blocks(discriminator):
+  images = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 1)).astype(np.float32)
+  features = discriminator.probe_features(images)
+  blocks = discriminator.trunk.block_outputs(images)
+  assert len(blocks) == 7
+  for i, block in enumerate(blocks, start=1):
+    np.testing.assert_allclose(features[f"block{i}"], block.numpy().mean(axis=(1, 2)),
+                               rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(features["features"],
+                                discriminator(images, training=False)["features"])
 
 
 def test_one_class_of_training_labels_is_rejected():

@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf import export_lib
 from ssgan_tf import ssgan
 from ssgan_tf import train_lib
+from ssgan_tf.evaluation import classifiers
+from ssgan_tf.evaluation import eval_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -306,3 +309,29 @@ def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy):
                     include_discriminator=True, overwrite=True)
   assert os.listdir(export_root) == ["1"]
   assert "discriminate" in tf.saved_model.load(first).signatures
+
+
+def test_an_export_evaluates_to_its_checkpoints_numbers(trained, export_dir):
+  # Features: 4x4 block means of the digits, a 64-D summary every image has.
+  network = lambda images: {  # noqa: E731
+      "pool_3": tf.reshape(tf.nn.avg_pool2d(images, 4, 4, "VALID"), [tf.shape(images)[0], -1]),
+      "logits": tf.reshape(tf.nn.avg_pool2d(images, 8, 8, "VALID"), [tf.shape(images)[0], -1])}
+  classifier = classifiers.Classifier(network, name="blocks", family="inception", channels=1)
+  try:
+    restored = export_lib.load_for_evaluation(export_dir)
+    source = restored.source
+  finally:
+    gin.clear_config()
+  assert (restored.step, restored.checkpoint_path, restored.image_shape) == (
+      2, export_dir, IMAGE_SHAPE)
+  kwargs = dict(num_samples=40, metrics=("fid", "is"), batch_size=20, num_fake_sets=2)
+  from_export = eval_lib.compute_metrics(restored.model, source, classifier, **kwargs)
+  from_checkpoint = eval_lib.compute_metrics(trained[1], source, classifier, **kwargs)
+  for exported, checkpointed in zip(from_export, from_checkpoint):
+    assert exported["metric"] == checkpointed["metric"]
+    np.testing.assert_allclose(exported["values"], checkpointed["values"], rtol=1e-4)
+
+
+def test_evaluating_a_missing_export_is_a_clear_error(tmp_path):
+  with pytest.raises(errors.ExportError, match="no SavedModel in .*export one first"):
+    export_lib.load_for_evaluation(str(tmp_path))

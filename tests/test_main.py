@@ -68,7 +68,11 @@ COMMANDS = {
     "eval": (["--mode=eval", "--gin_param=evaluation.num_samples = 100",
               "--gin_param=classifier.cache_dir = '{tmp}/cache'",
               "--gin_param=evaluation.cache_dir = '{tmp}/cache'"], "copy"),
+    "probe": (["--mode=probe", "--gin_param=probe.num_train = 200",
+               "--gin_param=probe.num_test = 100"], "copy"),
     "eval_without_checkpoint": (["--mode=eval"], "new"),
+    "export_dir_and_checkpoint": (["--mode=eval", "--export_dir={tmp}/export/4",
+                                   "--checkpoint=4"], "new"),
     "export": (["--mode=export"], "copy"),
     "export_with_gin": (["--mode=export", "--gin_param=train.total_steps = 9"], "copy"),
     "negative_learning_rate": (TINY + ["--gin_param=optimizers.g_lr = -1.0"], "new"),
@@ -107,12 +111,27 @@ def test_eval_appends_protocol_named_records(runs):
   assert run["status"] == 0, run["stderr"]
   records = [json.loads(line) for line in (run["workdir"] / "metrics.jsonl").read_text()
              .splitlines()]
-  assert [r["metric"] for r in records] == ["fmd100_test", "mnist_score100", "kmd100_test"]
+  assert [r["metric"] for r in records] == [
+      "fmd100_test", "mnist_score100", "kmd100_test", "mnist_precision100_test",
+      "mnist_recall100_test"]
   for record in records:
     assert record["step"] == 4 and record["checkpoint"].endswith("ckpt-4")
     assert record["num_fake"] == 100 and record["classifier"] == "mnist_cnn_v1"
-    assert np.isfinite(record["value"])
+    assert np.isfinite(record["value"]) and record["runs"] == 3
+    # Printed as mean +- std over the 3 fake sets.
+    assert re.search(rf"{record['metric']} = [\d.e+-]+ \+- [\d.e+-]+ over 3 fake set",
+                     run["stderr"])
   assert any(f.startswith("eval/events.out.tfevents.") for f in _files(run["workdir"]))
+
+
+def test_probe_appends_the_best_block(runs):
+  run = runs["probe"]
+  assert run["status"] == 0, run["stderr"]
+  [record] = [json.loads(line) for line in (run["workdir"] / "metrics.jsonl").read_text()
+              .splitlines()]
+  assert record["metric"] == "probe_top1_test" and record["step"] == 4
+  assert (record["num_train"], record["num_real"]) == (200, 100)
+  assert record["value"] == max(record["per_block"].values())
 
 
 def test_export_writes_a_savedmodel_of_the_latest_step(runs):
@@ -183,6 +202,7 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
                             r"choose a multiple of 2"),
     ("eval_without_checkpoint", r"no checkpoint in .*; train first: python -m ssgan_tf.main"),
     ("export_with_gin", r"--mode=export takes no --gin_file/--gin_param"),
+    ("export_dir_and_checkpoint", r"--export_dir is for --mode=eval, instead of --checkpoint"),
     ("negative_learning_rate", r"optimizers.g_lr must be > 0; got -1.0"),
     ("zero_log_interval", r"train.log_every must be >= 1; got 0"),
 ])

@@ -55,18 +55,17 @@ def stream_activations(classifier, image_batches, num):
                    f"lower num_samples.")
 
 
-def generated_batches(model, num, batch_size, seed):
+def generated_batches(model, num, batch_size, rng):
   """Yields `ceil(num / batch_size)` full batches of `model.generate(z)`.
 
   Args:
-    model: an `ssgan.SSGAN`; z comes from its `sample_z` with its own generator seeded
-      by `seed`, so evaluation is reproducible and never advances the training noise
-      stream (training state that checkpoints save).
+    model: has `generate(z)` and `sample_z(num, rng)` (an `ssgan.SSGAN`).
     num, batch_size: images wanted, and per generator call.
-    seed: noise seed.
+    rng: the evaluation's own `tf.random.Generator` (not the model's training stream,
+      which checkpoints save), so evaluating is reproducible and never perturbs
+      training.
   """
   sample = tf.function(model.generate)
-  rng = tf.random.Generator.from_seed(seed)
   for _ in range(math.ceil(num / batch_size)):
     yield sample(model.sample_z(batch_size, rng))
 

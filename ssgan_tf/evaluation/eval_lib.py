@@ -6,24 +6,28 @@ those of the first `num_samples` images of the data's `split` (cached, activatio
 and appends one record per metric to the workdir (records.py). `PeriodicEvaluation` does
 the same for the live generator every N generator steps of `fit`.
 
-Defaults follow compare_gan: 10k samples each side for 32x32 data (fewer when the split
-is smaller, e.g. the 500 built-in MNIST test digits), the test split, FID and IS on
-TF-GAN's Inception; KID besides. With the built-in "mnist" the default classifier is the
-offline MNIST CNN (mnist_classifier.py), whose metrics are named fmd/mnist_score/kmd.
+Defaults follow compare_gan (protocols.py): each dataset's eval-split size (CIFAR-10 and
+CelebA 10k, LSUN-Bedroom 30k, ImageNet 50k, CelebA-HQ 3k; all 500 built-in MNIST test
+digits), the test split, 3 independent fake sets reported as mean and std, FID and IS on
+TF-GAN's Inception fed as compare_gan feeds it; KID and precision/recall besides. With the
+built-in "mnist" the default classifier is the offline MNIST CNN (mnist_classifier.py),
+whose metrics are named fmd/mnist_score/kmd/mnist_precision/mnist_recall.
 """
 
 from absl import logging
 import gin
 import keras
+import numpy as np
+import tensorflow as tf
 
 from ssgan_tf import errors
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
 from ssgan_tf.evaluation import mnist_classifier
+from ssgan_tf.evaluation import protocols
 from ssgan_tf.evaluation import records as records_lib
 
-DEFAULT_NUM_SAMPLES = 10_000
 CLASSIFIERS = ("inception", "mnist")
 
 
@@ -50,39 +54,64 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
 
 @gin.configurable("evaluation", denylist=["model", "source", "classifier"])
 def compute_metrics(model, source, classifier, *, num_samples=None, split="test",
-                    metrics=metrics_lib.KINDS, batch_size=100, cache_dir=None, seed=0):
+                    num_fake_sets=None, metrics=metrics_lib.KINDS, batch_size=100,
+                    cache_dir=None, seed=0):
   """Metrics of `model`'s generator against `source`; records without step/checkpoint.
 
   The keyword arguments are the gin bindings `evaluation.*`, shared by `--mode=eval` and
-  periodic evaluation.
+  periodic evaluation. Defaults are the dataset's protocol (protocols.py: compare_gan's
+  sample counts, 3 fake sets).
 
   Args:
-    model: an `ssgan.SSGAN` (its `generate` and `sample_z` are used).
+    model: anything with `generate(z)` and `sample_z(num, rng)` (an `ssgan.SSGAN`, or
+      an export loaded by `exported.ExportedGenerator`).
     source: the `data.ImageSource` G was trained on.
     classifier: a `classifiers.Classifier`.
-    num_samples: images each side; None = min(10k, size of `split`).
+    num_samples: real images, and images per fake set; None = the protocol's.
     split: real images to compare with.
-    metrics: keys of metrics.METRICS ("fid", "is", "kid").
+    num_fake_sets: independent fake sets, each scored against the same real images;
+      None = the protocol's (3).
+    metrics: keys of metrics.METRICS ("fid", "is", "kid", "pr").
     batch_size: images per generator and classifier call.
     cache_dir: for the real activations (activations.py); None = the default.
-    seed: of the noise; the same seed gives the same samples for the same weights.
+    seed: of the evaluation's own noise stream (the fake sets follow each other in
+      it): the same seed gives the same samples for the same weights, and evaluating
+      never touches the training noise.
 
   Returns:
-    A list of dicts with keys metric, value, num_real, num_fake, classifier (+ std).
+    A list of dicts, one per metric output: metric, value (the mean over the fake
+    sets), std (their standard deviation, ddof 0, as compare_gan), runs (how many),
+    values (each set's), num_real, num_fake (per set), classifier.
   """
   chosen = metrics_lib.get_metrics(metrics)
   uses_real = any(metric.uses_real for _, metric in chosen)
-  num = _num_samples(source, split, num_samples, uses_real)
-  names = {kind: metrics_lib.metric_name(metric, classifier.family, num, split)
-           for kind, metric in chosen}  # Before the sampling: a bad family fails at once.
-  fake = activations.stream_activations(
-      classifier, activations.generated_batches(model, num, batch_size, seed), num)
+  if num_samples is None:
+    num_samples = protocols.default_protocol(source.name,
+                                             source.num_examples("test")).num_samples
+  num = _check_num_samples(source, split, num_samples, uses_real)
+  runs = errors.check_range("evaluation.num_fake_sets",
+                            num_fake_sets or protocols.NUM_FAKE_SETS, minimum=1, integer=True)
+  # Named before the sampling: a classifier family without names fails at once.
+  names = {kind: metrics_lib.metric_names(metric, classifier.family, num, split)
+           for kind, metric in chosen}
   real = (activations.real_activations(classifier, source, split, num, batch_size, cache_dir)
           if uses_real else None)
-  return [{"metric": names[kind], **metric.compute(real, fake),
-           "num_real": num if metric.uses_real else 0, "num_fake": num,
-           "classifier": classifier.name}
-          for kind, metric in chosen]
+  rng = tf.random.Generator.from_seed(seed)
+  values = {kind: [] for kind, _ in chosen}
+  for run in range(runs):
+    fake = activations.stream_activations(
+        classifier, activations.generated_batches(model, num, batch_size, rng), num)
+    for kind, metric in chosen:
+      values[kind].append(metric.compute(real, fake))
+  records = []
+  for kind, metric in chosen:
+    for name, per_run in zip(names[kind], zip(*values[kind])):
+      records.append({"metric": name, "value": float(np.mean(per_run)),
+                      "std": float(np.std(per_run)), "runs": runs,
+                      "values": [float(v) for v in per_run],
+                      "num_real": num if metric.uses_real else 0, "num_fake": num,
+                      "classifier": classifier.name})
+  return records
 
 
 def evaluate(workdir, restored, classifier=None, **metric_kwargs):
@@ -97,7 +126,8 @@ def evaluate(workdir, restored, classifier=None, **metric_kwargs):
     **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
 
   Returns:
-    The records written, one dict per metric (records.RECORD_KEYS, + "std" for KID).
+    The records written, one dict per metric output (records.RECORD_KEYS, + std, runs,
+    values).
   """
   classifier = classifier or get_classifier(source=restored.source)
   results = compute_metrics(restored.model, restored.source, classifier, **metric_kwargs)
@@ -150,15 +180,14 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     self._last_step = step
 
 
-def _num_samples(source, split, num_samples, uses_real):
+def _check_num_samples(source, split, num_samples, uses_real):
+  # >= 2: a covariance needs two.
+  errors.check_range("evaluation.num_samples", num_samples, minimum=2, integer=True)
   available = source.num_examples(split)
-  if num_samples is None:
-    return min(DEFAULT_NUM_SAMPLES, available or DEFAULT_NUM_SAMPLES)
-  if num_samples < 2:
-    raise errors.ConfigError(f"evaluation.num_samples must be >= 2 (a covariance needs two); got {num_samples}.")
   if uses_real and available is not None and num_samples > available:
-    raise errors.ConfigError(f"evaluation.num_samples={num_samples} but split {split!r} of {source.name} has "
-                     f"{available} images; lower num_samples to at most {available}.")
+    raise errors.ConfigError(
+        f"evaluation.num_samples={num_samples} but split {split!r} of {source.name} has "
+        f"{available} images; lower num_samples to at most {available}.")
   return num_samples
 
 
@@ -166,6 +195,7 @@ def _write(workdir, step, checkpoint, results):
   written = [{"step": int(step), "checkpoint": checkpoint, **result} for result in results]
   records_lib.append_records(workdir, written)
   for record in written:
-    logging.info("step %d: %s = %.5g (%s)", record["step"], record["metric"],
-                 record["value"], record["classifier"])
+    logging.info("step %d: %s = %.5g +- %.2g over %d fake set(s) (%s)", record["step"],
+                 record["metric"], record["value"], record["std"], record["runs"],
+                 record["classifier"])
   return written

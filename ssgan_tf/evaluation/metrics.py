@@ -7,11 +7,13 @@ is TF-GAN's own (`classifier_metrics.py`).
 A metric is chosen by its KIND, a key of METRICS (one entry per metric):
   "fid": Fréchet distance between Gaussians fitted to real and fake features.
   "is":  classifier score exp(E_x KL(p(y|x) || p(y))) on fake logits (Inception score).
-  "kid": kernel distance, unbiased MMD^2 with the cubic polynomial kernel, with a
-         standard-error estimate.
-The metric's NAME states its protocol: its prefix for the classifier's family, the sample
-count and, for metrics that use real images, the split: `fid10k_test`, `is10k`,
-`kid10k_test`; with the MNIST classifier `fmd500_test`, `mnist_score500`, `kmd500_test`.
+  "kid": kernel distance, unbiased MMD^2 with the cubic polynomial kernel.
+  "pr":  improved precision and recall (k = 3) on the same features: two numbers, how
+         much of G's output looks real and how much of the data G covers.
+Each output's NAME states its protocol: its prefix for the classifier's family, the
+sample count and, for metrics that use real images, the split: `fid10k_test`, `is10k`,
+`kid10k_test`, `precision10k_test`, `recall10k_test`; with the MNIST classifier
+`fmd500_test`, `mnist_score500`, `kmd500_test`, `mnist_precision500_test`, ...
 """
 
 from typing import Callable, NamedTuple, Optional
@@ -20,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf.evaluation import precision_recall as precision_recall_lib
 from ssgan_tf.evaluation import tfgan
 
 
@@ -27,36 +30,29 @@ class Metric(NamedTuple):
   """One registered metric.
 
   Attributes:
-    compute: `(real, fake) -> {"value": float, ...}`; `real` and `fake` are activation
-      dicts (`{"pool_3": [N, D], "logits": [N, K]}` NumPy), `real` None when unused.
-      Extra keys (e.g. "std") go into the record.
-    uses_real: whether it compares with real images (its name then carries the split).
-    prefixes: name prefix per classifier family ("inception", "mnist").
+    compute: `(real, fake) -> tuple of floats`, one per output; `real` and `fake` are
+      activation dicts (`{"pool_3": [N, D], "logits": [N, K]}` NumPy), `real` None when
+      unused.
+    uses_real: whether it compares with real images (its names then carry the split).
+    prefixes: per classifier family ("inception", "mnist"), the name prefix of each
+      output, a tuple as long as `compute`'s.
   """
-  compute: Callable[[Optional[dict], dict], dict]
+  compute: Callable[[Optional[dict], dict], tuple]
   uses_real: bool
   prefixes: dict
 
 
-def _fid(real, fake):
-  return {"value": frechet_distance(real["pool_3"], fake["pool_3"])}
-
-
-def _inception_score(real, fake):
-  del real
-  return {"value": classifier_score(fake["logits"])}
-
-
-def _kid(real, fake):
-  value, std = kernel_distance(real["pool_3"], fake["pool_3"])
-  return {"value": value, "std": std}
-
-
 METRICS = {
-    "fid": Metric(_fid, uses_real=True, prefixes={"inception": "fid", "mnist": "fmd"}),
-    "is": Metric(_inception_score, uses_real=False,
-                 prefixes={"inception": "is", "mnist": "mnist_score"}),
-    "kid": Metric(_kid, uses_real=True, prefixes={"inception": "kid", "mnist": "kmd"}),
+    "fid": Metric(lambda real, fake: (frechet_distance(real["pool_3"], fake["pool_3"]),),
+                  uses_real=True, prefixes={"inception": ("fid",), "mnist": ("fmd",)}),
+    "is": Metric(lambda real, fake: (classifier_score(fake["logits"]),), uses_real=False,
+                 prefixes={"inception": ("is",), "mnist": ("mnist_score",)}),
+    "kid": Metric(lambda real, fake: kernel_distance(real["pool_3"], fake["pool_3"])[:1],
+                  uses_real=True, prefixes={"inception": ("kid",), "mnist": ("kmd",)}),
+    "pr": Metric(lambda real, fake: precision_recall_lib.precision_recall(
+        real["pool_3"], fake["pool_3"]), uses_real=True,
+                 prefixes={"inception": ("precision", "recall"),
+                           "mnist": ("mnist_precision", "mnist_recall")}),
 }
 KINDS = tuple(METRICS)
 
@@ -75,14 +71,14 @@ def count_label(num):
   return f"{num // 1000}k" if num % 1000 == 0 else str(num)
 
 
-def metric_name(metric, family, num, split):
-  """e.g. (METRICS["fid"], "inception", 10000, "test") -> "fid10k_test";
-  (METRICS["is"], "inception", 10000, ...) -> "is10k"."""
+def metric_names(metric, family, num, split):
+  """The names of a metric's outputs, e.g. (METRICS["fid"], "inception", 10000, "test")
+  -> ("fid10k_test",); (METRICS["is"], "inception", 10000, ...) -> ("is10k",)."""
   if family not in metric.prefixes:
     raise errors.ConfigError(f"this metric has no name for classifier family {family!r}; "
                              f"it is defined for {sorted(metric.prefixes)}.")
-  name = f"{metric.prefixes[family]}{count_label(num)}"
-  return f"{name}_{split}" if metric.uses_real else name
+  suffix = f"{count_label(num)}_{split}" if metric.uses_real else count_label(num)
+  return tuple(prefix + suffix for prefix in metric.prefixes[family])
 
 
 def frechet_distance(real_features, fake_features):

@@ -1,15 +1,18 @@
 """The linear probe of SS-GAN: how linearly separable D's frozen features make the classes.
 
 As in the paper's representation experiments: a multinomial logistic regression is fit
-on `discriminator(images)["features"]` of labelled training images (D frozen, eval
-mode) and its top-1 accuracy on the test split is reported. Features are standardised
-first (scikit-learn's lbfgs converges badly on raw activations). The built-in "mnist"
-(4,500 / 500 digits) works offline; CIFAR-10 comes through TFDS (data.py).
+on the frozen features of labelled training images, D in eval mode, once per block of D
+(each block's output averaged over space, `Discriminator.probe_features`) and once on
+the final features the heads read; the best test top-1 accuracy is reported with the
+block that reached it. Features are standardised first (scikit-learn's lbfgs converges
+badly on raw activations). The built-in "mnist" (4,500 / 500 digits) works offline;
+CIFAR-10 comes through TFDS (data.py). `--mode=probe` runs it (gin: `probe.*`).
 
-Memory: features are held in RAM, `num_train x F` float32; SNDCGAN's F is 8192 at 32x32
-(1.5 GB for all 50k CIFAR-10 training images), so `num_train` caps it.
+Memory: features are held in RAM, `num_train x sum(F)` float32; SNDCGAN's final F is
+8192 at 32x32 (1.5 GB for all 50k CIFAR-10 training images), so `num_train` caps it.
 """
 
+import gin
 import numpy as np
 from sklearn import linear_model
 from sklearn import pipeline
@@ -21,27 +24,30 @@ from ssgan_tf.evaluation import records as records_lib
 
 
 def discriminator_features(discriminator, labelled_images, num=None, batch_size=256):
-  """D's features of the first `num` (image, label) pairs of a dataset.
+  """D's probe features of the first `num` (image, label) pairs of a dataset.
 
   Args:
-    discriminator: maps images `[B, H, H, C]` in [-1, 1] to a dict with "features"
-      `[B, F]`.
-    labelled_images: unbatched `tf.data.Dataset` of (image, int label).
+    discriminator: SS-GAN's D (nets/discriminator.py: `probe_features`).
+    labelled_images: unbatched `tf.data.Dataset` of (image `[H, H, C]` in [-1, 1],
+      int label).
     num: examples to take; None = all.
     batch_size: images per D call.
 
   Returns:
-    `(features [n, F] float32, labels [n] int64)` NumPy arrays.
+    `({name: [n, F_name] float32}, labels [n] int64)` NumPy arrays, one entry per block
+    ("block1", ...) and "features".
   """
-  featurize = tf.function(lambda images: discriminator(images, training=False)["features"])
+  featurize = tf.function(discriminator.probe_features)
   dataset = labelled_images if num is None else labelled_images.take(num)
-  features, labels = [], []
+  features, labels = {}, []
   for images, batch_labels in dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE):
-    features.append(featurize(images).numpy())
+    for name, values in featurize(images).items():
+      features.setdefault(name, []).append(values.numpy())
     labels.append(batch_labels.numpy())
-  if not features:
+  if not labels:
     raise errors.DataError("the labelled split is empty; check the dataset and split names.")
-  return np.concatenate(features), np.concatenate(labels).astype(np.int64)
+  return ({name: np.concatenate(parts) for name, parts in features.items()},
+          np.concatenate(labels).astype(np.int64))
 
 
 def fit_probe(train_features, train_labels, test_features, test_labels, *,
@@ -62,10 +68,11 @@ def fit_probe(train_features, train_labels, test_features, test_labels, *,
   return float(model.score(test_features, test_labels))
 
 
+@gin.configurable("probe", denylist=["discriminator", "source"])
 def linear_probe(discriminator, source, *, train_split="train", test_split="test",
                  num_train=None, num_test=None, batch_size=256, inverse_l2=1.0,
                  max_iter=1000):
-  """Probes `discriminator` on `source`'s labelled splits.
+  """Probes each block of `discriminator` on `source`'s labelled splits (gin: `probe.*`).
 
   Args:
     discriminator: SS-GAN's D (nets/discriminator.py).
@@ -75,33 +82,40 @@ def linear_probe(discriminator, source, *, train_split="train", test_split="test
     Others: see `discriminator_features` and `fit_probe`.
 
   Returns:
-    `{"top1": accuracy in [0, 1], "num_train": n, "num_test": m}`.
+    `{"top1": the best accuracy in [0, 1], "block": where it was reached, "per_block":
+    {name: accuracy}, "num_train": n, "num_test": m, "test_split": test_split}`; the
+    paper reports the best block.
   """
-  train = discriminator_features(discriminator, source.images(train_split, with_labels=True),
-                                 num_train, batch_size)
-  test = discriminator_features(discriminator, source.images(test_split, with_labels=True),
-                                num_test, batch_size)
-  top1 = fit_probe(*train, *test, inverse_l2=inverse_l2, max_iter=max_iter)
-  return {"top1": top1, "num_train": len(train[1]), "num_test": len(test[1])}
+  train, train_labels = discriminator_features(
+      discriminator, source.images(train_split, with_labels=True), num_train, batch_size)
+  test, test_labels = discriminator_features(
+      discriminator, source.images(test_split, with_labels=True), num_test, batch_size)
+  per_block = {name: fit_probe(train[name], train_labels, test[name], test_labels,
+                               inverse_l2=inverse_l2, max_iter=max_iter)
+               for name in train}
+  best = max(per_block, key=per_block.get)
+  return {"top1": per_block[best], "block": best, "per_block": per_block,
+          "num_train": len(train_labels), "num_test": len(test_labels),
+          "test_split": test_split}
 
 
-def run_probe(workdir, restored, *, test_split="test", **probe_kwargs):
-  """Probes restored weights and appends the record `probe_top1_<test_split>`.
+def run_probe(workdir, restored, **probe_kwargs):
+  """Probes restored weights and appends the record `probe_top1_<test split>`.
 
   Args:
     workdir: the run's directory (records.py).
     restored: `workdir.restore_for_inference(...)`'s result.
-    test_split, **probe_kwargs: see `linear_probe`.
+    **probe_kwargs: override the gin bindings `probe.*` of `linear_probe`.
 
   Returns:
-    The record written (records.RECORD_KEYS + "num_train").
+    The record written (records.RECORD_KEYS + block, per_block, num_train).
   """
-  result = linear_probe(restored.model.discriminator, restored.source,
-                        test_split=test_split, **probe_kwargs)
+  result = linear_probe(restored.model.discriminator, restored.source, **probe_kwargs)
   record = {"step": int(restored.step), "checkpoint": restored.checkpoint_path,
-            "metric": f"probe_top1_{test_split}", "value": result["top1"],
+            "metric": f"probe_top1_{result['test_split']}", "value": result["top1"],
             "num_real": result["num_test"], "num_fake": 0,
-            "classifier": "logistic_regression(discriminator_features)",
+            "classifier": "logistic_regression(discriminator_block_features)",
+            "block": result["block"], "per_block": result["per_block"],
             "num_train": result["num_train"]}
   records_lib.append_records(workdir, [record])
   return record

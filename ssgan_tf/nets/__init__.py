@@ -2,8 +2,9 @@
 
 `build_networks` is the gin-configurable constructor; each architecture module holds a
 `Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
-`DiscriminatorTrunk` (images -> features), which `Discriminator` wraps with the real/fake
-and rotation heads.
+`DiscriminatorTrunk` (images -> features; `block_outputs(images)`, the list of each block's
+output, for the linear probe), which `Discriminator` wraps with the real/fake and rotation
+heads.
 """
 
 import gin

@@ -30,6 +30,16 @@ class Discriminator(keras.Model):
     self.gan_head = sn.dense(1, spectral_norm, name="gan_head")
     self.rotation_head = sn.dense(rotation.NUM_ROTATIONS, spectral_norm, name="rotation_head")
 
+  def probe_features(self, images):
+    """What the linear probe compares, D in eval mode: `{"block<i>": [B, c_i]}` the
+    spatial mean of each trunk block's output (i = 1, 2, ...), and "features" `[B, F]`,
+    what the heads read. float32."""
+    blocks = self.trunk.block_outputs(images, training=False)
+    out = {f"block{i}": tf.cast(tf.reduce_mean(x, axis=[1, 2]), tf.float32)
+           for i, x in enumerate(blocks, start=1)}
+    out["features"] = self(images, training=False)["features"]
+    return out
+
   def call(self, images, training=False):
     features = self.trunk(images, training=training)
     return {

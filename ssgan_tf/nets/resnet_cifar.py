@@ -68,7 +68,14 @@ class DiscriminatorTrunk(keras.layers.Layer):
     ]
 
   def call(self, images, training=False):
-    x = images
+    x = self.block_outputs(images, training)[-1]
+    return tf.reduce_sum(tf.nn.relu(x), axis=[1, 2])
+
+  def block_outputs(self, images, training=False):
+    """The output of each residual block, `[B, h, h, d_channels]` each (the probe reads
+    them)."""
+    outputs, x = [], images
     for block in self.blocks:
       x = block(x, training=training)
-    return tf.reduce_sum(tf.nn.relu(x), axis=[1, 2])
+      outputs.append(x)
+    return outputs

@@ -64,7 +64,13 @@ class DiscriminatorTrunk(keras.layers.Layer):
     self.convs = [sn.conv2d(m * base_channels, k, s, spectral_norm) for m, k, s in plan]
 
   def call(self, images, training=False):
-    x = images
+    x = self.block_outputs(images, training)[-1]
+    return tf.reshape(x, [tf.shape(x)[0], -1])
+
+  def block_outputs(self, images, training=False):
+    """The activation map after each conv, `[B, h, h, c]` each (the probe reads them)."""
+    outputs, x = [], images
     for conv in self.convs:
       x = tf.nn.leaky_relu(conv(x, training=training), alpha=0.1)
-    return tf.reshape(x, [tf.shape(x)[0], -1])
+      outputs.append(x)
+    return outputs
