@@ -6,6 +6,9 @@ CPU devices where there is no GPU, for tests), "multi_worker" (reads TF_CONFIG),
 this route needs `tensorflow-tpu<=2.20` and is untested on hardware).
 """
 
+import json
+import os
+
 import tensorflow as tf
 
 from ssgan_tf import errors
@@ -44,6 +47,7 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
           [d.name for d in tf.config.list_logical_devices("CPU")])
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
+    _check_tf_config()
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
@@ -51,6 +55,22 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   raise errors.ConfigError(f"unknown strategy {name!r}; choose one of {list(STRATEGIES)}.")
+
+
+def _check_tf_config():
+  """One-line ConfigError for a TF_CONFIG that MultiWorkerMirroredStrategy cannot read."""
+  example = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+             '"task": {"type": "worker", "index": 0}}')
+  text = os.environ.get("TF_CONFIG", "")
+  try:
+    config = json.loads(text) if text else None
+  except json.JSONDecodeError as e:
+    raise errors.ConfigError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); "
+                             f"set it like {example}.") from None
+  if config is not None and not (isinstance(config, dict) and "cluster" in config
+                                 and "task" in config):
+    raise errors.ConfigError(f"TF_CONFIG needs a 'cluster' and a 'task'; set it like "
+                             f"{example}.")
 
 
 def is_chief(strategy):

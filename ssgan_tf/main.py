@@ -8,12 +8,14 @@ other exception is a bug and keeps its traceback.
 
 import json
 import os
+import tokenize
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
 # errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import gin  # noqa: E402
+from gin import config_parser  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -50,17 +52,43 @@ flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
-def check_gin_files(files):
+class _SyntaxOnly(config_parser.ParserDelegate):
+  """Lets gin's parser read a config without knowing its configurables."""
+
+  def configurable_reference(self, scoped_name, evaluate):
+    return None
+
+  def macro(self, macro_name):
+    return None
+
+
+def check_gin_syntax(files, params):
+  """One-line ConfigErrors for missing or malformed gin files and bindings, before the
+  slow imports (whether the names exist is checked when the configurables are known)."""
+  sources = []
   for path in files:
     if not os.path.isfile(path):
       raise errors.ConfigError(f"gin file {path!r} not found; pass an existing file to "
                                "--gin_file (see gin_configs/).")
+    with open(path) as f:
+      sources.append((path, f.read()))
+  sources += [("--gin_param", param) for param in params]
+  for where, text in sources:
+    try:
+      for _ in config_parser.ConfigParser(text, _SyntaxOnly()):
+        pass
+    except SyntaxError as e:
+      raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {e.msg}; "
+                               f"{(e.text or '').strip()!r}") from None
+    except tokenize.TokenError as e:  # An unclosed bracket or string.
+      raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
+                               "bracket or string?)") from None
 
 
 def parse_gin(files, params):
   """Parses the gin files, then the bindings; one-line errors for missing files and
   unknown or malformed bindings. Included files are looked up next to each file."""
-  check_gin_files(files)
+  check_gin_syntax(files, params)
   for path in files:
     gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
   try:
@@ -73,14 +101,15 @@ def parse_gin(files, params):
 
 def run(argv):
   del argv
-  check_gin_files(FLAGS.gin_file)  # Before the slow imports.
-  # Imported here so that `--help` is fast and gin sees every configurable.
+  check_gin_syntax(FLAGS.gin_file, FLAGS.gin_param)  # Before the slow imports.
   if FLAGS.mode == "export" and (FLAGS.gin_file or FLAGS.gin_param):
     raise errors.ConfigError(
         "--mode=export takes no --gin_file/--gin_param: an export is rebuilt from the "
         "workdir's operative_config.gin alone; drop them.")
   if FLAGS.export_dir and (FLAGS.mode != "eval" or FLAGS.checkpoint):
     raise errors.ConfigError("--export_dir is for --mode=eval, instead of --checkpoint.")
+  # Imported here so that `--help` and the checks above are fast (no TensorFlow), and
+  # so that gin sees every configurable.
   from ssgan_tf import distribute
   from ssgan_tf import export_lib
   from ssgan_tf import train_lib

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf import distribute
+from ssgan_tf import errors
 
 
 def test_default_strategy_is_the_single_device_one():
@@ -29,6 +30,16 @@ def test_split_cpu_is_idempotent():
 def test_unknown_strategy_lists_choices():
   with pytest.raises(ValueError, match=r"unknown strategy 'gpu'.*'default', 'mirrored'"):
     distribute.make_strategy("gpu")
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{cluster: ", r"TF_CONFIG is not valid JSON \(Expecting property name"),
+    ('{"cluster": {"worker": ["h:1"]}}', "TF_CONFIG needs a 'cluster' and a 'task'"),
+])
+def test_malformed_tf_config_is_named(monkeypatch, tf_config, message):
+  monkeypatch.setenv("TF_CONFIG", tf_config)
+  with pytest.raises(errors.ConfigError, match=message):
+    distribute.make_strategy("multi_worker")
 
 
 def test_is_chief_off_a_cluster():

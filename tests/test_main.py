@@ -230,3 +230,36 @@ def test_an_error_that_is_not_the_users_keeps_its_traceback(runs):
 def test_unprepared_tfds_data_fails_in_seconds(runs):
   # Offline, letting TFDS download retries DNS for minutes.
   assert runs["tfds_not_prepared"]["seconds"] < 90
+
+
+# Reports modules imported by the time the program exits: a config error must come
+# before TensorFlow is imported (which alone takes seconds).
+_IMPORTS_AT_EXIT = """
+import atexit, sys
+atexit.register(lambda: print("imported:", sorted(m for m in ("tensorflow", "keras")
+                                                 if m in sys.modules), file=sys.stderr))
+sys.argv = ["ssgan-tf"] + sys.argv[1:]
+from ssgan_tf import main
+main.cli()
+"""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gin_file={tmp}/missing.gin"], r"gin file '.*missing\.gin' not found"),
+    (["--gin_file={tmp}/unclosed.gin"], r"bad gin syntax in .*unclosed\.gin: EOF in "
+                                        r"multi-line statement \(an unclosed bracket"),
+    (["--gin_param=train.total_steps = 1 2"], r"bad gin syntax in --gin_param, line 1: "
+                                              r"Expected newline"),
+    (["--gin_param=a.b = 1", "--mode=export"], r"--mode=export takes no --gin_file"),
+])
+def test_config_errors_come_before_tensorflow_is_imported(tmp_path, args, message):
+  (tmp_path / "unclosed.gin").write_text("train.total_steps = (\n")
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  process = subprocess.run(
+      [sys.executable, "-c", _IMPORTS_AT_EXIT, f"--workdir={tmp_path}/w",
+       *[a.replace("{tmp}", str(tmp_path)) for a in args]],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+  assert process.returncode == 1, process.stderr
+  lines = process.stderr.strip().splitlines()
+  assert re.search(message, lines[-2]), lines
+  assert lines[-1] == "imported: []"
