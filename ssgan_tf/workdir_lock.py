@@ -234,7 +234,8 @@ class WorkdirLock:
     if state == "unknown":
       return (f"{who}; if that trainer has ended or its host is gone, remove {self.path} "
               "and run again, else use another --workdir.")
-    return f"{who}; wait for it to end or stop it (kill {holder.get('pid')}), or use another --workdir."
+    return (f"{who}; wait for it to end or stop it (kill {holder.get('pid')}), or use another "
+            "--workdir.")
 
   def _create(self, data, token):
     """Creates the lock file holding `data` if it does not exist; True if it did not."""

@@ -59,7 +59,8 @@ def test_second_trainer_in_another_process_refuses_naming_the_holder(tmp_path):
   assert child.returncode == 1
   message = stderr.strip()
   assert "\n" not in message
-  assert f"in use by another trainer (pid {os.getpid()} on host {socket.gethostname()} since " in message
+  holder = f"pid {os.getpid()} on host {socket.gethostname()} since "
+  assert f"in use by another trainer ({holder}" in message
   assert f"kill {os.getpid()}" in message and "another --workdir" in message
 
 
@@ -103,7 +104,8 @@ def test_lock_from_another_host_refuses_and_says_how_to_remove_it(tmp_path):
   with pytest.raises(errors.WorkdirError) as raised:
     WorkdirLock(tmp_path).acquire()
   assert (f"pid {os.getpid()} on host elsewhere since 2026-01-01 00:00:00 UTC); if that "
-          f"trainer has ended or its host is gone, remove {tmp_path / 'lock.json'}") in str(raised.value)
+          f"trainer has ended or its host is gone, remove {tmp_path / 'lock.json'}"
+          ) in str(raised.value)
   assert _token(tmp_path) == "old"
 
 
