@@ -1,0 +1,287 @@
+"""Damaged checkpoints and full disks: resume from the newest readable checkpoint.
+
+A checkpoint can be unreadable: a machine died while the file system had not yet
+written it back, a copy was cut short, a disk or object store returned bad bytes. Then
+training resumes from the newest *readable* one, and the unreadable ones are reported by
+name and kept, never deleted. A checkpoint that reads fine but does not fit the model
+(another architecture, another config) is a different matter: the workdir belongs to
+another model, and that is an error, not a reason to go back in time.
+
+* `restore_newest_readable(checkpoint, directory)` tries the checkpoints newest first.
+  "Readable" is decided without the model: every tensor of the checkpoint is read
+  (`tf.train.load_checkpoint`), which checks that the index parses, that every data shard
+  is there and long enough, and every tensor's CRC32C checksum. Only then is it restored
+  into the model; if *that* fails, it raises `CheckpointMismatchError`. Reading twice
+  costs one extra read of the newest checkpoint.
+* Before training goes on from an older checkpoint, `quarantine(skipped, directory)`
+  renames the unreadable ones out of CheckpointManager's way: `ckpt-30.index` becomes
+  `ckpt-30.unreadable-<UTC time>.index` (likewise its data shards), and the `checkpoint`
+  state file then lists only the readable ones, newest being the one restored. Without
+  that, the manager would (a) overwrite `ckpt-30` when training reaches step 30 again
+  (checkpoints are numbered by step) and (b) delete it once `max_to_keep` newer ones
+  exist, as it does for every checkpoint the state file lists. Renamed, it is neither
+  listed nor matched by the manager's deletion patterns, and keeps its prefix for
+  inspection (`tf.train.load_checkpoint(".../ckpt-30.unreadable-...")`). Evaluation and
+  export only read, so they need not quarantine.
+* `save_or_explain(manager, step)` saves, and turns a full disk into a one-line
+  WorkdirError. What a save that runs out of space leaves (measured on a full tmpfs,
+  TF 2.21): the earlier checkpoints and the `checkpoint` state file are untouched (the
+  state is written only after a save completes, atomically through a temporary file
+  and a rename), so the run can resume from the latest listed checkpoint. Left behind,
+  depending on where the space ran out: an empty `ckpt-<step>_temp/` directory (data
+  shard failed), or also its `part-*` files, or -- when merging the shards' indexes
+  failed -- a complete `ckpt-<step>.data-*` with an empty `ckpt-<step>.index`. None of
+  these is listed in the state file, so resuming ignores them, and the next save of that
+  step overwrites them.
+
+The candidates are the checkpoints the state file lists; only when it is missing or
+unparseable are the `<name>-<n>.index` files in the directory used instead (then a
+leftover of a failed save, as above, is skipped as unreadable like any damaged one).
+Paths are local or tf.io.gfile URLs.
+"""
+
+import datetime
+import json
+import os
+import re
+
+import tensorflow as tf
+from absl import logging
+
+from ssgan_tf import errors
+
+
+class CheckpointMismatchError(errors.WorkdirError):
+  """A readable checkpoint that does not match the model it is restored into."""
+
+  def __init__(self, path, detail):
+    self.path, self.detail = path, detail
+    super().__init__(
+        f"checkpoint {path} does not match the configured model ({detail}); use a new "
+        "--workdir, or the config it was trained with (its operative_config.gin).")
+
+
+class NoReadableCheckpointError(errors.WorkdirError):
+  """Checkpoints exist, but none of them can be read."""
+
+  def __init__(self, directory, skipped):
+    self.directory, self.skipped = directory, skipped
+    listed = "; ".join(f"{os.path.basename(path)} ({reason})" for path, reason in skipped)
+    super().__init__(
+        f"no readable checkpoint in {directory}: {listed}. They were left on disk; restore "
+        "a good copy of one there, or move them away to train from step 0.")
+
+
+def _first_line(error, limit=120):
+  text = str(error).strip().splitlines()
+  line = text[0] if text else ""
+  return f"{type(error).__name__}: {line[:limit]}"
+
+
+def _number(path, checkpoint_name):
+  match = re.fullmatch(re.escape(checkpoint_name) + r"-(\d+)", os.path.basename(path))
+  return int(match.group(1)) if match else None
+
+
+def _state(directory):
+  """The state file's proto, or None if it is missing or cannot be parsed."""
+  try:
+    return tf.train.get_checkpoint_state(directory)
+  except ValueError:  # A state file without model_checkpoint_path (e.g. empty).
+    return None
+
+
+def list_checkpoints(directory, checkpoint_name="ckpt"):
+  """The checkpoint prefixes in `directory`, newest first.
+
+  From the `checkpoint` state file; if it is missing or unparseable, from the
+  `<checkpoint_name>-<n>.index` files. Newest = highest number (a CheckpointManager
+  numbering by step or by save count), then the later in the state file.
+  """
+  directory = os.fspath(directory)
+  state = _state(directory)
+  if state is not None:
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+  else:
+    pattern = re.compile(re.escape(checkpoint_name) + r"-\d+\.index")
+    try:
+      names = tf.io.gfile.listdir(directory)
+    except tf.errors.NotFoundError:
+      names = []
+    paths = sorted(os.path.join(directory, name[:-len(".index")]) for name in names
+                   if pattern.fullmatch(name))
+  order = {path: i for i, path in enumerate(paths)}
+  return sorted(order, reverse=True,
+                key=lambda p: (_number(p, checkpoint_name) is not None,
+                               _number(p, checkpoint_name) or 0, order[p]))
+
+
+def unreadable_reason(path):
+  """None if every tensor of checkpoint `path` can be read, else why not (one line).
+
+  Model-independent: reads the index and every tensor (which checks its checksum).
+  Raises WorkdirError if the checkpoint may not be read at all (permission denied): that
+  is the user's to fix, and no evidence of damage.
+  """
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except (tf.errors.OpError, IndexError, ValueError) as e:
+    # The checkpoint reader reports most I/O errors as a bare OpError (code UNKNOWN), a
+    # short data file as IndexError ("Read less bytes than requested").
+    if isinstance(e, tf.errors.PermissionDeniedError) or "Permission denied" in str(e):
+      raise errors.WorkdirError(f"cannot read checkpoint {path} (permission denied); make "
+                                "the workdir readable to this user.") from None
+    return _first_line(e)
+  return None
+
+
+def _default_restore(checkpoint, path):
+  checkpoint.restore(path).assert_existing_objects_matched()
+
+
+def restore_newest_readable(checkpoint, directory, restore_fn=None, checkpoint_name="ckpt"):
+  """Restores the newest readable checkpoint of `directory` into `checkpoint`.
+
+  Args:
+    checkpoint: a `tf.train.Checkpoint` (optimizers built, so that their slots restore).
+    directory: the checkpoint directory (a CheckpointManager's).
+    restore_fn: `restore_fn(checkpoint, path)` restores `path` and raises if it does not
+      match; default: `checkpoint.restore(path).assert_existing_objects_matched()`. A
+      `errors.UserError` it raises goes through unchanged; AssertionError, ValueError and
+      tf.errors.OpError become CheckpointMismatchError.
+    checkpoint_name: the CheckpointManager's `checkpoint_name`.
+
+  Returns:
+    `(path, skipped)`: the checkpoint restored (None if `directory` holds none; nothing is
+    restored then), and `[(path, reason)]` for each newer one that could not be read,
+    newest first. Those are logged as warnings and left on disk as they are.
+
+  Raises:
+    CheckpointMismatchError: the newest readable checkpoint does not fit `checkpoint`
+      (it is not skipped: older ones are not tried).
+    NoReadableCheckpointError: there are checkpoints, and none is readable.
+  """
+  restore_fn = restore_fn or _default_restore
+  skipped = []
+  for path in list_checkpoints(directory, checkpoint_name):
+    reason = unreadable_reason(path)
+    if reason:
+      logging.warning("checkpoint %s cannot be read (%s); left on disk, trying the next "
+                      "older one.", path, reason)
+      skipped.append((path, reason))
+      continue
+    try:
+      restore_fn(checkpoint, path)
+    except errors.UserError:
+      raise
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise CheckpointMismatchError(path, _first_line(e)) from None
+    if skipped:
+      logging.warning("resumed from %s, older than the unreadable %s.", path,
+                      ", ".join(p for p, _ in skipped))
+    return path, skipped
+  if skipped:
+    raise NoReadableCheckpointError(os.fspath(directory), skipped)
+  return None, []
+
+
+def _checkpoint_files(prefix):
+  return (tf.io.gfile.glob(prefix + ".index")
+          + tf.io.gfile.glob(prefix + ".data-?????-of-?????"))
+
+
+def quarantine(skipped, directory, restored=None, now=None):
+  """Renames unreadable checkpoints out of CheckpointManager's way (never deletes).
+
+  Call it before creating the CheckpointManager that continues training (it reads the
+  state file once, when created), on the chief only.
+
+  Args:
+    skipped: `[(path, reason)]` as returned by `restore_newest_readable`.
+    directory: the checkpoint directory.
+    restored: the path restored (the state file's newest from now on), or None.
+    now: the time put into the new names (default: the current UTC time).
+
+  Returns:
+    `[(old prefix, new prefix)]`.
+  """
+  directory = os.fspath(directory)
+  if not skipped:
+    return []
+  stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+  renamed = []
+  for prefix, _ in skipped:
+    new_prefix = f"{prefix}.unreadable-{stamp}"
+    for name in _checkpoint_files(prefix):
+      tf.io.gfile.rename(name, new_prefix + name[len(prefix):], overwrite=False)
+    renamed.append((prefix, new_prefix))
+    logging.warning("renamed the unreadable checkpoint %s to %s, so that later saves "
+                    "neither overwrite nor delete it.", prefix, new_prefix)
+  state = _state(directory)
+  state_file = os.path.join(directory, "checkpoint")
+  if state is None and tf.io.gfile.exists(state_file):
+    # Unparseable: kept, like the checkpoints, under a name nothing reads.
+    tf.io.gfile.rename(state_file, f"{state_file}.unreadable-{stamp}", overwrite=False)
+  gone = {prefix for prefix, _ in skipped}
+  listed = list(state.all_model_checkpoint_paths) if state is not None else []
+  kept = [p for p in listed if p not in gone]
+  if restored and restored not in kept:
+    kept.append(restored)
+  if kept:
+    _write_state(directory, restored or kept[-1], kept)
+  elif tf.io.gfile.exists(state_file):
+    tf.io.gfile.rename(state_file, f"{state_file}.unreadable-{stamp}", overwrite=False)
+  return renamed
+
+
+def _write_state(directory, latest, paths):
+  """Writes the `checkpoint` state file as CheckpointManager does: relative names, whole.
+
+  (The public writer, `tf.compat.v1.train.update_checkpoint_state`, writes absolute paths,
+  which break when the workdir is moved.)
+  """
+  def name(path):
+    relative = os.path.relpath(path, directory) if "://" not in path else None
+    return json.dumps(relative if relative and not relative.startswith("..") else path)
+  text = f"model_checkpoint_path: {name(latest)}\n" + "".join(
+      f"all_model_checkpoint_paths: {name(p)}\n" for p in paths)
+  state_file = os.path.join(directory, "checkpoint")
+  with tf.io.gfile.GFile(state_file + ".tmp", "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(state_file + ".tmp", state_file, overwrite=True)
+
+
+# How ENOSPC and EDQUOT read in TF's errors (ResourceExhausted), and object-store quotas.
+_DISK_FULL = ("no space left on device", "quota exceeded")
+
+
+def save_or_explain(manager, step, checkpoint_name="ckpt"):
+  """`manager.save(checkpoint_number=step)`; a full disk becomes a one-line WorkdirError.
+
+  Args:
+    manager: the `tf.train.CheckpointManager`.
+    step: the generator step (the checkpoint's number).
+    checkpoint_name: the manager's `checkpoint_name`.
+
+  Returns:
+    The path of the checkpoint written.
+  """
+  try:
+    return manager.save(checkpoint_number=step, check_interval=False)
+  except tf.errors.ResourceExhaustedError as e:
+    if not any(text in str(e).lower() for text in _DISK_FULL):
+      raise  # E.g. out of (device) memory: not the disk.
+    prefix = os.path.join(manager.directory, f"{checkpoint_name}-{step}")
+    leftovers = sorted(os.path.basename(p) for p in
+                       tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp"))
+    left = (f"; its partial files ({', '.join(leftovers)}) are overwritten by the next save "
+            "of that step, or may be removed" if leftovers else "")
+    raise errors.WorkdirError(
+        f"the disk is full: could not save step {step} in {manager.directory}; the "
+        f"checkpoints before it are intact (latest: {manager.latest_checkpoint}){left}. "
+        "Free space (or move the workdir to a bigger disk) and run again to resume."
+    ) from None
