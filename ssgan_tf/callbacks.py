@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from ssgan_tf import checkpoints
+from ssgan_tf import distribute
 from ssgan_tf import workdir as workdir_lib
 
 
@@ -47,33 +49,60 @@ class StopAtStep(keras.callbacks.Callback):
 
 
 class Checkpointing(keras.callbacks.Callback):
-  """Saves the whole training state every `every` steps and when training ends, unless
-  `stop_at_step` saw a non-finite loss. A state with a non-finite weight or optimizer
-  slot is not saved either (the logged losses are computed before the update, and are
-  not the weighted totals that are differentiated): it stops training instead."""
+  """Saves the whole training state every `every` steps, every `every_secs` seconds, and
+  when training ends, unless `stop_at_step` saw a non-finite loss. A state with a
+  non-finite weight or optimizer slot is not saved either (the logged losses are computed
+  before the update, and are not the weighted totals that are differentiated): it stops
+  training instead.
 
-  def __init__(self, manager, every, stop_at_step, start_step):
+  Args:
+    manager: the `tf.train.CheckpointManager` (numbers checkpoints by step).
+    every: steps between checkpoints.
+    stop_at_step: the run's `StopAtStep`.
+    start_step: the step training starts from (already saved).
+    every_secs: seconds between checkpoints besides (None: by step only). Under several
+      workers they decide together (`distribute.any_worker_fn`), since every worker
+      takes part in a save.
+    strategy: the training strategy.
+  """
+
+  def __init__(self, manager, every, stop_at_step, start_step, every_secs=None,
+               strategy=None):
     super().__init__()
     self.manager, self.every, self.stop_at_step = manager, every, stop_at_step
-    self.saved_step = start_step
+    self.every_secs, self.strategy = every_secs, strategy
+    self.saved_step, self._saved_at = start_step, time.monotonic()
+    self._any_worker = None
 
-  def _save(self):
+  def save_now(self):
+    """Saves the current step unless it is saved already or must not be saved; returns
+    the path of its checkpoint, or None."""
     step = self.model.step
-    if self.stop_at_step.bad_step is not None or step == self.saved_step:
-      return
+    if self.stop_at_step.bad_step is not None:
+      return None
+    if step == self.saved_step:
+      return self.manager.latest_checkpoint
     if not _all_finite(self.model):
       self.stop_at_step.stop_bad("non-finite weights or optimizer state")
-      return
-    path = self.manager.save(checkpoint_number=step, check_interval=False)
-    self.saved_step = step
+      return None
+    path = checkpoints.save_or_explain(self.manager, step)
+    self.saved_step, self._saved_at = step, time.monotonic()
     logging.info("step %d: saved %s", step, path)
+    return path
 
   def on_train_batch_end(self, batch, logs=None):
-    if self.model.step % self.every == 0:
-      self._save()
+    if self.model.step % self.every == 0 or self._time_is_up():
+      self.save_now()
 
   def on_train_end(self, logs=None):
-    self._save()
+    self.save_now()
+
+  def _time_is_up(self):
+    if not self.every_secs:
+      return False
+    if self._any_worker is None:
+      self._any_worker = distribute.any_worker_fn(self.strategy)
+    return self._any_worker(time.monotonic() - self._saved_at >= self.every_secs)
 
 
 def _all_finite(model):

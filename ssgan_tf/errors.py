@@ -17,7 +17,11 @@ from absl import logging
 
 
 class UserError(Exception):
-  """Bad input, config or workdir: the one-line message says what to change."""
+  """Bad input, config or workdir: the one-line message says what to change.
+
+  `exit_code` is the exit status of a command-line program that stops on it.
+  """
+  exit_code = 1
 
 
 class ConfigError(UserError, ValueError):
@@ -71,7 +75,8 @@ def check_range(name, value, *, minimum=None, maximum=None, integer=False,
 @contextlib.contextmanager
 def user_errors_as_one_line():
   """For command-line programs: a UserError becomes `error: <first line>` on stderr and
-  exit status 1; any other exception passes through with its traceback.
+  its `exit_code` (1, or e.g. preemption.EXIT_CODE_PREEMPTED); any other exception
+  passes through with its traceback.
 
   Only the first line: gin appends "In call to configurable ..." lines (`-v 1` shows them
   and the traceback).
@@ -81,4 +86,4 @@ def user_errors_as_one_line():
   except UserError as e:
     logging.vlog(1, "traceback:", exc_info=True)
     print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(e.exit_code)

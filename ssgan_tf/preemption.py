@@ -16,11 +16,12 @@ How it works:
   SIGTERM to a process group can deliver it twice.
 * `SaveOnPreemption`, a Keras callback, looks at the flag after every step
   (`on_train_batch_end`) and when `fit` ends. When it is set, it saves the step just
-  finished through `save_fn(step)` and raises `Preempted`, which ends `fit` at once:
+  finished through `save_fn()` and raises `Preempted`, which ends `fit` at once:
   Keras 3's `fit` has no `finally`, so no later callback runs, not even `on_train_end`
   (no evaluation or sample grid eats into the grace period).
 * `main` turns `Preempted` into its one-line message and exit status
-  `EXIT_CODE_PREEMPTED`; running the same command again resumes from that checkpoint.
+  `EXIT_CODE_PREEMPTED` (its `exit_code`); running the same command again resumes from
+  that checkpoint.
 * MultiWorkerMirroredStrategy: each worker gets its own SIGTERM, at its own time (or only
   one worker gets one). All workers must save the same step and stop together, or the
   others block in the next collective. So the flag is all-reduced across workers at every
@@ -55,9 +56,9 @@ import signal
 import threading
 
 import keras
-import tensorflow as tf
 from absl import logging
 
+from ssgan_tf import distribute
 from ssgan_tf import errors
 
 # EX_TEMPFAIL (sysexits.h: "temporary failure; the user is invited to retry"): the run
@@ -83,6 +84,8 @@ class Preempted(errors.UserError):
       written (e.g. the step's state was not finite).
     signal_name: e.g. "SIGTERM".
   """
+
+  exit_code = EXIT_CODE_PREEMPTED
 
   def __init__(self, step, checkpoint=None, signal_name="SIGTERM"):
     self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
@@ -155,25 +158,6 @@ class PreemptionWatcher:
                       self.signal_name)
 
 
-def _model_step(model):
-  """The model's step: `model.step` if it has one, else its (generator) optimizer's
-  iteration count."""
-  step = getattr(model, "step", None)
-  if step is None:
-    optimizer = getattr(model, "g_optimizer", None) or model.optimizer
-    step = optimizer.iterations
-  return int(step.numpy()) if hasattr(step, "numpy") else int(step)
-
-
-def _num_workers(strategy):
-  resolver = getattr(strategy, "cluster_resolver", None)
-  if strategy is None or resolver is None or not isinstance(
-      strategy, tf.distribute.MultiWorkerMirroredStrategy):
-    return 1
-  spec = resolver.cluster_spec().as_dict()
-  return max(1, sum(len(spec.get(job, ())) for job in ("chief", "worker")))
-
-
 class SaveOnPreemption(keras.callbacks.Callback):
   """Saves the current step and raises `Preempted` once `watcher` has seen a signal.
 
@@ -182,22 +166,19 @@ class SaveOnPreemption(keras.callbacks.Callback):
 
   Args:
     watcher: an installed `PreemptionWatcher`.
-    save_fn: `save_fn(step) -> path or None`: writes the checkpoint of `step` (generator
-      steps) unless it is written already, and returns its path; None when the step must
+    save_fn: `save_fn() -> path or None`: writes the checkpoint of the model's current
+      step unless it is written already, and returns its path; None when the step must
       not be saved (e.g. non-finite). Under MultiWorkerMirroredStrategy it runs on every
       worker, like every save.
     strategy: the training strategy; under MultiWorkerMirroredStrategy with more than one
       worker, the workers agree on the step through an all-reduce (every worker must use
       this callback with the same `check_every`).
-    step_fn: `step_fn(model) -> int`, the step (default: `model.step`, else the generator
-      optimizer's iterations).
     check_every: look at the flag every this many batches (1: after every step).
   """
 
-  def __init__(self, watcher, save_fn, strategy=None, step_fn=None, check_every=1):
+  def __init__(self, watcher, save_fn, strategy=None, check_every=1):
     super().__init__()
     self.watcher, self.save_fn, self.strategy = watcher, save_fn, strategy
-    self.step_fn = step_fn or _model_step
     self.check_every = errors.check_range("check_every", check_every, minimum=1, integer=True)
     self._batches = 0
     self._any_worker = None  # Built on first use, under MultiWorkerMirroredStrategy.
@@ -213,34 +194,13 @@ class SaveOnPreemption(keras.callbacks.Callback):
   def _stop_if_requested(self):
     if not self._requested():
       return
-    step = self.step_fn(self.model)
+    step = self.model.step
     name = self.watcher.signal_name or "a peer worker's SIGTERM"
     logging.warning("%s: saving step %d and stopping.", name, step)
-    path = self.save_fn(step)
+    path = self.save_fn()
     raise Preempted(step, path, name)
 
   def _requested(self):
-    if _num_workers(self.strategy) == 1:
-      return self.watcher.requested
     if self._any_worker is None:
-      self._any_worker = _any_worker_fn(self.strategy)
+      self._any_worker = distribute.any_worker_fn(self.strategy)
     return self._any_worker(self.watcher.requested)
-
-
-def _any_worker_fn(strategy):
-  """`fn(flag) -> bool`: whether `flag` is set on any worker (a collective: every worker
-  must call it, in the same order relative to the other collectives)."""
-
-  @tf.function
-  def count(flag):
-    def replica_fn(flag):
-      # The identity puts the flag on this replica's device: all_reduce needs one.
-      return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
-                                                            tf.identity(flag))
-    return strategy.run(replica_fn, args=(flag,))
-
-  def any_worker(flag):
-    with strategy.scope():
-      total = strategy.experimental_local_results(count(tf.constant(float(flag))))[0]
-    return float(total) > 0
-  return any_worker

@@ -120,16 +120,6 @@ class _Line:
     self._filter, self._handlers = None, []
 
 
-def _model_step(model):
-  """The model's step: `model.step` if it has one, else its (generator) optimizer's
-  iteration count."""
-  step = getattr(model, "step", None)
-  if step is None:
-    optimizer = getattr(model, "g_optimizer", None) or model.optimizer
-    step = optimizer.iterations
-  return int(step.numpy()) if hasattr(step, "numpy") else int(step)
-
-
 class _Rate:
   """Items per second, smoothed exponentially over about `time_constant` seconds."""
 
@@ -158,8 +148,7 @@ class LiveProgress(keras.callbacks.Callback):
     total_steps: the step training ends at (generator steps).
     stream: where to draw (default: sys.stderr at the start of training); nothing is
       written unless it is a terminal.
-    step_fn: `step_fn(model) -> int` (default: `model.step`, else the generator
-      optimizer's iterations).
+    step_fn: `step_fn(model) -> int` (default: `model.step`, generator steps).
     min_interval: seconds between redraws, at least.
     metrics: `(log name, label)` pairs to show, when present in the batch logs.
     time_constant: seconds over which steps/s is smoothed.
@@ -169,7 +158,8 @@ class LiveProgress(keras.callbacks.Callback):
   def __init__(self, total_steps, stream=None, step_fn=None, min_interval=0.25,
                metrics=METRICS, time_constant=10.0, clock=time.monotonic):
     super().__init__()
-    self.total_steps, self.stream, self.step_fn = total_steps, stream, step_fn or _model_step
+    self.total_steps, self.stream = total_steps, stream
+    self.step_fn = step_fn or (lambda model: model.step)
     self.min_interval, self.metrics, self.clock = min_interval, metrics, clock
     self.time_constant = time_constant
     self._line = None

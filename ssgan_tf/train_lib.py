@@ -7,6 +7,7 @@ a notebook can too); what it leaves in the workdir is listed in workdir.py (Tens
 exactly from the latest checkpoint.
 """
 
+import contextlib
 import os
 
 import gin
@@ -15,12 +16,16 @@ import tensorflow as tf
 from absl import logging
 
 from ssgan_tf import callbacks as callbacks_lib
+from ssgan_tf import checkpoints
 from ssgan_tf import data
 from ssgan_tf import distribute
 from ssgan_tf import errors
+from ssgan_tf import preemption
+from ssgan_tf import progress
 from ssgan_tf import precision as precision_lib
 from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
+from ssgan_tf import workdir_lock
 from ssgan_tf.evaluation import eval_lib
 
 NUM_SAMPLES = 64  # Images in a sample grid (8 x 8).
@@ -28,9 +33,13 @@ NUM_SAMPLES = 64  # Images in a sample grid (8 x 8).
 
 @gin.configurable("train", denylist=["workdir", "strategy"])
 def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
-          checkpoint_every=1000, keep_checkpoints=5, log_every=100, sample_every=1000,
-          eval_every=0, seed=0, jit_compile=False):
+          checkpoint_every=1000, checkpoint_every_secs=600, keep_checkpoints=5,
+          log_every=100, sample_every=1000, eval_every=0, seed=0, jit_compile=False):
   """Trains (or resumes training) until `total_steps` generator steps.
+
+  One trainer per workdir (workdir_lock.py); SIGTERM saves the current step and ends
+  with preemption.Preempted; an unreadable latest checkpoint is set aside and the newest
+  readable one resumed (checkpoints.py).
 
   Args:
     workdir: output directory (local path or any tf.io.gfile URL).
@@ -38,6 +47,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     total_steps: generator steps to reach (a resumed run trains only the rest).
     precision: "float32" or "mixed_bfloat16" (bf16 compute, float32 weights).
     checkpoint_every: steps between checkpoints (one is also written at the end).
+    checkpoint_every_secs: seconds between checkpoints besides (0: by step only), so a
+      slow run or a huge model does not go long without one.
     keep_checkpoints: how many of the latest checkpoints to keep.
     log_every: steps between progress lines and TensorBoard scalars (interval means).
     sample_every: steps between sample grids.
@@ -50,38 +61,46 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   Returns:
     The trained SSGAN model.
   """
-  _check_schedule(total_steps, checkpoint_every, keep_checkpoints, log_every, sample_every,
-                  eval_every)
+  _check_schedule(total_steps, checkpoint_every, checkpoint_every_secs, keep_checkpoints,
+                  log_every, sample_every, eval_every)
   chief = distribute.is_chief(strategy)
   source = data.get_source()
   precision_lib.set_precision(precision)
   keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
   model = ssgan.build_model(strategy, source.image_shape, jit_compile)
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
-  workdir_lib.check_model_info(workdir, workdir_lib.model_info(model, source.image_shape),
-                               write=chief)
-  checkpoint = workdir_lib.make_checkpoint(model)
-  manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints)
-  resume(checkpoint, model, workdir)
-  start_step = model.step
-  if start_step >= total_steps:
-    logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
-  else:
-    logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
-                 "disc_iters %d, image shape %s", source.name, start_step, total_steps,
-                 strategy.num_replicas_in_sync, model.batch.global_batch_size,
-                 model.disc_iters, source.image_shape)
-    stop = callbacks_lib.StopAtStep(total_steps)
-    callbacks = [stop, callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step),
-                 *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
-                                       sample_every, eval_every)]
-    dataset = _training_data(source, model, seed, start_step)
-    model.fit(dataset, steps_per_epoch=log_every, initial_epoch=start_step // log_every,
-              epochs=-(-total_steps // log_every), callbacks=callbacks, shuffle=False,
-              verbose=0)
-  if not chief:
-    tf.io.gfile.rmtree(ckpt_dir)
-  if start_step < total_steps and stop.bad_step is not None:
+  lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
+  try:
+    with lock, preemption.PreemptionWatcher() as watcher:
+      workdir_lib.check_model_info(workdir, workdir_lib.model_info(model, source.image_shape),
+                                   write=chief)
+      checkpoint = workdir_lib.make_checkpoint(model)
+      resume(checkpoint, model, workdir, set_aside_unreadable=chief)
+      # After `resume`: the manager reads the state file that setting aside rewrites.
+      manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints)
+      start_step = model.step
+      if start_step >= total_steps:
+        logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
+        return model
+      logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
+                   "disc_iters %d, image shape %s", source.name, start_step, total_steps,
+                   strategy.num_replicas_in_sync, model.batch.global_batch_size,
+                   model.disc_iters, source.image_shape)
+      stop = callbacks_lib.StopAtStep(total_steps)
+      saving = callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step,
+                                           checkpoint_every_secs, strategy)
+      # Every worker runs the same callbacks up to SaveOnPreemption (they take part in
+      # collectives); then come those that only report.
+      callbacks = [stop, saving, preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
+                   *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
+                                         sample_every, eval_every)]
+      model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,
+                initial_epoch=start_step // log_every, epochs=-(-total_steps // log_every),
+                callbacks=callbacks, shuffle=False, verbose=0)
+  finally:
+    if not chief:
+      tf.io.gfile.rmtree(ckpt_dir)
+  if stop.bad_step is not None:
     raise errors.TrainingDiverged(
         f"non-finite loss or weights at step {stop.bad_step}; training stopped and "
         + (f"the last good checkpoint ({manager.latest_checkpoint}) was kept"
@@ -90,28 +109,39 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   return model
 
 
-def _check_schedule(total_steps, checkpoint_every, keep_checkpoints, log_every,
-                    sample_every, eval_every):
+def _check_schedule(total_steps, checkpoint_every, checkpoint_every_secs, keep_checkpoints,
+                    log_every, sample_every, eval_every):
   """One-line ConfigErrors, named after the gin bindings, before anything is built."""
   for name, value in (("total_steps", total_steps), ("checkpoint_every", checkpoint_every),
                       ("keep_checkpoints", keep_checkpoints), ("log_every", log_every),
                       ("sample_every", sample_every)):
     errors.check_range(f"train.{name}", value, minimum=1, integer=True)
   errors.check_range("train.eval_every", eval_every, minimum=0, integer=True)
+  errors.check_range("train.checkpoint_every_secs", checkpoint_every_secs, minimum=0)
 
 
-def resume(checkpoint, model, workdir):
-  """Restores the workdir's latest checkpoint, if any, keeping the configured learning
-  rates (so that a run can resume with lower ones, e.g. after a divergence). Every worker
-  resumes from the chief's checkpoints, so that all start equal."""
-  latest = workdir_lib.latest_checkpoint(workdir)
-  if latest:
-    optimizers = (model.d_optimizer, model.g_optimizer)
-    learning_rates = [float(o.learning_rate.numpy()) for o in optimizers]
-    workdir_lib.restore(checkpoint, latest)
+def resume(checkpoint, model, workdir, set_aside_unreadable):
+  """Restores the workdir's newest readable checkpoint, if any, keeping the configured
+  learning rates (so that a run can resume with lower ones, e.g. after a divergence).
+  Every worker resumes from the chief's checkpoints, so that all start equal.
+
+  Args:
+    checkpoint: `workdir.make_checkpoint(model)`.
+    model: the SSGAN.
+    workdir: the workdir.
+    set_aside_unreadable: rename unreadable newer checkpoints out of the way of the
+      CheckpointManager (checkpoints.quarantine; the chief only: it owns the files).
+  """
+  optimizers = (model.d_optimizer, model.g_optimizer)
+  learning_rates = [float(o.learning_rate.numpy()) for o in optimizers]
+  ckpt_dir = workdir_lib.checkpoint_dir(workdir)
+  path, unreadable = checkpoints.restore_newest_readable(checkpoint, ckpt_dir)
+  if unreadable and set_aside_unreadable:
+    checkpoints.quarantine(unreadable, ckpt_dir, restored=path)
+  if path:
     for optimizer, learning_rate in zip(optimizers, learning_rates):
       optimizer.learning_rate = learning_rate
-    logging.info("resumed from %s", latest)
+    logging.info("resumed from %s", path)
 
 
 def _training_data(source, model, seed, start_step):
@@ -126,12 +156,13 @@ def _training_data(source, model, seed, start_step):
 
 def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sample_every,
                          eval_every):
-  """Operative config, progress/summaries, samples and evaluation (chief only writes)."""
+  """Progress (log lines; on a terminal also a live line), summaries, operative config,
+  samples and evaluation (only the chief writes)."""
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
             if chief else None)
   callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
   if chief:
-    callbacks.append(callbacks_lib.OperativeConfig(workdir))
+    callbacks += [progress.LiveProgress(total_steps), callbacks_lib.OperativeConfig(workdir)]
     fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
     callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))
@@ -154,5 +185,5 @@ def _checkpoint_dir(workdir, strategy, chief):
     tf.io.gfile.remove(probe)
   except (tf.errors.OpError, OSError) as e:
     raise errors.WorkdirError(f"cannot write to workdir {workdir!r} ({type(e).__name__}); "
-                       "choose a writable --workdir.") from None
+                              "choose a writable --workdir.") from None
   return path

@@ -5,7 +5,9 @@ module. A workdir only grows:
   operative_config.gin      every gin parameter of the run, written after its first step
                             (a resumed run with other settings adds operative_config-<step>.gin)
   model_info.json           image shape, architecture, z_dim, z_distribution
+  lock.json                 while a trainer runs: its host and pid (workdir_lock.py)
   checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG
+                            (checkpoints.py: unreadable ones renamed ckpt-<step>.unreadable-*)
   samples/fakes_<step>.png  sample grids
   train/, eval/             TensorBoard logs
   metrics.jsonl             evaluation records (evaluation/records.py)
@@ -23,6 +25,7 @@ import uuid
 import gin
 import tensorflow as tf
 
+from ssgan_tf import checkpoints
 from ssgan_tf import data
 from ssgan_tf import precision
 from ssgan_tf import ssgan
@@ -138,18 +141,6 @@ def make_checkpoint(model):
                              discriminator_variables=list(model.discriminator.variables))
 
 
-def restore(checkpoint, path):
-  """Restores `path` into `checkpoint`; WorkdirError if it holds a different model."""
-  try:
-    checkpoint.restore(path).assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
-    first_line = str(e).strip().splitlines()[0]
-    raise WorkdirError(
-        f"checkpoint {path} does not match the configured model ({first_line}); use a "
-        f"new --workdir, or the config it was trained with (its {OPERATIVE_CONFIG})."
-    ) from None
-
-
 def checkpoint_dir(workdir):
   return os.path.join(workdir, CHECKPOINTS)
 
@@ -217,7 +208,7 @@ def restore_for_inference(workdir, checkpoint=None):
   image_shape = tuple(read_model_info(workdir)["image_shape"])
   precision.set_precision("float32")
   model = ssgan.build_model(tf.distribute.get_strategy(), image_shape)
-  restore(make_checkpoint(model), path)
+  checkpoints.restore(make_checkpoint(model), path)
   return Restored(model, model.step, path, image_shape)
 
 

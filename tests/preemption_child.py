@@ -37,6 +37,11 @@ class Tiny(keras.Model):
   def call(self, x):
     return self.dense(x)
 
+  @property
+  def step(self):
+    """The step, as SSGAN.step: what the preemption callback saves and reports."""
+    return int(self.optimizer.iterations.numpy())
+
   def train_step(self, x):
     with tf.GradientTape() as tape:
       loss = tf.reduce_mean(tf.square(self(x)))
@@ -87,8 +92,8 @@ def main(workdir, announce_step):
   directory = os.path.join(workdir, "checkpoints" if index == 0 else f"worker_{index}")
   manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
 
-  def save(step):
-    return manager.save(checkpoint_number=step, check_interval=False)
+  def save():
+    return manager.save(checkpoint_number=model.step, check_interval=False)
 
   read, write = os.pipe()
   os.set_blocking(write, False)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -263,3 +264,31 @@ def test_config_errors_come_before_tensorflow_is_imported(tmp_path, args, messag
   lines = process.stderr.strip().splitlines()
   assert re.search(message, lines[-2]), lines
   assert lines[-1] == "imported: []"
+
+
+def test_sigterm_saves_the_step_and_exits_75_then_the_same_command_resumes(tmp_path):
+  workdir = tmp_path / "w"
+  args = [*TINY, "--gin_param=train.total_steps = 400", "--gin_param=train.log_every = 400",
+          "--gin_param=train.checkpoint_every = 1000", f"--workdir={workdir}"]
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  trainer = subprocess.Popen([sys.executable, "-m", "ssgan_tf.main", *args], cwd=ROOT, env=env,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    # The operative config is written after the first step: training is under way.
+    while not (workdir / "operative_config.gin").exists() and trainer.poll() is None:
+      time.sleep(0.01)
+    trainer.send_signal(signal.SIGTERM)
+    _, stderr = trainer.communicate(timeout=120)
+  finally:
+    trainer.kill()
+  assert trainer.returncode == 75, stderr
+  match = re.search(r"error: stopped by SIGTERM at step (\d+): saved .*ckpt-(\d+); run the "
+                    r"same command again to resume\.", stderr)
+  assert match and match.group(1) == match.group(2), stderr[-2000:]
+  step = int(match.group(1))
+  assert 1 <= step < 400 and (workdir / "checkpoints" / f"ckpt-{step}.index").exists()
+  assert not (workdir / "lock.json").exists()
+  status, stderr, _ = _cli(*args[:-1], "--gin_param=train.total_steps = " + str(step + 2),
+                           f"--workdir={workdir}")
+  assert status == 0, stderr
+  assert f"resumed from {workdir / 'checkpoints' / f'ckpt-{step}'}" in stderr

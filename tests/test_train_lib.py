@@ -6,7 +6,12 @@ batch 8) on the built-in MNIST, for a few steps, in this process.
 """
 
 import os
+import re
 import shutil
+import signal
+import socket
+import threading
+import time
 
 import gin
 import numpy as np
@@ -16,8 +21,10 @@ import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
 from ssgan_tf import errors
+from ssgan_tf import preemption
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
+from ssgan_tf import workdir_lock
 
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
@@ -66,7 +73,8 @@ def _scalars(workdir):
 
 def _checkpoint_steps(workdir):
   names = os.listdir(os.path.join(workdir, "checkpoints"))
-  return sorted(int(n[len("ckpt-"):-len(".index")]) for n in names if n.endswith(".index"))
+  return sorted(int(m.group(1)) for m in map(re.compile(r"ckpt-(\d+)\.index").fullmatch, names)
+                if m)
 
 
 def _first_line(error):
@@ -235,3 +243,92 @@ def test_global_batch_not_divisible_by_the_replicas(tmp_path):
   assert _first_line(error).startswith(
       "global batch size 7 is not divisible by the 2 replicas; choose a multiple of 2")
   assert not (tmp_path / "w").exists()
+
+
+# --- Faults: preemption, a second trainer, damaged checkpoints, time-based saves ---------
+
+def _sigterm_when(path):
+  """Starts a thread that sends this process SIGTERM once `path` exists (training has
+  started: the operative config is written after the first step)."""
+  def watch():
+    while not os.path.exists(path):
+      time.sleep(0.005)  # Polling a condition, not waiting for a guessed duration.
+    os.kill(os.getpid(), signal.SIGTERM)
+  thread = threading.Thread(target=watch, daemon=True)
+  thread.start()
+  return thread
+
+
+LONG = ["train.checkpoint_every = 1000", "train.sample_every = 1000", "train.log_every = 40"]
+
+
+def test_sigterm_mid_interval_saves_the_current_step_and_resumes_exactly(tmp_path):
+  straight = _state(_train(tmp_path / "straight", 40, *LONG))
+  workdir = tmp_path / "preempted"
+  watcher = _sigterm_when(workdir / "operative_config.gin")
+  with pytest.raises(preemption.Preempted) as stopped:
+    _train(workdir, 40, *LONG)
+  watcher.join()
+  step = stopped.value.step
+  assert 1 <= step < 40 and step % 1000  # Between two step-based checkpoints.
+  assert stopped.value.exit_code == preemption.EXIT_CODE_PREEMPTED == 75
+  assert _first_line(stopped) == (f"stopped by SIGTERM at step {step}: saved "
+                                  f"{workdir / 'checkpoints' / f'ckpt-{step}'}; run the "
+                                  "same command again to resume.")
+  assert _checkpoint_steps(workdir) == [step]
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # The handler is restored.
+  assert not (workdir / "lock.json").exists()
+  _assert_same_state(_state(_train(workdir, 40, *LONG)), straight)
+
+
+def test_a_second_trainer_refuses_at_once_and_leaves_the_first_alone(runs, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["at_2_dir"], workdir)
+  with workdir_lock.WorkdirLock(str(workdir)):  # What a running trainer holds.
+    held = (workdir / "lock.json").read_text()
+    before = _files(workdir)
+    with pytest.raises(errors.WorkdirError) as error:
+      _train(workdir, 4)
+    assert re.search(rf"is in use by another trainer \(pid {os.getpid()} on host "
+                     rf"{re.escape(socket.gethostname())} since .*\); wait for it",
+                     _first_line(error)), _first_line(error)
+    assert (workdir / "lock.json").read_text() == held
+    assert _files(workdir) == before
+
+
+def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumed(runs,
+                                                                               tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["stopped_dir"], workdir)  # ckpt-2 and ckpt-4.
+  [data] = (workdir / "checkpoints").glob("ckpt-4.data-*")
+  data.write_bytes(data.read_bytes()[:100])  # Cut short, as by a crash mid-write.
+  resumed = _train(workdir, 4)
+  # Training went on from step 2 and wrote step 4 anew, equal to the uninterrupted run.
+  _assert_same_state(_state(resumed), runs["straight"])
+  names = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  kept = [n for n in names if n.startswith("ckpt-4.unreadable-")]
+  assert len(kept) == 2 and any(n.endswith(".index") for n in kept)  # Kept, not deleted.
+  assert _checkpoint_steps(workdir) == [2, 4]
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("train.total_steps = 'abc'", "train.total_steps must be an integer; got 'abc'"),
+    ("train.checkpoint_every = 0", "train.checkpoint_every must be >= 1; got 0"),
+    ("train.checkpoint_every_secs = -5", "train.checkpoint_every_secs must be >= 0; got -5"),
+    ("ssgan.z_dim = 0", "ssgan.z_dim must be >= 1; got 0"),
+    ("ssgan.rotated_batch_size = 0", "ssgan.rotated_batch_size = 0 leaves no images"),
+    ("optimizers.g_lr = -1.0", "optimizers.g_lr must be > 0; got -1.0"),
+])
+def test_settings_that_make_no_sense_fail_before_writing(tmp_path, binding, message):
+  with pytest.raises(errors.ConfigError) as error:
+    _train(tmp_path / "w", 2, binding)
+  assert _first_line(error).startswith(message)
+  assert not (tmp_path / "w" / "checkpoints").exists() or not _checkpoint_steps(tmp_path / "w")
+
+
+@pytest.mark.parametrize("seconds, steps", [(1e-6, [1, 2, 3]), (0, [3])])
+def test_time_based_checkpoints_come_besides_the_step_based_ones(tmp_path, seconds, steps):
+  # 1e-6 s is always up after a step: a checkpoint every step although checkpoint_every
+  # is 1000; 0 turns them off: only the final one.
+  _train(tmp_path / "w", 3, *LONG, f"train.checkpoint_every_secs = {seconds}")
+  assert _checkpoint_steps(tmp_path / "w") == steps

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf import progress
 from ssgan_tf import workdir
 from ssgan_tf.evaluation import classifiers
 
@@ -94,7 +95,8 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
       with np.load(f) as cached:
         return {key: cached[key] for key in classifiers.OUTPUTS}
   images = source.images(split).take(num).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-  activations = stream_activations(classifier, images, num)
+  activations = stream_activations(classifier, progress.progress_bar(
+      images, math.ceil(num / batch_size), f"real {split} images", unit="batches"), num)
   buffer = io.BytesIO()  # np.savez seeks, which a GFile opened for writing cannot.
   np.savez(buffer, **activations)
   workdir.write_atomically(path, buffer.getvalue())

@@ -14,6 +14,8 @@ built-in "mnist" the default classifier is the offline MNIST CNN (mnist_classifi
 whose metrics are named fmd/mnist_score/kmd/mnist_precision/mnist_recall.
 """
 
+import math
+
 from absl import logging
 import gin
 import keras
@@ -21,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf import progress
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
@@ -99,8 +102,10 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
   rng = tf.random.Generator.from_seed(seed)
   values = {kind: [] for kind, _ in chosen}
   for run in range(runs):
-    fake = activations.stream_activations(
-        classifier, activations.generated_batches(model, num, batch_size, rng), num)
+    batches = progress.progress_bar(
+        activations.generated_batches(model, num, batch_size, rng),
+        math.ceil(num / batch_size), f"fake set {run + 1}/{runs}", unit="batches")
+    fake = activations.stream_activations(classifier, batches, num)
     for kind, metric in chosen:
       values[kind].append(metric.compute(real, fake))
   records = []

@@ -1,4 +1,4 @@
-"""Damaged checkpoints and full disks: resume from the newest readable checkpoint.
+"""Checkpoint I/O: restore (the newest readable one), set damaged ones aside, save.
 
 A checkpoint can be unreadable: a machine died while the file system had not yet
 written it back, a copy was cut short, a disk or object store returned bad bytes. Then
@@ -139,20 +139,21 @@ def unreadable_reason(path):
   return None
 
 
-def _default_restore(checkpoint, path):
-  checkpoint.restore(path).assert_existing_objects_matched()
+def restore(checkpoint, path):
+  """Restores `path` into `checkpoint` (a `tf.train.Checkpoint`), every object of which
+  must be in the file; CheckpointMismatchError if it holds a different model."""
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise CheckpointMismatchError(path, _first_line(e)) from None
 
 
-def restore_newest_readable(checkpoint, directory, restore_fn=None, checkpoint_name="ckpt"):
-  """Restores the newest readable checkpoint of `directory` into `checkpoint`.
+def restore_newest_readable(checkpoint, directory, checkpoint_name="ckpt"):
+  """Restores the newest readable checkpoint of `directory` into `checkpoint` (`restore`).
 
   Args:
     checkpoint: a `tf.train.Checkpoint` (optimizers built, so that their slots restore).
     directory: the checkpoint directory (a CheckpointManager's).
-    restore_fn: `restore_fn(checkpoint, path)` restores `path` and raises if it does not
-      match; default: `checkpoint.restore(path).assert_existing_objects_matched()`. A
-      `errors.UserError` it raises goes through unchanged; AssertionError, ValueError and
-      tf.errors.OpError become CheckpointMismatchError.
     checkpoint_name: the CheckpointManager's `checkpoint_name`.
 
   Returns:
@@ -165,7 +166,6 @@ def restore_newest_readable(checkpoint, directory, restore_fn=None, checkpoint_n
       (it is not skipped: older ones are not tried).
     NoReadableCheckpointError: there are checkpoints, and none is readable.
   """
-  restore_fn = restore_fn or _default_restore
   skipped = []
   for path in list_checkpoints(directory, checkpoint_name):
     reason = unreadable_reason(path)
@@ -174,12 +174,7 @@ def restore_newest_readable(checkpoint, directory, restore_fn=None, checkpoint_n
                       "older one.", path, reason)
       skipped.append((path, reason))
       continue
-    try:
-      restore_fn(checkpoint, path)
-    except errors.UserError:
-      raise
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise CheckpointMismatchError(path, _first_line(e)) from None
+    restore(checkpoint, path)
     if skipped:
       logging.warning("resumed from %s, older than the unreadable %s.", path,
                       ", ".join(p for p, _ in skipped))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssgan_tf import checkpoint_fallback
+from ssgan_tf import checkpoints
 from ssgan_tf import errors
 
 NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
@@ -54,7 +54,7 @@ def test_truncated_newest_is_skipped_by_name_and_left_on_disk(tmp_path, caplog):
   before = {name: os.path.getsize(tmp_path / name) for name in os.listdir(tmp_path)}
   checkpoint = _checkpoint()
   with caplog.at_level(logging.WARNING):
-    path, skipped = checkpoint_fallback.restore_newest_readable(checkpoint, tmp_path)
+    path, skipped = checkpoints.restore_newest_readable(checkpoint, tmp_path)
   assert path == str(tmp_path / "ckpt-20") and int(checkpoint.step) == 20
   assert [p for p, _ in skipped] == [bad]
   assert skipped[0][1] == "IndexError: Read less bytes than requested"
@@ -76,7 +76,7 @@ def test_other_damage_is_skipped_too(tmp_path, damage):
     os.remove(_data_file(prefix))
   else:
     open(prefix + ".index", "w").close()
-  path, skipped = checkpoint_fallback.restore_newest_readable(_checkpoint(), tmp_path)
+  path, skipped = checkpoints.restore_newest_readable(_checkpoint(), tmp_path)
   assert path == str(tmp_path / "ckpt-1") and [p for p, _ in skipped] == [prefix]
 
 
@@ -85,7 +85,7 @@ def test_all_unreadable_is_one_line_listing_them(tmp_path):
   for step in (1, 2):
     _truncate(tmp_path / f"ckpt-{step}")
   with pytest.raises(errors.WorkdirError) as raised:
-    checkpoint_fallback.restore_newest_readable(_checkpoint(), tmp_path)
+    checkpoints.restore_newest_readable(_checkpoint(), tmp_path)
   message = str(raised.value)
   assert "\n" not in message
   assert message.startswith(f"no readable checkpoint in {tmp_path}: ckpt-2 (IndexError: Read "
@@ -98,16 +98,16 @@ def test_another_model_is_a_distinct_error_and_not_skipped(tmp_path):
   for other in (_checkpoint(size=7),  # Another shape.
                 tf.train.Checkpoint(w=tf.Variable(tf.zeros([10])), step=tf.Variable(0, tf.int64),
                                     extra=tf.Variable(1.0))):  # More objects.
-    with pytest.raises(checkpoint_fallback.CheckpointMismatchError) as raised:
-      checkpoint_fallback.restore_newest_readable(other, tmp_path)
+    with pytest.raises(checkpoints.CheckpointMismatchError) as raised:
+      checkpoints.restore_newest_readable(other, tmp_path)
     assert raised.value.path == str(tmp_path / "ckpt-2")  # The newest; older ones not tried.
     assert "does not match the configured model" in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
 def test_no_checkpoint_restores_nothing(tmp_path):
-  assert checkpoint_fallback.restore_newest_readable(_checkpoint(), tmp_path) == (None, [])
-  assert checkpoint_fallback.restore_newest_readable(_checkpoint(), tmp_path / "none") == (None, [])
+  assert checkpoints.restore_newest_readable(_checkpoint(), tmp_path) == (None, [])
+  assert checkpoints.restore_newest_readable(_checkpoint(), tmp_path / "none") == (None, [])
 
 
 @pytest.mark.parametrize("state", ["missing", "garbage", "empty"])
@@ -118,10 +118,10 @@ def test_without_a_usable_state_file_the_index_files_are_listed(tmp_path, state)
     os.remove(state_file)
   else:
     state_file.write_text("not { a proto" if state == "garbage" else "")
-  assert checkpoint_fallback.list_checkpoints(tmp_path) == [
+  assert checkpoints.list_checkpoints(tmp_path) == [
       str(tmp_path / f"ckpt-{n}") for n in (40, 10, 5)]
   _truncate(tmp_path / "ckpt-40")
-  path, _ = checkpoint_fallback.restore_newest_readable(_checkpoint(), tmp_path)
+  path, _ = checkpoints.restore_newest_readable(_checkpoint(), tmp_path)
   assert path == str(tmp_path / "ckpt-10")
 
 
@@ -131,8 +131,8 @@ def test_quarantined_checkpoint_survives_later_saves_at_its_step_and_beyond_max_
   damaged = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)
              if name.startswith("ckpt-30.")}
   checkpoint = _checkpoint()
-  path, skipped = checkpoint_fallback.restore_newest_readable(checkpoint, tmp_path)
-  renamed = checkpoint_fallback.quarantine(skipped, tmp_path, restored=path, now=NOW)
+  path, skipped = checkpoints.restore_newest_readable(checkpoint, tmp_path)
+  renamed = checkpoints.quarantine(skipped, tmp_path, restored=path, now=NOW)
   new_prefix = str(tmp_path / "ckpt-30.unreadable-20260102T030405Z")
   assert renamed == [(str(tmp_path / "ckpt-30"), new_prefix)]
   assert tf.train.latest_checkpoint(tmp_path) == str(tmp_path / "ckpt-20")
@@ -152,7 +152,7 @@ def test_quarantined_checkpoint_survives_later_saves_at_its_step_and_beyond_max_
     checkpoint.step.assign(step)
     manager.save(checkpoint_number=step, check_interval=False)
   assert kept_intact()
-  assert checkpoint_fallback.list_checkpoints(tmp_path) == [
+  assert checkpoints.list_checkpoints(tmp_path) == [
       str(tmp_path / f"ckpt-{n}") for n in (60, 50, 40)]
 
 
@@ -179,10 +179,10 @@ def test_full_disk_keeps_the_earlier_checkpoints_and_says_so(tmp_path):
     manager = tf.train.CheckpointManager(checkpoint, str(disk), max_to_keep=5)
     for step in (1, 2, 3):
       checkpoint.step.assign(step)
-      checkpoint_fallback.save_or_explain(manager, step)
+      checkpoints.save_or_explain(manager, step)
     checkpoint.step.assign(4)
     with pytest.raises(errors.WorkdirError) as raised:
-      checkpoint_fallback.save_or_explain(manager, 4)
+      checkpoints.save_or_explain(manager, 4)
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(f"the disk is full: could not save step 4 in {disk}; the "
@@ -192,13 +192,13 @@ def test_full_disk_keeps_the_earlier_checkpoints_and_says_so(tmp_path):
       restored = _checkpoint(size)
       restored.restore(str(disk / f"ckpt-{step}")).assert_consumed()
       assert int(restored.step) == step
-    path, skipped = checkpoint_fallback.restore_newest_readable(_checkpoint(size), disk)
+    path, skipped = checkpoints.restore_newest_readable(_checkpoint(size), disk)
     assert path == str(disk / "ckpt-3") and skipped == []
     # With space again, the same step saves over whatever the failed save left.
     for name in os.listdir(disk):
       if name.startswith("ckpt-1."):
         os.remove(disk / name)
-    assert checkpoint_fallback.save_or_explain(manager, 4) == str(disk / "ckpt-4")
+    assert checkpoints.save_or_explain(manager, 4) == str(disk / "ckpt-4")
     restored = _checkpoint(size)
     restored.restore(str(disk / "ckpt-4")).assert_consumed()
     np.testing.assert_array_equal(restored.w.numpy(), checkpoint.w.numpy())
