@@ -34,7 +34,8 @@ NUM_SAMPLES = 64  # Images in a sample grid (8 x 8).
 @gin.configurable("train", denylist=["workdir", "strategy"])
 def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
           checkpoint_every=1000, checkpoint_every_secs=600, keep_checkpoints=5,
-          log_every=100, sample_every=1000, eval_every=0, seed=0, jit_compile=False):
+          log_every=100, sample_every=1000, eval_every=0, seed=0, jit_compile=False,
+          allow_emulated_bf16=False):
   """Trains (or resumes training) until `total_steps` generator steps.
 
   One trainer per workdir (workdir_lock.py); SIGTERM saves the current step and ends
@@ -57,6 +58,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     seed: seed of the initial weights, the data order and the fixed z of the sample
       grids. (The training noise has its own seed, `ssgan.seed`.)
     jit_compile: XLA-compile the train step (one device only; slower on CPU).
+    allow_emulated_bf16: run "mixed_bfloat16" even where bf16 is emulated (many times
+      slower than float32; precision.py), which is refused otherwise.
 
   Returns:
     The trained SSGAN model.
@@ -65,7 +68,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                   log_every, sample_every, eval_every)
   chief = distribute.is_chief(strategy)
   source = data.get_source()
-  precision_lib.set_precision(precision)
+  precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
   keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
   model = ssgan.build_model(strategy, source.image_shape, jit_compile)
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)

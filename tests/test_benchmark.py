@@ -1,4 +1,5 @@
-"""tools/benchmark.py end to end on a tiny SNDCGAN: one JSON line, and exact FLOP counts."""
+"""tools/benchmark.py end to end on a tiny SNDCGAN: one JSON line with the hardware,
+exact FLOP counts, the time budget, the input-pipeline mode (--data) and one-line errors."""
 
 import json
 import os
@@ -7,6 +8,34 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, Z_DIM, BASE, RESOLUTION = 8, 16, 8, 16
+TINY_PARAMS = ['networks.architecture="sndcgan"',
+               f'networks.generator_kwargs={{"base_channels": {BASE}}}',
+               f'networks.discriminator_kwargs={{"base_channels": {BASE}}}',
+               f"ssgan.global_batch_size={BATCH}", f"ssgan.rotated_batch_size={BATCH}",
+               f"ssgan.z_dim={Z_DIM}", "ssgan.disc_iters=2"]
+HARDWARE_TYPES = {"cpu_model": (str, type(None)), "cpu_isa": (list, type(None)),
+                  "onednn": bool, "gpus": list, "bf16_device": str,
+                  "native_bf16": (bool, type(None))}
+
+
+def run_benchmark(*args, env=None):
+  """tools/benchmark.py on the tiny SNDCGAN (CPU only); returns the finished process."""
+  command = [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"),
+             "--gin_file", os.path.join(ROOT, "gin_configs", "ssgan_cifar10_resnet.gin"),
+             *[f"--gin_param={p}" for p in TINY_PARAMS], *args]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **(env or {}))
+  return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        text=True, env=env, timeout=300, check=False)
+
+
+def one_json_line(result):
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 1, result.stdout
+  report = json.loads(lines[0])
+  for key, expected in HARDWARE_TYPES.items():
+    assert isinstance(report[key], expected), (key, report[key])
+  return report
 
 
 def generator_forward_flops():
@@ -24,23 +53,8 @@ def generator_forward_flops():
 
 
 def test_benchmark_prints_one_json_line_with_exact_generator_flops():
-  params = ['networks.architecture="sndcgan"',
-            f'networks.generator_kwargs={{"base_channels": {BASE}}}',
-            f'networks.discriminator_kwargs={{"base_channels": {BASE}}}',
-            f"ssgan.global_batch_size={BATCH}", f"ssgan.rotated_batch_size={BATCH}",
-            f"ssgan.z_dim={Z_DIM}", "ssgan.disc_iters=2"]
-  command = [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"),
-             "--gin_file", os.path.join(ROOT, "gin_configs", "ssgan_cifar10_resnet.gin"),
-             f"--resolution={RESOLUTION}", "--warmup=1", "--steps=2"]
-  command += [f"--gin_param={p}" for p in params]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-  result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=env, timeout=300, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  lines = result.stdout.strip().splitlines()
-  assert len(lines) == 1, result.stdout
-  report = json.loads(lines[0])
-
+  report = one_json_line(run_benchmark(f"--resolution={RESOLUTION}", "--warmup=1",
+                                       "--steps=2"))
   expected_types = {
       "config": list, "arch": str, "global_batch_size": int, "disc_iters": int,
       "replicas": int, "precision": str, "xla": bool, "gen_steps_per_sec": float,
@@ -49,9 +63,11 @@ def test_benchmark_prints_one_json_line_with_exact_generator_flops():
       "tf": str, "keras": str}
   for key, expected in expected_types.items():
     assert isinstance(report[key], expected), (key, report[key])
-  assert (report["arch"], report["global_batch_size"], report["disc_iters"]) == (
-      "sndcgan", BATCH, 2)
-  assert len(report["step_ms_all"]) == 2
+  assert (report["mode"], report["arch"], report["global_batch_size"],
+          report["disc_iters"]) == ("step", "sndcgan", BATCH, 2)
+  assert len(report["step_ms_all"]) == report["steps_measured"] == 2
+  # Two tiny steps are far within the default budget.
+  assert report["budget_exhausted"] is False and report["max_seconds"] == 300
   assert report["images_per_sec"] == report["gen_steps_per_sec"] * BATCH * 2
 
   # G runs forward once per update; the G update also backpropagates through it: the
@@ -63,3 +79,38 @@ def test_benchmark_prints_one_json_line_with_exact_generator_flops():
   assert "generator/backward" not in d_step
   assert g_step["generator/backward"] == 2 * forward - fc
   assert report["flops_per_gen_step"] == 2 * d_step["total"] + g_step["total"]
+
+
+def test_data_mode_times_each_source_against_the_step_within_a_spent_budget(tmp_path):
+  # A budget far below one step: every step timing stops after 1 warm-up + 1 timed step.
+  # An empty --data_dir: every TFDS dataset is listed as skipped, none is read.
+  report = one_json_line(run_benchmark(
+      "--data", "--make_folder=6", "--folder_resolutions=16", f"--data_dir={tmp_path}",
+      "--data_seconds=0.2", "--warmup=2", "--steps=5", "--max_seconds=0.001"))
+  assert report["mode"] == "data" and report["pipeline_batch_size"] == BATCH * 2
+  rows = {row["source"]: row for row in report["sources"]}
+  assert sorted(rows) == ["folder16", "mnist"]
+  assert rows["mnist"]["image_shape"] == [32, 32, 1]
+  assert rows["folder16"]["image_shape"] == [16, 16, 3]
+  assert rows["folder16"]["images_in_split"] == 6
+  for row in rows.values():
+    assert row["batches_timed"] >= 1 and row["pipeline_images_per_sec"] > 0
+    assert row["step_steps_measured"] == 1 and row["step_budget_exhausted"] is True
+    assert row["ratio"] == row["pipeline_images_per_sec"] / row["step_images_per_sec"]
+    assert row["meets_target"] == (row["ratio"] >= 3)
+  assert {s["source"] for s in report["skipped"]} >= {"cifar10", "celeb_a"}
+  assert all("not prepared" in s["reason"] for s in report["skipped"])
+
+
+def test_emulated_bf16_and_bad_flags_end_in_one_line_errors():
+  # Without oneDNN no CPU computes bf16 natively, whatever its flags.
+  result = run_benchmark("--precision=mixed_bfloat16", env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+  assert result.returncode == 1 and not result.stdout
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: precision 'mixed_bfloat16' on CPU") and (
+      "allow_emulated_bf16" in last), last
+  result = run_benchmark("--make_folder=3")
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: --image_dir, --make_folder and --data_dir are read with --data only; "
+      "add --data."), result.stderr[-500:]

@@ -1,15 +1,38 @@
-"""Times SS-GAN generator steps on synthetic data, counts their FLOPs, compares a peer.
+"""Times SS-GAN generator steps on synthetic data, counts their FLOPs, compares a peer;
+with --data, times the input pipeline of each data source against the step it feeds.
 
 One generator step = `ssgan.disc_iters` D updates + 1 G update (one `train_step`). The
-model is built from the gin file(s) as for training, inside the strategy scope, and
-stepped with Keras' own train function; the data are random images in [-1, 1]
-(`global_batch_size * disc_iters` per step), so the input pipeline costs nothing.
+model is the library's (`ssgan.build_model`, the gin file(s) as for training, inside
+the strategy scope, under `precision.set_precision`), stepped with Keras' own train
+function; the data are random images in [-1, 1] (`global_batch_size * disc_iters` per
+step), so the input pipeline costs nothing.
 
   python tools/benchmark.py --gin_file=gin_configs/ssgan_cifar10_resnet.gin \
       --gin_param=ssgan.disc_iters=5 [--precision=mixed_bfloat16] [--xla] \
-      [--peer_script=PATH/peer_mimicry_bench.py] [--profile_dir=DIR]
+      [--max_seconds=300] [--peer_script=PATH/peer_mimicry_bench.py] [--profile_dir=DIR]
+  python tools/benchmark.py --gin_file=gin_configs/quickstart.gin --data \
+      [--make_folder=2000 | --image_dir=DIR] [--data_dir=TFDS_DIR]
 
-Prints ONE JSON line on stdout; progress and the profile table go to stderr.
+Prints ONE JSON line on stdout (with the CPU model and ISA flags, the GPUs and whether
+they compute bf16 natively: `precision.hardware_summary()`); progress and the profile
+table go to stderr.
+
+Time budget: warm-up and timed steps together stop at `--max_seconds` (wall clock,
+counted from the first warm-up step; model building and FLOP counting come before it,
+--profile_dir and --peer_script after it). A step is not started when the previous one
+says it would end past the budget, but at least one warm-up and one timed step always
+run, so the budget can be overrun by up to two steps. Fewer steps than asked give
+`budget_exhausted: true`, and `steps_measured` says how many were timed.
+
+--data: for each source, images/s of `data.train_pipeline(source, "train", global_batch
+* disc_iters, seed=0)` after its first batch (which fills the shuffle buffer, reported
+apart), over `--data_seconds`, against the images/s a training step of the same config
+consumes at that source's image shape (a short step timing as above, without FLOPs). The
+sources: the built-in MNIST; an image folder (`--image_dir`, or `--make_folder=N`
+generated JPEGs) at each `--folder_resolutions`; every TFDS dataset prepared under
+`--data_dir`. The issue asks for ratio = pipeline / step >= 3. Pipeline and step are timed
+one after the other: on a CPU-only host they share the cores in training, so there the
+ratio overstates the headroom.
 
 FLOPs are 2 x the multiply-adds of convolutions and matrix products, forward and
 backward (what torch's FlopCounterMode counts, so the peer's count compares directly;
@@ -18,6 +41,8 @@ the TF runtime prunes as well (e.g. D's weight gradients, which the G update nev
 """
 
 import collections
+import contextlib
+import gc
 import glob
 import json
 import os
@@ -25,18 +50,25 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import gin
 import keras
+import numpy as np
+import PIL.Image
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 # Run as a script, the repository root is not on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ssgan_tf import data  # noqa: E402
 from ssgan_tf import distribute  # noqa: E402
+from ssgan_tf import errors  # noqa: E402
+from ssgan_tf import precision  # noqa: E402
 from ssgan_tf import ssgan  # noqa: E402
 # Registers every configurable a config file binds (dataset.*, train.*, ...).
 from ssgan_tf import train_lib  # noqa: E402,F401  pylint: disable=unused-import
@@ -47,13 +79,18 @@ flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "Distribution strategy.")
 flags.DEFINE_integer("num_cpu_devices", 0,
                      "mirrored on a host without GPUs: split the CPU into this many devices.")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+flags.DEFINE_enum("precision", "float32", list(precision.PRECISIONS),
                   "Keras global dtype policy, set before the networks are built.")
+flags.DEFINE_bool("allow_emulated_bf16", False,
+                  "Run mixed_bfloat16 even where bf16 is emulated (several times slower).")
 flags.DEFINE_bool("xla", False, "Compile the step with XLA (jit_compile=True); one device only.")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0 = TF's default).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = TF's default).")
 flags.DEFINE_integer("warmup", 2, "Untimed generator steps first (tracing, compilation).")
-flags.DEFINE_integer("steps", 5, "Timed generator steps.")
+flags.DEFINE_integer("steps", 5, "Timed generator steps (at most: see --max_seconds).")
+flags.DEFINE_float("max_seconds", 300.0,
+                   "Wall-clock budget of warm-up + timed steps, in seconds (per step "
+                   "timing); at least 1 warm-up and 1 timed step run whatever it is.")
 flags.DEFINE_integer("resolution", 32, "Height = width of the synthetic images.")
 flags.DEFINE_integer("channels", 3, "Channels of the synthetic images.")
 flags.DEFINE_string("peer_script", None,
@@ -64,6 +101,19 @@ flags.DEFINE_string("profile_dir", None,
                     "Trace 2 more steps (after the timed ones) with the TF profiler into this "
                     "directory and print the kernel time per op type to stderr (summed over "
                     "threads: ops that run concurrently overlap).")
+flags.DEFINE_bool("data", False, "Time the input pipeline of each data source against the "
+                  "training step instead (see the module docstring).")
+flags.DEFINE_float("data_seconds", 10.0,
+                   "--data: seconds of reading per source, after its first batch.")
+flags.DEFINE_string("image_dir", None, "--data: a folder of images to time as the "
+                    "'folder' source.")
+flags.DEFINE_integer("make_folder", 0, "--data: generate this many JPEGs (CelebA-sized, "
+                     f"{'x'.join(map(str, (218, 178)))} px) into a temporary folder and "
+                     "time it as the 'folder' source.")
+flags.DEFINE_multi_integer("folder_resolutions", [64, 128],
+                           "--data: resolutions (px) at which to time the folder source.")
+flags.DEFINE_string("data_dir", None, "--data: TFDS data directory; every dataset prepared "
+                    "there is timed.")
 flags.mark_flag_as_required("gin_file")
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -77,6 +127,12 @@ ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_DEFAULT_FPMATH_MODE", "OMP_NUM_THRE
             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_XLA_FLAGS")
 # A kernel event of the TF profiler is named "<op name>:<op type>".
 KERNEL_EVENT = re.compile(r"^[^\s:]+:(\w+)$")
+# --make_folder's images: CelebA's aligned size (height, width), the common case of a
+# folder trained at 64 or 128 px; JPEG quality as photos usually have.
+FOLDER_IMAGE_SIZE = (218, 178)
+FOLDER_JPEG_QUALITY = 90
+# The input pipeline should outrun the step it feeds by this factor (the issue's target).
+TARGET_PIPELINE_RATIO = 3.0
 
 
 def log(message):
@@ -90,15 +146,6 @@ def parse_gin(files, params):
   return gin.query_parameter("networks.architecture")
 
 
-def build(strategy, image_shape, xla):
-  """The compiled SSGAN model of the parsed config, built inside the strategy scope."""
-  with strategy.scope():
-    model = ssgan.build_ssgan(image_shape, strategy.num_replicas_in_sync)
-    d_optimizer, g_optimizer = ssgan.build_optimizers()
-    model.compile(d_optimizer, g_optimizer, jit_compile=xla)
-  return model
-
-
 def synthetic_iterator(strategy, model, image_shape):
   """Per replica, the same `[disc_iters * per_replica_batch, *image_shape]` images forever."""
   shape = [model.disc_iters * model.batch.per_replica_batch, *image_shape]
@@ -107,10 +154,20 @@ def synthetic_iterator(strategy, model, image_shape):
       lambda _: tf.data.Dataset.from_tensors(images).repeat()))
 
 
-def run_steps(model, iterator, num_steps):
-  """Runs `num_steps` generator steps; returns the seconds of each."""
+def run_steps(model, iterator, num_steps, deadline=None, min_steps=0):
+  """Runs up to `num_steps` generator steps; returns the seconds of each.
+
+  Args:
+    deadline: a `time.perf_counter()` value: once `min_steps` ran, a step is not started
+      if the previous one's duration says it would end after this (None: no limit).
+    min_steps: steps that run whatever the deadline.
+  """
   seconds = []
-  for _ in range(num_steps):
+  while len(seconds) < num_steps:
+    if deadline is not None and len(seconds) >= min_steps:
+      expected = seconds[-1] if seconds else 0.0
+      if time.perf_counter() + expected > deadline:
+        break
     start = time.perf_counter()
     logs = model.train_function(iterator)
     float(logs["loss/g"])  # Fetching a value waits for the step to finish.
@@ -218,37 +275,62 @@ def run_peer(script, arch, global_batch_size, disc_iters, num_steps):
 
 
 def check_flags(arch):
-  """One-line ValueErrors for flag values that cannot work."""
+  """One-line ConfigErrors for flag values that cannot work."""
   if FLAGS.xla and FLAGS.strategy != "default":
-    raise ValueError("--xla works on one device only (Keras cannot compile a step under "
-                     "MirroredStrategy); drop --xla or use --strategy=default.")
+    raise errors.ConfigError("--xla works on one device only (Keras cannot compile a step "
+                             "under MirroredStrategy); drop --xla or use --strategy=default.")
   if FLAGS.warmup < 1 or FLAGS.steps < 1:
-    raise ValueError("--warmup and --steps must be >= 1 (the first step traces the graph).")
+    raise errors.ConfigError("--warmup and --steps must be >= 1 (the first step traces the "
+                             "graph).")
+  errors.check_range("--max_seconds", FLAGS.max_seconds, minimum=0, exclusive_minimum=True)
   if FLAGS.peer_script and arch not in PEER_MODELS:
-    raise ValueError(f"the peer has no {arch!r} network; --peer_script needs architecture "
-                     f"one of {sorted(PEER_MODELS)}.")
+    raise errors.ConfigError(f"the peer has no {arch!r} network; --peer_script needs "
+                             f"architecture one of {sorted(PEER_MODELS)}.")
   if FLAGS.peer_script and not os.path.isfile(FLAGS.peer_script):
-    raise ValueError(f"--peer_script {FLAGS.peer_script!r} not found; pass the path of "
-                     "peer_mimicry_bench.py.")
+    raise errors.ConfigError(f"--peer_script {FLAGS.peer_script!r} not found; pass the path "
+                             "of peer_mimicry_bench.py.")
+  if FLAGS.data:
+    if FLAGS.peer_script or FLAGS.profile_dir:
+      raise errors.ConfigError("--data times the input pipeline; drop --peer_script and "
+                               "--profile_dir, which time the step.")
+    if FLAGS.image_dir and FLAGS.make_folder:
+      raise errors.ConfigError("--image_dir and --make_folder both name the folder source; "
+                               "pass one.")
+    errors.check_range("--data_seconds", FLAGS.data_seconds, minimum=0,
+                       exclusive_minimum=True)
+    errors.check_range("--make_folder", FLAGS.make_folder, minimum=0, integer=True)
+    for resolution in FLAGS.folder_resolutions:
+      errors.check_range("--folder_resolutions", resolution, minimum=1, integer=True)
+  elif FLAGS.image_dir or FLAGS.make_folder or FLAGS.data_dir:
+    raise errors.ConfigError("--image_dir, --make_folder and --data_dir are read with "
+                             "--data only; add --data.")
 
 
 def time_steps(model, iterator):
-  """Warm-up, then timed steps; the timing fields of the report."""
-  log(f"{FLAGS.warmup} warm-up step(s)")
-  warmup_seconds = run_steps(model, iterator, FLAGS.warmup)
+  """Warm-up, then timed steps, within --max_seconds; the timing fields of the report."""
+  deadline = time.perf_counter() + FLAGS.max_seconds
+  log(f"{FLAGS.warmup} warm-up step(s), budget {FLAGS.max_seconds:g} s")
+  warmup_seconds = run_steps(model, iterator, FLAGS.warmup, deadline, min_steps=1)
   load_average = os.getloadavg()
-  log(f"{FLAGS.steps} timed step(s)")
+  log(f"up to {FLAGS.steps} timed step(s)")
   cpu_before = os.times()
-  seconds = run_steps(model, iterator, FLAGS.steps)
+  seconds = run_steps(model, iterator, FLAGS.steps, deadline, min_steps=1)
   cpu_after = os.times()
   cpu_seconds = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
   steps_per_sec = len(seconds) / sum(seconds)
+  exhausted = len(warmup_seconds) < FLAGS.warmup or len(seconds) < FLAGS.steps
+  if exhausted:
+    log(f"time budget spent: {len(warmup_seconds)} warm-up and {len(seconds)} timed "
+        "step(s) ran")
   return {
       "gen_steps_per_sec": steps_per_sec,
       "images_per_sec": steps_per_sec * model.batch.global_batch_size * model.disc_iters,
       "step_ms_median": 1e3 * statistics.median(seconds),
       "step_ms_all": [round(1e3 * s, 1) for s in seconds],
       "warmup_ms_all": [round(1e3 * s, 1) for s in warmup_seconds],
+      "steps_requested": FLAGS.steps, "steps_measured": len(seconds),
+      "max_seconds": FLAGS.max_seconds, "budget_exhausted": exhausted,
+      "budget_used_s": round(sum(warmup_seconds) + sum(seconds), 3),
       # Contention: other jobs on the machine slow the steps down (load before the timed
       # steps; the share of all cores' time that this process got while timed).
       "load_average_before": [round(x, 2) for x in load_average],
@@ -258,39 +340,42 @@ def time_steps(model, iterator):
   }
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  arch = parse_gin(FLAGS.gin_file, FLAGS.gin_param)
-  try:
-    check_flags(arch)
-  except ValueError as e:
-    sys.exit(f"error: {e}")
-  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
-  tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
-  keras.mixed_precision.set_global_policy(FLAGS.precision)
-  strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+def config_fields(arch, strategy, model):
+  """The report fields that say what was run."""
+  return {
+      "config": FLAGS.gin_file, "gin_params": FLAGS.gin_param, "arch": arch,
+      "global_batch_size": model.batch.global_batch_size, "disc_iters": model.disc_iters,
+      "rotated_batch_size": model.batch.rotated_batch_size,
+      "replicas": strategy.num_replicas_in_sync, "strategy": FLAGS.strategy,
+      "precision": FLAGS.precision, "xla": FLAGS.xla,
+  }
+
+
+def environment_fields():
+  """Threads, speed-relevant environment, hardware and versions."""
+  return {
+      "intra_op_threads": FLAGS.intra_op_threads, "inter_op_threads": FLAGS.inter_op_threads,
+      "env": {key: os.environ[key] for key in ENV_KEYS if key in os.environ},
+      **precision.hardware_summary(),
+      "tf": tf.__version__, "keras": keras.__version__,
+  }
+
+
+def step_report(strategy, arch):
+  """The step benchmark: timing, FLOPs, optional profile and peer."""
   image_shape = (FLAGS.resolution, FLAGS.resolution, FLAGS.channels)
-  model = build(strategy, image_shape, FLAGS.xla)
+  model = ssgan.build_model(strategy, image_shape, FLAGS.xla)
   log("counting FLOPs")
   flops, flops_breakdown = count_flops(strategy, model, image_shape)
   model.make_train_function()
   iterator = synthetic_iterator(strategy, model, image_shape)
   timing = time_steps(model, iterator)
-
   result = {
-      "config": FLAGS.gin_file, "gin_params": FLAGS.gin_param, "arch": arch,
-      "image_shape": list(image_shape),
-      "global_batch_size": model.batch.global_batch_size, "disc_iters": model.disc_iters,
-      "rotated_batch_size": model.batch.rotated_batch_size,
-      "replicas": strategy.num_replicas_in_sync, "strategy": FLAGS.strategy,
-      "precision": FLAGS.precision, "xla": FLAGS.xla,
-      **timing,
+      "mode": "step", **config_fields(arch, strategy, model),
+      "image_shape": list(image_shape), **timing,
       "flops_per_gen_step": flops, "flops_breakdown": flops_breakdown,
       "achieved_gflops": flops * timing["gen_steps_per_sec"] / 1e9,
-      "intra_op_threads": FLAGS.intra_op_threads, "inter_op_threads": FLAGS.inter_op_threads,
-      "env": {key: os.environ[key] for key in ENV_KEYS if key in os.environ},
-      "tf": tf.__version__, "keras": keras.__version__,
+      **environment_fields(),
   }
   if FLAGS.profile_dir:
     log(f"profiling 2 steps into {FLAGS.profile_dir}\n{'op type':>40} {'ms/step':>9} share")
@@ -304,6 +389,162 @@ def main(argv):
                    "speedup_vs_peer": timing["gen_steps_per_sec"] / peer["gen_steps_per_sec"],
                    "peer_flops_per_gen_step": peer.get("flops_per_gen_step"),
                    "peer": peer})
+  return result
+
+
+# Input-pipeline mode (--data).
+
+def make_folder(directory, count, size=FOLDER_IMAGE_SIZE, seed=0):
+  """Writes `count` JPEGs of `size` (height, width) px into `directory`: smooth random
+  colour fields plus pixel noise, so that they compress and decode like photos (pure
+  noise would be several times larger and slower to decode)."""
+  rng = np.random.default_rng(seed)
+  height, width = size
+  for i in range(count):
+    coarse = PIL.Image.fromarray(rng.integers(0, 256, (height // 16, width // 16, 3),
+                                              dtype=np.uint8))
+    smooth = np.asarray(coarse.resize((width, height), PIL.Image.BICUBIC), np.float32)
+    pixels = np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
+    PIL.Image.fromarray(pixels).save(os.path.join(directory, f"{i:06d}.jpg"),
+                                     quality=FOLDER_JPEG_QUALITY)
+
+
+def data_sources(image_dir):
+  """`[(label, make_source)]` to time: MNIST, the folder at each resolution, TFDS."""
+  sources = [("mnist", lambda: data.get_source("mnist"))]
+  if image_dir:
+    for resolution in FLAGS.folder_resolutions:
+      sources.append((f"folder{resolution}",
+                      lambda r=resolution: data.get_source("folder", image_dir=image_dir,
+                                                           resolution=r)))
+  if FLAGS.data_dir:
+    for name in data.DATASETS:
+      if name not in ("mnist", "folder"):
+        sources.append((name, lambda n=name: data.get_source(n, data_dir=FLAGS.data_dir)))
+  return sources
+
+
+def time_pipeline(source, batch_size):
+  """Reads `data.train_pipeline(source, "train", batch_size, seed=0)` for --data_seconds
+  after its first batch; the pipeline fields of the report."""
+  iterator = iter(data.train_pipeline(source, "train", batch_size, seed=0))
+  start = time.perf_counter()
+  next(iterator)  # Fills the shuffle buffer (up to 10k images or the whole split).
+  first_batch_s = time.perf_counter() - start
+  seconds = []
+  end = time.perf_counter() + FLAGS.data_seconds
+  while time.perf_counter() < end:
+    start = time.perf_counter()
+    next(iterator)
+    seconds.append(time.perf_counter() - start)
+  # Its background threads (parallel map, prefetch) would keep reading, and slow the
+  # timings that follow.
+  del iterator
+  gc.collect()
+  return {
+      "first_batch_s": round(first_batch_s, 3), "batches_timed": len(seconds),
+      "pipeline_images_per_sec": len(seconds) * batch_size / sum(seconds),
+      "batch_ms_median": round(1e3 * statistics.median(seconds), 2),
+      # The slowest batch: an epoch boundary, where the next epoch's shuffle buffer fills.
+      "batch_ms_max": round(1e3 * max(seconds), 2),
+  }
+
+
+def time_step_at(strategy, image_shape):
+  """`(model, timing fields)` of the config's step at `image_shape`, or `(None, reason)`
+  when its architecture cannot be built at that shape."""
+  log(f"step timing at {image_shape}")
+  try:
+    model = ssgan.build_model(strategy, image_shape, FLAGS.xla)
+  except ValueError as e:  # E.g. resnet_cifar at 64 px; also errors.ConfigError.
+    return None, str(e).strip().splitlines()[0]
+  model.make_train_function()
+  timing = time_steps(model, synthetic_iterator(strategy, model, image_shape))
+  return model, timing
+
+
+def data_report(strategy, arch):
+  """The input-pipeline benchmark (--data): see the module docstring."""
+  with contextlib.ExitStack() as stack:
+    image_dir, folder = FLAGS.image_dir, None
+    if FLAGS.make_folder:
+      image_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="ssgan_bench_"))
+      log(f"writing {FLAGS.make_folder} JPEGs into {image_dir}")
+      make_folder(image_dir, FLAGS.make_folder)
+    if image_dir:
+      folder = {"image_dir": None if FLAGS.make_folder else image_dir,
+                "generated_images": FLAGS.make_folder or None,
+                "generated_size": list(FOLDER_IMAGE_SIZE) if FLAGS.make_folder else None}
+    sources, skipped = [], []
+    for label, make in data_sources(image_dir):
+      start = time.perf_counter()
+      try:
+        source = make()
+      except ValueError as e:  # Not prepared / unreadable: data.DataError, a ValueError.
+        # The first clause says what; the fix that follows is the same for all.
+        skipped.append({"source": label, "reason": str(e).strip().split(";")[0]})
+        continue
+      sources.append((label, source, time.perf_counter() - start))
+
+    if not sources:
+      raise errors.DataError(f"no data source could be read: {skipped}")
+    # Steps first, one timing per image shape, so no pipeline threads run beside them.
+    steps, model = {}, None
+    for shape in dict.fromkeys(source.image_shape for _, source, _ in sources):
+      built, timing = time_step_at(strategy, shape)
+      steps[shape] = timing
+      model = model or built
+    if model is None:
+      raise errors.ConfigError(
+          f"architecture {arch!r} builds at none of the sources' image shapes "
+          f"{sorted(steps)}: {steps[next(iter(steps))]}")
+    batch_size = model.batch.global_batch_size * model.disc_iters
+
+    rows = []
+    for label, source, setup_s in sources:
+      log(f"pipeline {label}: {source.image_shape}, batch {batch_size}")
+      row = {"source": label, "image_shape": list(source.image_shape),
+             "images_in_split": source.num_examples("train"), "setup_s": round(setup_s, 3),
+             **time_pipeline(source, batch_size)}
+      step = steps[source.image_shape]
+      if isinstance(step, str):
+        row.update({"step_images_per_sec": None, "ratio": None, "meets_target": None,
+                    "step_error": step})
+      else:
+        ratio = row["pipeline_images_per_sec"] / step["images_per_sec"]
+        row.update({"step_images_per_sec": step["images_per_sec"],
+                    "step_gen_steps_per_sec": step["gen_steps_per_sec"],
+                    "step_steps_measured": step["steps_measured"],
+                    "step_budget_exhausted": step["budget_exhausted"],
+                    "ratio": ratio, "meets_target": ratio >= TARGET_PIPELINE_RATIO})
+      rows.append(row)
+
+  return {
+      "mode": "data", **config_fields(arch, strategy, model),
+      "pipeline_batch_size": batch_size, "target_ratio": TARGET_PIPELINE_RATIO,
+      "data_seconds": FLAGS.data_seconds, "max_seconds": FLAGS.max_seconds,
+      "folder": folder, "data_dir": FLAGS.data_dir, "sources": rows, "skipped": skipped,
+      "load_average": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
+      **environment_fields(),
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  arch = parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+  try:
+    check_flags(arch)
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
+    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
+    # After the strategy: the bf16 check may list TPU devices, which starts the runtime.
+    precision.set_precision(FLAGS.precision, allow_emulated_bf16=FLAGS.allow_emulated_bf16)
+    result = data_report(strategy, arch) if FLAGS.data else step_report(strategy, arch)
+  except (errors.UserError, ValueError) as e:
+    # Bad input: one line, as main.py does (-v 1 shows the traceback).
+    logging.vlog(1, "traceback:", exc_info=True)
+    sys.exit(f"error: {str(e).strip().splitlines()[0]}")
   print(json.dumps(result))
 
 

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# One prepared GPU run: what the port's speed settings do on a real GPU, in JSON lines.
+#
+#   bash tools/gpu_check.sh            # on the GPU host, from anywhere; ~8 minutes at most
+#   GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh   # tiny networks and budgets: checks the script
+#
+# Writes $OUT/gpu_check.jsonl (./gpu_check_out/ when OUT is unset), one JSON object a line,
+# each with "check" naming it:
+#   nvidia_smi   the GPU, driver, memory and compute capability, first
+#   setup        Python, TF, whether a venv was made, the port's hardware_summary()
+#   benchmark    tools/benchmark.py for quickstart.gin (sndcgan, MNIST shape 32x32x1) and
+#                ssgan_cifar10_resnet.gin with ssgan.disc_iters=5 (32x32x3), each in
+#                float32, mixed_bfloat16 and float32 + XLA; "result" is its JSON line
+#   train        a ~2-minute real training run of the quickstart (python -m ssgan_tf.main),
+#                its total_steps sized from the quickstart float32 step rate measured above
+#   summary      wall time, and which checks passed
+# plus gpu_check.log (every step's stderr) and the training run's last sample grid.
+# A failed or timed-out step gets its line (rc, timed_out, stderr tail) and the rest go on.
+#
+# Time: the whole script, install included, stops within GPU_CHECK_TOTAL_S (470 s): every
+# step runs under its own `timeout`, cut to what is left, keeping TRAIN_TIMEOUT_S back for
+# the training run; a step with under 30 s left is skipped (a line says so). Each benchmark
+# gets --max_seconds = its timeout minus STARTUP_S (30 s: TF import, GPU init, model build,
+# FLOP count), so it stops itself and reports budget_exhausted rather than being killed.
+#
+# Install: if `import tensorflow, gin, mlxtend` fails, a venv is made at GPU_CHECK_VENV
+# (/tmp/ssgan_gpu_venv) with `pip install -r requirements.txt tensorflow[and-cuda]==2.21.0`
+# (the extra exists on PyPI for 2.21.0: it pulls the nvidia-*-cu12 CUDA 12 / cuDNN 9 wheels,
+# ~3-4 GB). RISKS:
+#   * no internet on the GPU host: pip fails within ~1 minute and the script stops with a
+#     setup line. Then pre-download the wheels on a machine with network for the host's
+#     Python and platform (pip download -d DIR -r requirements.txt "tensorflow[and-cuda]==2.21.0"
+#     --python-version 3.12 --only-binary=:all: --platform manylinux_2_27_x86_64 ...) and
+#     pass GPU_CHECK_WHEELHOUSE=DIR (installs with --no-index --find-links DIR).
+#   * the requirements' pins are tested on Python 3.11; another Python may lack a pinned
+#     wheel (pip then fails in the setup line).
+#   * the install can take most of the time budget on a slow link: raise GPU_CHECK_TOTAL_S.
+#   * TF 2.21 needs CUDA 12 libraries: a host with only CUDA 13 ones (e.g. a PyTorch cu13
+#     image) sees no GPU unless [and-cuda] installed; the setup line then says gpus: [] and
+#     the script stops (outside smoke mode) rather than timing the CPU.
+# Overrides: GPU_CHECK_PYTHON (an interpreter that has the requirements), GPU_CHECK_ONLY (a
+# regex on the check names, e.g. 'resnet|train'), GPU_CHECK_WORKDIR (scratch, /tmp),
+# GPU_CHECK_BENCH_TIMEOUT_S (every benchmark's timeout; default 40 s quickstart, 70 s ResNet).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+OUT_DIR="${OUT:-$ROOT/gpu_check_out}"
+mkdir -p "$OUT_DIR"
+JSONL="$OUT_DIR/gpu_check.jsonl"
+LOG="$OUT_DIR/gpu_check.log"
+: >"$JSONL"
+: >"$LOG"
+# The training workdir holds dozens of files: kept outside $OUT, whose copy-back is small.
+WORK="${GPU_CHECK_WORKDIR:-/tmp/gpu_check_work}"
+rm -rf "$WORK" && mkdir -p "$WORK"
+
+SMOKE="${GPU_CHECK_SMOKE:-0}"
+ONLY="${GPU_CHECK_ONLY:-.}"
+START=$(date +%s)
+TOTAL_S="${GPU_CHECK_TOTAL_S:-470}"
+INSTALL_TIMEOUT_S=300
+# 3 x 40 + 3 x 70 + 130 s + ~15 s of setup: 475 s, cut to TOTAL_S by the deadline. The tiny
+# quickstart networks step in milliseconds (start-up is most of their run); the ResNet
+# needs longer, XLA's compilation of its step counting against the budget.
+QUICKSTART_TIMEOUT_S=40
+RESNET_TIMEOUT_S=70
+STARTUP_S=30          # TF import, GPU init, model build, FLOP count: before --max_seconds.
+TRAIN_TIMEOUT_S=130   # ~2 minutes: start-up + ~TRAIN_STEP_SECONDS of steps.
+TRAIN_STEP_SECONDS=90
+WARMUP=10
+STEPS=200
+if [ "$SMOKE" = 1 ]; then
+  TOTAL_S="${GPU_CHECK_TOTAL_S:-900}"
+  QUICKSTART_TIMEOUT_S=100
+  RESNET_TIMEOUT_S=100
+  TRAIN_TIMEOUT_S=100
+  WARMUP=1
+  STEPS=2
+fi
+QUICKSTART_TIMEOUT_S="${GPU_CHECK_BENCH_TIMEOUT_S:-$QUICKSTART_TIMEOUT_S}"
+RESNET_TIMEOUT_S="${GPU_CHECK_BENCH_TIMEOUT_S:-$RESNET_TIMEOUT_S}"
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
+
+# JSON lines come from a stdlib-only helper, so they are written even without TF.
+emit() {  # emit CHECK NAME RC WALL_S STDOUT_FILE STDERR_FILE [EXTRA_JSON]
+  python3 - "$@" >>"$JSONL" <<'EOF'
+import json, sys
+check, name, rc, wall, out_path, err_path = sys.argv[1:7]
+extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 and sys.argv[7] else {}
+def read(path):
+  try:
+    with open(path, errors="replace") as f:
+      return f.read()
+  except OSError:
+    return ""
+out, err = read(out_path), read(err_path)
+record = {"check": check, "name": name, "rc": int(rc), "timed_out": int(rc) in (124, 137),
+          "wall_s": float(wall)}
+last = out.strip().splitlines()[-1] if out.strip() else ""
+try:
+  record["result"] = json.loads(last)
+except ValueError:
+  if last:
+    record["stdout_tail"] = out[-1500:]
+if int(rc) != 0:
+  record["stderr_tail"] = err[-1500:]
+record.update(extra)
+print(json.dumps(record))
+EOF
+}
+
+line() {  # line KEY=VALUE...: appends one JSON object; a VALUE that is JSON (true, 3)
+  python3 - "$@" >>"$JSONL" <<'EOF'
+import json, sys
+def value(text):
+  try:
+    return json.loads(text)
+  except ValueError:
+    return text
+print(json.dumps({k: value(v) for k, v in (a.split("=", 1) for a in sys.argv[1:])}))
+EOF
+}
+
+remaining() { echo $(( TOTAL_S - ($(date +%s) - START) )); }
+
+# run_step NAME TIMEOUT_S CMD...: runs CMD under `timeout`, stdout/stderr to $WORK/NAME.*;
+# sets RC and WALL.
+run_step() {
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name (timeout ${limit}s): $*" | tee -a "$LOG" >&2
+  local t0 t1
+  t0=$(date +%s.%N)
+  timeout -k 5 "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  RC=$?
+  t1=$(date +%s.%N)
+  WALL=$(python3 -c "print(round($t1 - $t0, 2))")
+  cat "$WORK/$name.err" >>"$LOG"
+  echo "=== $name: rc $RC in ${WALL}s" | tee -a "$LOG" >&2
+}
+
+selected() { [[ "$1" =~ $ONLY ]]; }
+
+# ---------------------------------------------------------------- nvidia-smi, first
+if command -v nvidia-smi >/dev/null; then
+  SMI=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm \
+        --format=csv,noheader 2>&1 || nvidia-smi -L 2>&1)
+  line check=nvidia_smi available=true "line=$SMI"
+else
+  line check=nvidia_smi available=false
+fi
+
+# ---------------------------------------------------------------- setup
+PY="${GPU_CHECK_PYTHON:-python3}"
+MADE_VENV=false
+INSTALL_S=0
+if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
+  VENV="${GPU_CHECK_VENV:-/tmp/ssgan_gpu_venv}"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>>"$LOG" || {
+    line check=setup ok=false "reason=python3 -m venv failed (install python3-venv)"; exit 3; }
+  PY="$VENV/bin/python"
+  PIP_ARGS=(-q --retries 1 --timeout 20)
+  if [ -n "${GPU_CHECK_WHEELHOUSE:-}" ]; then
+    PIP_ARGS+=(--no-index --find-links "$GPU_CHECK_WHEELHOUSE")
+  fi
+  LIMIT=$(( $(remaining) - TRAIN_TIMEOUT_S ))
+  (( LIMIT > INSTALL_TIMEOUT_S )) && LIMIT=$INSTALL_TIMEOUT_S
+  run_step install "$LIMIT" "$PY" -m pip install "${PIP_ARGS[@]}" -r requirements.txt \
+    "tensorflow[and-cuda]==2.21.0"
+  INSTALL_S=$WALL
+  MADE_VENV=true
+  if [ "$RC" != 0 ]; then
+    emit setup install "$RC" "$WALL" "$WORK/install.out" "$WORK/install.err" \
+      '{"ok": false, "reason": "pip install failed: no network? see the script header (GPU_CHECK_WHEELHOUSE)"}'
+    exit 3
+  fi
+fi
+SETUP=$("$PY" - <<'EOF' 2>>"$LOG"
+import json, platform
+import tensorflow as tf
+from ssgan_tf import precision
+print(json.dumps({"python": platform.python_version(), "tf": tf.__version__,
+                  "cuda_build": tf.sysconfig.get_build_info().get("cuda_version"),
+                  **precision.hardware_summary()}))
+EOF
+)
+if [ -z "$SETUP" ]; then
+  line check=setup ok=false "reason=importing tensorflow / ssgan_tf failed; see gpu_check.log"
+  exit 3
+fi
+python3 - "$SETUP" "$MADE_VENV" "$INSTALL_S" "$PY" >>"$JSONL" <<'EOF'
+import json, sys
+setup = json.loads(sys.argv[1])
+print(json.dumps({"check": "setup", "ok": True, "made_venv": sys.argv[2] == "true",
+                  "install_s": float(sys.argv[3]), "python_path": sys.argv[4], **setup}))
+EOF
+if [ "$SMOKE" != 1 ] && ! python3 -c 'import json, sys; sys.exit(not json.loads(sys.argv[1])["gpus"])' "$SETUP"; then
+  line check=summary ok=false "reason=TensorFlow sees no GPU: not timing the CPU (GPU_CHECK_SMOKE=1 would)"
+  exit 2
+fi
+
+# ---------------------------------------------------------------- benchmarks
+QUICKSTART=(--gin_file=gin_configs/quickstart.gin --resolution=32 --channels=1)
+RESNET=(--gin_file=gin_configs/ssgan_cifar10_resnet.gin --gin_param=ssgan.disc_iters=5
+        --resolution=32 --channels=3)
+if [ "$SMOKE" = 1 ]; then  # Tiny widths and batches: seconds per step on a CPU.
+  QUICKSTART+=('--gin_param=networks.generator_kwargs={"base_channels": 8}'
+               '--gin_param=networks.discriminator_kwargs={"base_channels": 8}'
+               --gin_param=ssgan.global_batch_size=8)
+  RESNET+=('--gin_param=networks.generator_kwargs={"g_channels": 16}'
+           '--gin_param=networks.discriminator_kwargs={"d_channels": 16}'
+           --gin_param=ssgan.global_batch_size=8 --gin_param=ssgan.rotated_batch_size=8)
+fi
+declare -A PRECISION_FLAGS=([float32]="--precision=float32"
+                            [mixed_bfloat16]="--precision=mixed_bfloat16"
+                            [float32_xla]="--precision=float32 --xla")
+QUICKSTART_RATE=""
+PASSED=()
+FAILED=()
+for config in quickstart resnet; do
+  for variant in float32 mixed_bfloat16 float32_xla; do
+    name="${config}_${variant}"
+    selected "$name" || continue
+    LIMIT=$(( $(remaining) - TRAIN_TIMEOUT_S - 10 ))
+    selected train || LIMIT=$(remaining)
+    [ "$config" = quickstart ] && OWN=$QUICKSTART_TIMEOUT_S || OWN=$RESNET_TIMEOUT_S
+    (( LIMIT > OWN )) && LIMIT=$OWN
+    if (( LIMIT < 30 )); then
+      line check=benchmark "name=$name" skipped=true "reason=under 30 s left"
+      FAILED+=("$name")
+      continue
+    fi
+    MAX_S=$(( LIMIT - STARTUP_S ))
+    (( MAX_S < 1 )) && MAX_S=1
+    [ "$SMOKE" = 1 ] && MAX_S=2  # Below the first (tracing) step: exercises the budget.
+    [ "$config" = quickstart ] && ARGS=("${QUICKSTART[@]}") || ARGS=("${RESNET[@]}")
+    # shellcheck disable=SC2206  # The variant's flags are meant to split.
+    ARGS+=(${PRECISION_FLAGS[$variant]} "--warmup=$WARMUP" "--steps=$STEPS"
+           "--max_seconds=$MAX_S")
+    run_step "$name" "$LIMIT" "$PY" tools/benchmark.py "${ARGS[@]}"
+    emit benchmark "$name" "$RC" "$WALL" "$WORK/$name.out" "$WORK/$name.err"
+    if [ "$RC" = 0 ]; then PASSED+=("$name"); else FAILED+=("$name"); fi
+    if [ "$name" = quickstart_float32 ] && [ "$RC" = 0 ]; then
+      QUICKSTART_RATE=$(python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["gen_steps_per_sec"])' "$WORK/$name.out")
+    fi
+  done
+done
+
+# ---------------------------------------------------------------- training run
+if selected train; then
+  LIMIT=$(( $(remaining) - 10 ))
+  (( LIMIT > TRAIN_TIMEOUT_S )) && LIMIT=$TRAIN_TIMEOUT_S
+  if (( LIMIT < 30 )); then
+    line check=train name=quickstart skipped=true "reason=under 30 s left"
+    FAILED+=(train)
+  else
+    # Steps for ~TRAIN_STEP_SECONDS at half the benchmark's rate (the real run also feeds
+    # data, logs, checkpoints and writes sample grids), in whole logging intervals.
+    TRAIN_ARGS=()
+    if [ "$SMOKE" = 1 ]; then
+      TOTAL_STEPS=4
+      TRAIN_ARGS=(--gin_param=train.log_every=2 --gin_param=train.checkpoint_every=2
+                  --gin_param=train.sample_every=2
+                  '--gin_param=networks.generator_kwargs={"base_channels": 8}'
+                  '--gin_param=networks.discriminator_kwargs={"base_channels": 8}'
+                  --gin_param=ssgan.global_batch_size=8)
+    elif [ -n "$QUICKSTART_RATE" ]; then
+      TOTAL_STEPS=$(python3 -c "r = float('$QUICKSTART_RATE') * 0.5 * $TRAIN_STEP_SECONDS; print(max(500, min(50000, int(r) // 100 * 100)))")
+    else
+      TOTAL_STEPS=2000  # The quickstart's own length: no rate measured.
+    fi
+    run_step train "$LIMIT" "$PY" -m ssgan_tf.main --gin_file=gin_configs/quickstart.gin \
+      --workdir="$WORK/train_quickstart" "--gin_param=train.total_steps=$TOTAL_STEPS" \
+      "${TRAIN_ARGS[@]}"
+    EXTRA=$(python3 - "$WORK/train.err" "$WORK/train_quickstart" "$TOTAL_STEPS" "$OUT_DIR" <<'EOF'
+import glob, json, os, re, shutil, sys
+err_path, workdir, total_steps, out_dir = sys.argv[1:5]
+progress = [l for l in open(err_path, errors="replace").read().splitlines()
+            if re.search(r"step \d+/\d+ .* steps/s", l)]
+checkpoints = sorted(glob.glob(os.path.join(workdir, "checkpoints", "ckpt-*.index")))
+grids = sorted(glob.glob(os.path.join(workdir, "samples", "*.png")))
+if grids:
+  shutil.copy(grids[-1], os.path.join(out_dir, "train_" + os.path.basename(grids[-1])))
+last = progress[-1] if progress else ""
+match = re.search(r"step (\d+)/\d+\s+([\d.]+) steps/s", last)
+print(json.dumps({
+    "total_steps": int(total_steps), "last_progress": last[last.find("step "):],
+    "last_step": int(match.group(1)) if match else None,
+    "last_steps_per_sec": float(match.group(2)) if match else None,
+    "checkpoints": [os.path.basename(c)[:-len(".index")] for c in checkpoints],
+    "sample_grids": len(grids),
+    "operative_config": os.path.exists(os.path.join(workdir, "operative_config.gin"))}))
+EOF
+)
+    emit train quickstart "$RC" "$WALL" "$WORK/train.out" "$WORK/train.err" "$EXTRA"
+    if [ "$RC" = 0 ]; then PASSED+=(train); else FAILED+=(train); fi
+  fi
+fi
+
+python3 - "$(( $(date +%s) - START ))" "$SMOKE" "${#FAILED[@]}" "${PASSED[*]:-}" \
+  "${FAILED[*]:-}" >>"$JSONL" <<'EOF'
+import json, sys
+wall, smoke, n_failed, passed, failed = sys.argv[1:6]
+print(json.dumps({"check": "summary", "ok": n_failed == "0", "wall_s": int(wall),
+                  "smoke": smoke == "1", "passed": passed.split(), "failed": failed.split()}))
+EOF
+echo "wrote $JSONL" >&2
