@@ -28,18 +28,26 @@ BATCH = 8
 TINY = {"base_channels": 4}
 
 
-def _tiny_ssgan(num_replicas=1, alpha=0.2, beta=1.0, disc_iters=1, optimizers=None, seed=0):
+def _tiny_ssgan(num_replicas=1, alpha=0.2, beta=1.0, disc_iters=1, optimizers=None, seed=0,
+                **kwargs):
   """A tiny SNDCGAN SSGAN, compiled, rotating the last quarter of each replica's batch;
-  call inside the strategy scope it is meant for."""
+  call inside the strategy scope it is meant for. `kwargs` go to SSGAN (with `ema_decay`,
+  a tiny G is its `make_generator`)."""
   keras.utils.set_random_seed(seed)
-  generator, discriminator = build_networks(
-      IMAGE_SHAPE, synchronized_bn=num_replicas > 1, architecture="sndcgan", z_dim=Z_DIM,
-      generator_kwargs=TINY, discriminator_kwargs=TINY)
+
+  def networks():
+    return build_networks(
+        IMAGE_SHAPE, synchronized_bn=num_replicas > 1, architecture="sndcgan", z_dim=Z_DIM,
+        generator_kwargs=TINY, discriminator_kwargs=TINY)
+
+  generator, discriminator = networks()
+  if kwargs.get("ema_decay") is not None:
+    kwargs["make_generator"] = lambda: networks()[0]
   model = ssgan.SSGAN(
       generator, discriminator,
       batch=rotation.BatchSizes(BATCH, num_replicas, BATCH), z_dim=Z_DIM,
       gan_loss=losses.NON_SATURATING, rotation_weight_g=alpha, rotation_weight_d=beta,
-      disc_iters=disc_iters)
+      disc_iters=disc_iters, **kwargs)
   model.compile(*(optimizers() if optimizers else ssgan.build_optimizers()))
   return model
 
@@ -536,6 +544,34 @@ def test_two_replicas_update_like_one_device_on_the_same_global_batch(mirrored, 
     np.testing.assert_allclose(replicas[0], b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
   moved = [np.max(np.abs(b.numpy() - w0)) for b, w0 in zip(_networks_variables(one), initial)]
   assert np.median(moved) > 1e-3
+
+
+def test_two_replicas_keep_one_identical_ema_equal_to_one_devices(mirrored):
+  # The EMA update runs in each replica on identical values and assigns its own copy.
+  ema = {"ema_decay": 0.5, "ema_start_step": 1}
+  one = _tiny_ssgan(optimizers=_sgd, **ema)
+  with mirrored.scope():
+    two = _tiny_ssgan(num_replicas=2, optimizers=_sgd, seed=1, **ema)
+  _copy_weights(one, two)
+  two.ema_generator.set_weights(one.ema_generator.get_weights())
+  steps = [_data(seed=s) for s in (5, 6)]  # Step 1: G's weights; step 2: averaged.
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"images": np.stack([i for i, _ in steps]), "z": np.stack([z for _, z in steps])})
+  two.fit(dataset, epochs=1, verbose=0, shuffle=False)
+  per_replica = BATCH // 2
+  n = per_replica // 4
+  for images, z in steps:
+    one.train_step({"images": tf.constant(images[_one_device_order(2, 1, per_replica, n)]),
+                    "z": tf.constant(z[_one_device_order(2, 2, per_replica, n)])})
+  assert two.step == 2
+  for a, b in zip(two.ema_generator.variables, one.ema_generator.variables):
+    replicas = _replica_values(a)
+    np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=a.path)
+    # Tolerance as in the test above (synchronized BN's E[x^2] - E[x]^2, sum orders).
+    np.testing.assert_allclose(replicas[0], b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+  # The average is not G (it was averaged at step 2).
+  assert not np.allclose(one.ema_generator.variables[0].numpy(),
+                         one.generator.variables[0].numpy())
 
 
 def test_replicas_draw_different_noise_when_no_z_is_given(mirrored):
