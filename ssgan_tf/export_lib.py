@@ -25,7 +25,9 @@ spectral-norm `u` update):
 Beside the SavedModel, in `assets.extra/` (TF Serving's place for files it does not
 load), for readers without TensorFlow:
   ssgan_metadata.json   z_dim, z_distribution ("normal": N(0, 1); "uniform": U[-1, 1]),
-                        resolution, channels, pixel_range, architecture, step, checkpoint
+                        resolution, channels, pixel_range, architecture, step, checkpoint;
+                        generator: "ema" when what is served is the EMA of G's weights
+                        (ema.py; absent: G itself)
   operative_config.gin  the gin config the model was trained with.
 
 An export is written to a temporary directory beside its target and renamed into place
@@ -77,6 +79,9 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
       "pixel_range": list(PIXEL_RANGE),
       "step": restored.step, "checkpoint": restored.checkpoint_path,
   }
+  if model.generator_kind == "ema":
+    # Only then: exports of models without an EMA keep their metadata as it was.
+    metadata["generator"] = "ema"
   operative_config = workdir_lib.read_operative_config(workdir)
   module, signatures = build_module(model, metadata, operative_config, include_discriminator)
   with workdir_lib.atomic_output(export_dir) as tmp_dir:
@@ -167,6 +172,8 @@ class ExportedGenerator:
     with tf.io.gfile.GFile(os.path.join(export_dir, EXTRA_DIR, METADATA_FILE)) as f:
       self.metadata = json.load(f)
     self.z_dim, self.z_distribution = self.metadata["z_dim"], self.metadata["z_distribution"]
+    # What it serves, as `SSGAN.generator_kind`: evaluation names its metrics by it.
+    self.generator_kind = self.metadata.get("generator", "raw")
     # The loaded object owns the variables: the signature alone would outlive them.
     self._loaded = tf.saved_model.load(export_dir)
     self._serve = self._loaded.signatures["serving_default"]

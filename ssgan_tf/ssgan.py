@@ -9,23 +9,33 @@ Per replica, the last n = rotated_per_replica / 4 images of a batch are rotated 
 k = 1, 2, 3 and appended (rotation.py); a weight of 0 skips the rotations altogether, so
 alpha = beta = 0 is exactly the plain GAN.
 
-D's loss may add penalties (`losses.Penalty`): terms of D and the step's real and fake
-batches, each with its weight and tracked metric.
+D's loss may add penalties (`losses.Penalty`, penalties.py: WGAN-GP, DRAGAN, L2): terms
+of D and the step's real and fake batches, each with its weight and tracked metric.
+
+self_supervision = "rotation_only" (compare_gan `ssgan.py:47, 212-214`) weights both GAN
+losses 0: L_D = beta * CE(real), L_G = alpha * CE(fake). The GAN losses are still
+computed and tracked (loss/d, loss/g), not optimized.
+
+With `ema_decay`, an exponential moving average of G's weights (ema.py) is updated after
+every G step, and `generate` samples from it by default.
 
 Losses are per-example vectors reduced once with the GLOBAL count
 (`tf.nn.compute_average_loss`); Keras' optimizers sum gradients over replicas.
 
 The model is the one way to get images out of G: `generate(z)` (eval mode, through
-`sampling_generator`, where a weight average of G would plug in) with noise from
-`sample_z` (the training stream, another `tf.random.Generator`, or a stateless seed).
+`sampling_generator`: the EMA of G when there is one; `generate(z, ema=False)`: G), with
+noise from `sample_z` (the training stream, another `tf.random.Generator`, or a stateless
+seed).
 """
 
 import gin
 import keras
 import tensorflow as tf
 
+from ssgan_tf import ema as ema_lib
 from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import penalties as penalties_lib
 from ssgan_tf import rotation
 from ssgan_tf.nets import build_networks
 from ssgan_tf.rotation import BatchSizes
@@ -33,6 +43,7 @@ from ssgan_tf.rotation import BatchSizes
 METRIC_NAMES = ("loss/d", "loss/g", "loss/d_rotation", "loss/g_rotation",
                 "accuracy/d_rotation_real", "accuracy/d_rotation_fake")
 Z_DISTRIBUTIONS = ("normal", "uniform")
+SELF_SUPERVISION = ("rotation_gan", "rotation_only")
 
 
 def draw_z(shape, distribution, rng=None, seed=None):
@@ -63,18 +74,36 @@ class SSGAN(keras.Model):
 
   Spectral norm's `u` advances once per D call with `training=True`, so one generator
   step runs `power_iterations_per_step` power iterations in each SN layer of D.
+
+  Args (besides the networks, batch sizes, noise and losses):
+    self_supervision: "rotation_gan" (SS-GAN) or "rotation_only" (GAN losses weighted 0).
+    penalties: `losses.Penalty`s added to D's loss.
+    ema_decay: None (no average), or the decay of the EMA of G's weights (ema.py;
+      compare_gan: 0.9999); `make_generator` must then build a new G of G's architecture.
+    ema_start_step: generator steps before the averaging starts (the average is G
+      until then).
+    sampling_generator: what `generate` runs when there is no EMA (default G).
   """
 
   def __init__(self, generator, discriminator, *, batch: BatchSizes, z_dim,
                gan_loss: losses.AdversarialLoss, rotation_weight_g=0.2,
                rotation_weight_d=1.0, disc_iters=1, z_distribution="normal", seed=0,
-               penalties=(), sampling_generator=None, **kwargs):
+               penalties=(), self_supervision="rotation_gan", ema_decay=None,
+               ema_start_step=ema_lib.START_STEP, make_generator=None,
+               sampling_generator=None, **kwargs):
     super().__init__(**kwargs)
     _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
-                    z_distribution)
+                    z_distribution, self_supervision, penalties)
     self.generator, self.discriminator = generator, discriminator
-    # What `generate` runs: G itself unless another network with G's interface (a weight
-    # average of G) is given.
+    self.self_supervision = self_supervision
+    self.ema = None
+    if ema_decay is not None:
+      if make_generator is None or sampling_generator is not None:
+        raise ValueError("an EMA of G needs make_generator, and is what generate samples.")
+      self.ema = ema_lib.GeneratorEMA(generator, make_generator, ema_decay, ema_start_step)
+      sampling_generator = self.ema.network
+    # What `generate` runs by default: the EMA of G, else G itself unless another network
+    # with G's interface is given.
     self.sampling_generator = sampling_generator or generator
     self.batch, self.z_dim, self.gan_loss = batch, z_dim, gan_loss
     self.rotation_weight_g, self.rotation_weight_d = rotation_weight_g, rotation_weight_d
@@ -91,12 +120,23 @@ class SSGAN(keras.Model):
   def call(self, z, training=False):
     return self.generator(z, training=training)
 
-  def generate(self, z):
-    """Images `[N, H, H, C]` float32 in [-1, 1] from `z` `[N, z_dim]`, G in eval mode.
+  def generate(self, z, ema=True):
+    """Images `[N, H, H, C]` float32 in [-1, 1] from `z` `[N, z_dim]`, in eval mode.
 
-    What sample grids, evaluation and export all show.
+    What sample grids, evaluation and export all show: `sampling_generator` (the EMA of
+    G when the model keeps one); with `ema=False`, G itself.
     """
-    return self.sampling_generator(z, training=False)
+    return (self.sampling_generator if ema else self.generator)(z, training=False)
+
+  @property
+  def ema_generator(self):
+    """The network holding the EMA of G's weights, or None."""
+    return self.ema.network if self.ema else None
+
+  @property
+  def generator_kind(self):
+    """What `generate` samples by default: "ema" (the EMA of G) or "raw"."""
+    return "ema" if self.ema else "raw"
 
   def sample_z(self, num, rng=None, seed=None):
     """`[num, z_dim]` float32 noise of the model's distribution (`draw_z`).
@@ -146,6 +186,8 @@ class SSGAN(keras.Model):
     for real, z in zip(real_batches, noise_batches[:-1]):
       self._track(self.discriminator_step(real, z))
     self._track(self.generator_step(noise_batches[-1]))
+    if self.ema:
+      self.ema.update(self.generator, self.g_optimizer.iterations, noise_batches[-1])
     logs = {name: tracker.result() for name, tracker in self.trackers.items()}
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
       # Keras 3's fit() reduces logs there with reduce(MEAN, axis=0), which needs an axis
@@ -165,7 +207,7 @@ class SSGAN(keras.Model):
       real_logits = out["logits"][:self.batch.per_replica_batch]
       fake_logits = out["logits"][num_real:]
       gan_loss = self.gan_loss.discriminator(real_logits, fake_logits)
-      total = self._global_mean(gan_loss)
+      total = self._gan_term(gan_loss)
       metrics = {"loss/d": gan_loss}
       if n:
         rotation_logits = self._rotation_rows(out["rotation_logits"][:num_real], n)
@@ -173,7 +215,8 @@ class SSGAN(keras.Model):
         total += self.rotation_weight_d * self._global_mean(ce, self.batch.rotated_batch_size)
         metrics.update({"loss/d_rotation": ce, "accuracy/d_rotation_real": accuracy})
       for penalty in self.penalties:
-        values = penalty.fn(self.discriminator, real, fake, self.noise)
+        with tf.name_scope("penalty"):
+          values = penalty.fn(self.discriminator, real, fake, self.noise)
         total += penalty.weight * self._global_mean(values)
         metrics[penalty.name] = values
     self._apply(self.d_optimizer, tape, total, self.discriminator)
@@ -186,7 +229,7 @@ class SSGAN(keras.Model):
       fake = self.generator(z, training=True)
       out = self.discriminator(rotation.with_rotations(fake, n), training=True)
       gan_loss = self.gan_loss.generator(out["logits"][:self.batch.per_replica_batch])
-      total = self._global_mean(gan_loss)
+      total = self._gan_term(gan_loss)
       metrics = {"loss/g": gan_loss}
       if n:
         ce, accuracy = self._rotation_terms(self._rotation_rows(out["rotation_logits"], n), n)
@@ -206,6 +249,12 @@ class SSGAN(keras.Model):
     if z is None:
       z = self.sample_z((self.disc_iters + 1) * b)
     return real_batches, [z[i * b:(i + 1) * b] for i in range(self.disc_iters + 1)]
+
+  def _gan_term(self, per_example):
+    """The GAN loss's part of a total: its global mean, or 0 in rotation_only mode."""
+    if self.self_supervision == "rotation_only":
+      return tf.zeros([])
+    return self._global_mean(per_example)
 
   def _rotation_rows(self, logits, n):
     """The 4n rotation-loss rows of `[B + 3n, 4]` logits: the last n upright, then 3n."""
@@ -239,7 +288,7 @@ class SSGAN(keras.Model):
 
 
 def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
-                    z_distribution):
+                    z_distribution, self_supervision, penalties):
   """One-line ConfigErrors, named after the gin bindings, for settings that cannot work."""
   errors.check_range("ssgan.z_dim", z_dim, minimum=1, integer=True)
   errors.check_range("ssgan.disc_iters", disc_iters, minimum=1, integer=True)
@@ -253,12 +302,25 @@ def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_ite
         "ssgan.rotated_batch_size = 0 leaves no images for the rotation loss, but its "
         f"weights are alpha = {rotation_weight_g}, beta = {rotation_weight_d}; set both "
         "weights to 0 for the plain GAN, or rotated_batch_size > 0.")
+  if self_supervision not in SELF_SUPERVISION:
+    raise errors.ConfigError(f"unknown ssgan.self_supervision {self_supervision!r}; choose "
+                             f"one of {list(SELF_SUPERVISION)}.")
+  if self_supervision == "rotation_only" and not rotation_weight_d:
+    raise errors.ConfigError("ssgan.self_supervision = 'rotation_only' trains D by the "
+                             "rotation loss alone; set ssgan.rotation_weight_d > 0.")
+  if self_supervision == "rotation_only" and penalties:
+    # compare_gan computes the penalty and then multiplies it by 0 with the GAN loss.
+    raise errors.ConfigError("a D penalty has no effect with ssgan.self_supervision = "
+                             "'rotation_only' (its GAN losses are weighted 0); set "
+                             "ssgan.penalty = None.")
 
 
 @gin.configurable("ssgan", denylist=["image_shape", "num_replicas"])
 def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_saturating",
                 rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
-                rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0):
+                rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0,
+                self_supervision="rotation_gan", penalty=None, penalty_weight=1.0,
+                ema_decay=None, ema_start_step=ema_lib.START_STEP):
   """Builds G, D and the SSGAN model; call inside `strategy.scope()`.
 
   Args:
@@ -275,16 +337,38 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     z_dim: noise length (also passed to `networks`).
     z_distribution: "normal" (N(0, 1)) or "uniform" (U[-1, 1], compare_gan's default).
     seed: seed of the noise generator.
+    self_supervision: "rotation_gan" (SS-GAN) or "rotation_only" (D trained by beta *
+      rotation CE alone, G by alpha * rotation CE of its fakes: compare_gan's
+      representation baseline, ssgan.py:212-214).
+    penalty: None, "wgan_gp", "dragan" or "l2" (penalties.py), added to D's loss as
+      `penalty_weight` (lambda, >= 0; compare_gan's default 1) times its global mean,
+      tracked as loss/penalty.
+    ema_decay: None (no average), or the decay of an EMA of G's weights that sampling,
+      evaluation and export then use (ema.py; compare_gan: 0.9999).
+    ema_start_step: generator steps before the averaging starts (compare_gan: 40000).
   """
   # Checked before the (slow) network construction.
   batch = BatchSizes(global_batch_size, num_replicas,
                      global_batch_size if rotated_batch_size is None else rotated_batch_size)
   adversarial_loss = losses.adversarial_loss(gan_loss)
+  chosen_penalty = penalties_lib.get_penalty(penalty, penalty_weight)
+  if ema_decay is not None:
+    errors.check_range("ssgan.ema_decay", ema_decay, minimum=0, maximum=1)
+    errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
+
+  def make_generator():
+    # nets offers G only together with a D; this D is dropped.
+    return build_networks(image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)[0]
+
   generator, discriminator = build_networks(
       image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)
   return SSGAN(generator, discriminator, batch=batch, z_dim=z_dim, gan_loss=adversarial_loss,
                rotation_weight_g=rotation_weight_g, rotation_weight_d=rotation_weight_d,
-               disc_iters=disc_iters, z_distribution=z_distribution, seed=seed)
+               disc_iters=disc_iters, z_distribution=z_distribution, seed=seed,
+               self_supervision=self_supervision,
+               penalties=[chosen_penalty] if chosen_penalty else [],
+               ema_decay=ema_decay, ema_start_step=ema_start_step,
+               make_generator=make_generator if ema_decay is not None else None)
 
 
 @gin.configurable("optimizers")

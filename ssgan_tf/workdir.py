@@ -6,8 +6,9 @@ module. A workdir only grows:
                             (a resumed run with other settings adds operative_config-<step>.gin)
   model_info.json           image shape, architecture, z_dim, z_distribution
   lock.json                 while a trainer runs: its host and pid (workdir_lock.py)
-  checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG
-                            (checkpoints.py: unreadable ones renamed ckpt-<step>.unreadable-*)
+  checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG,
+                            the EMA of G (if any) (checkpoints.py: unreadable ones renamed
+                            ckpt-<step>.unreadable-*)
   samples/fakes_<step>.png  sample grids
   train/, eval/             TensorBoard logs
   metrics.jsonl             evaluation records (evaluation/records.py)
@@ -132,13 +133,22 @@ def make_checkpoint(model):
   Keras 3 does not make layers held in Python lists (SNDCGAN's convs, the ResNet blocks)
   checkpoint dependencies of their model: their weights would reach the checkpoint only
   through the optimizers, and their BN moving statistics and spectral-norm `u` not at
-  all. So every G and D variable is also tracked by its position in `variables`.
+  all. So every G and D variable is also tracked by its position in `variables`; so is
+  every variable of the EMA of G (ema.py: its weights and its own BN statistics), when the
+  model keeps one. A model without one saves what it saved before. A checkpoint without
+  an average does not restore into a model with one (`restore` says it does not match);
+  one with an average restores into a model without one, which ignores the average.
   """
+  ema = {}
+  if model.ema_generator is not None:
+    ema = {"ema_generator": model.ema_generator,
+           "ema_generator_variables": list(model.ema_generator.variables)}
   return tf.train.Checkpoint(generator=model.generator, discriminator=model.discriminator,
                              d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
                              noise=model.noise,
                              generator_variables=list(model.generator.variables),
-                             discriminator_variables=list(model.discriminator.variables))
+                             discriminator_variables=list(model.discriminator.variables),
+                             **ema)
 
 
 def checkpoint_dir(workdir):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from ssgan_tf import distribute
 from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import penalties
 from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf.nets import build_networks
@@ -27,18 +28,26 @@ BATCH = 8
 TINY = {"base_channels": 4}
 
 
-def _tiny_ssgan(num_replicas=1, alpha=0.2, beta=1.0, disc_iters=1, optimizers=None, seed=0):
+def _tiny_ssgan(num_replicas=1, alpha=0.2, beta=1.0, disc_iters=1, optimizers=None, seed=0,
+                **kwargs):
   """A tiny SNDCGAN SSGAN, compiled, rotating the last quarter of each replica's batch;
-  call inside the strategy scope it is meant for."""
+  call inside the strategy scope it is meant for. `kwargs` go to SSGAN (with `ema_decay`,
+  a tiny G is its `make_generator`)."""
   keras.utils.set_random_seed(seed)
-  generator, discriminator = build_networks(
-      IMAGE_SHAPE, synchronized_bn=num_replicas > 1, architecture="sndcgan", z_dim=Z_DIM,
-      generator_kwargs=TINY, discriminator_kwargs=TINY)
+
+  def networks():
+    return build_networks(
+        IMAGE_SHAPE, synchronized_bn=num_replicas > 1, architecture="sndcgan", z_dim=Z_DIM,
+        generator_kwargs=TINY, discriminator_kwargs=TINY)
+
+  generator, discriminator = networks()
+  if kwargs.get("ema_decay") is not None:
+    kwargs["make_generator"] = lambda: networks()[0]
   model = ssgan.SSGAN(
       generator, discriminator,
       batch=rotation.BatchSizes(BATCH, num_replicas, BATCH), z_dim=Z_DIM,
       gan_loss=losses.NON_SATURATING, rotation_weight_g=alpha, rotation_weight_d=beta,
-      disc_iters=disc_iters)
+      disc_iters=disc_iters, **kwargs)
   model.compile(*(optimizers() if optimizers else ssgan.build_optimizers()))
   return model
 
@@ -84,7 +93,7 @@ class _TinyGenerator(keras.Model):
     return tf.reshape(tf.tanh(self.dense(z)), [-1, 4, 4, 3])
 
 
-def _tiny_fixed_model(alpha, beta, batch, rotated):
+def _tiny_fixed_model(alpha, beta, batch, rotated, **kwargs):
   """A tiny SSGAN whose D is flatten + the two heads (no SN), with sizeable fixed weights
   so the rotation logits are far from uniform; SGD(1) for both networks."""
   keras.utils.set_random_seed(1)
@@ -93,7 +102,7 @@ def _tiny_fixed_model(alpha, beta, batch, rotated):
   model = ssgan.SSGAN(generator, discriminator,
                       batch=rotation.BatchSizes(batch, 1, rotated), z_dim=6,
                       gan_loss=losses.NON_SATURATING, rotation_weight_g=alpha,
-                      rotation_weight_d=beta)
+                      rotation_weight_d=beta, **kwargs)
   discriminator(tf.zeros([1, 4, 4, 3]))
   rng = np.random.default_rng(7)
   for v in generator.variables + discriminator.variables:
@@ -156,9 +165,11 @@ def test_tracked_rotation_losses_are_cross_entropy_of_the_4n_rotation_rows():
 
 
 def _hand_loss_gradients(loss_fn, variables):
+  """d loss / d each variable; zeros for a variable the loss does not reach."""
   with tf.GradientTape() as tape:
     loss = loss_fn()
-  return [g.numpy() for g in tape.gradient(loss, variables)]
+  return [g.numpy() for g in tape.gradient(loss, [v.value for v in variables],
+                                            unconnected_gradients=tf.UnconnectedGradients.ZERO)]
 
 
 def _tf_rotation_ce(discriminator, images, n):
@@ -217,6 +228,43 @@ def test_generator_step_descends_gan_loss_plus_alpha_times_rotation_ce(alpha):
     np.testing.assert_allclose(w1 - w0, -g, rtol=1e-4, atol=1e-6)  # SGD(1)
   for w0, w1 in zip(d_before, _values(d.variables)):
     np.testing.assert_array_equal(w0, w1)
+
+
+# --- rotation_only: the rotation losses alone ------------------------------------------
+
+@pytest.mark.parametrize("beta", [1.0, 2.5])
+def test_rotation_only_d_step_descends_beta_times_rotation_ce_alone(beta):
+  batch, n = 4, 2
+  model = _tiny_fixed_model(alpha=0.2, beta=beta, batch=batch, rotated=4 * n,
+                            self_supervision="rotation_only")
+  d = model.discriminator
+  rng = np.random.default_rng(5)
+  real = tf.constant(rng.uniform(-1, 1, (batch, 4, 4, 3)).astype(np.float32))
+  z = tf.constant(rng.normal(size=(batch, 6)).astype(np.float32))
+  grads = _hand_loss_gradients(lambda: beta * _tf_rotation_ce(d, real, n),
+                               d.trainable_variables)
+  before = _values(d.trainable_variables)
+  metrics = model.discriminator_step(real, z)
+  for w0, w1, g in zip(before, _values(d.trainable_variables), grads):
+    np.testing.assert_allclose(w1 - w0, -g, rtol=1e-4, atol=1e-6)  # SGD(1)
+  # The real/fake head gets no gradient at all; its GAN loss is still tracked.
+  np.testing.assert_array_equal(before[0], d.gan_head.kernel.numpy())
+  assert np.all(np.asarray(metrics["loss/d"]) > 0)
+
+
+def test_rotation_only_generator_step_descends_alpha_times_rotation_ce_alone():
+  # compare_gan (ssgan.py:212-214) zeroes G's GAN loss too and keeps alpha * CE(fake).
+  batch, n, alpha = 4, 2, 0.5
+  model = _tiny_fixed_model(alpha=alpha, beta=1.0, batch=batch, rotated=4 * n,
+                            self_supervision="rotation_only")
+  g_net, d = model.generator, model.discriminator
+  z = tf.constant(np.random.default_rng(6).normal(size=(batch, 6)).astype(np.float32))
+  grads = _hand_loss_gradients(lambda: alpha * _tf_rotation_ce(d, g_net(z), n),
+                               g_net.trainable_variables)
+  before = _values(g_net.trainable_variables)
+  model.generator_step(z)
+  for w0, w1, g in zip(before, _values(g_net.trainable_variables), grads):
+    np.testing.assert_allclose(w1 - w0, -g, rtol=1e-4, atol=1e-6)  # SGD(1)
 
 
 # --- alpha = beta = 0 is the plain GAN ------------------------------------------------
@@ -343,9 +391,12 @@ def _squared_logits_penalty(calls, weight=1.0):
   return losses.Penalty("loss/penalty", weight, fn, discriminator_calls=calls)
 
 
-@pytest.mark.parametrize("calls, disc_iters", [(0, 1), (1, 1), (2, 2)])
-def test_power_iterations_per_step_count_every_training_call_of_d(calls, disc_iters):
-  penalty = _squared_logits_penalty(calls) if calls else None
+@pytest.mark.parametrize("calls, disc_iters, kind", [
+    (0, 1, "none"), (1, 1, "squared"), (2, 2, "squared"), (1, 2, "wgan_gp")])
+def test_power_iterations_per_step_count_every_training_call_of_d(calls, disc_iters, kind):
+  penalty = {"none": None, "squared": _squared_logits_penalty(calls) if calls else None,
+             "wgan_gp": penalties.wgan_gp(1.0)}[kind]
+  assert (penalty.discriminator_calls if penalty else 0) == calls
   # Learning rate 0: the kernels stay put, so u after the step is the initial u after
   # exactly N power iterations on the same kernel.
   model = _penalized_ssgan(penalty, disc_iters, learning_rate=0.0)
@@ -364,6 +415,22 @@ def test_power_iterations_per_step_count_every_training_call_of_d(calls, disc_it
   n = model.power_iterations_per_step
   np.testing.assert_allclose(layer.u.numpy(), iterate(n), rtol=1e-5, atol=1e-6)
   assert not np.allclose(layer.u.numpy(), iterate(n - 1), rtol=1e-5, atol=1e-6)
+
+
+def _traced_op_names(model):
+  images, z = _data(seed=0)
+  graph = tf.function(model.train_step).get_concrete_function(
+      {"images": tf.constant(images), "z": tf.constant(z)}).graph
+  return [op.name for op in graph.get_operations()]
+
+
+def test_the_default_step_traces_no_penalty_and_no_average():
+  # With no penalty and no EMA, train_step is the graph it was before either existed;
+  # each feature's ops live under its own name scope, which the default graph lacks.
+  default = _traced_op_names(_tiny_ssgan())
+  assert not [n for n in default if "penalty" in n or "generator_ema" in n]
+  penalized = _traced_op_names(_penalized_ssgan(penalties.wgan_gp(1.0)))
+  assert [n for n in penalized if "penalty/" in n]
 
 
 def test_a_penalty_adds_weight_times_its_global_mean_to_the_d_loss():
@@ -479,6 +546,34 @@ def test_two_replicas_update_like_one_device_on_the_same_global_batch(mirrored, 
   assert np.median(moved) > 1e-3
 
 
+def test_two_replicas_keep_one_identical_ema_equal_to_one_devices(mirrored):
+  # The EMA update runs in each replica on identical values and assigns its own copy.
+  ema = {"ema_decay": 0.5, "ema_start_step": 1}
+  one = _tiny_ssgan(optimizers=_sgd, **ema)
+  with mirrored.scope():
+    two = _tiny_ssgan(num_replicas=2, optimizers=_sgd, seed=1, **ema)
+  _copy_weights(one, two)
+  two.ema_generator.set_weights(one.ema_generator.get_weights())
+  steps = [_data(seed=s) for s in (5, 6)]  # Step 1: G's weights; step 2: averaged.
+  dataset = tf.data.Dataset.from_tensor_slices(
+      {"images": np.stack([i for i, _ in steps]), "z": np.stack([z for _, z in steps])})
+  two.fit(dataset, epochs=1, verbose=0, shuffle=False)
+  per_replica = BATCH // 2
+  n = per_replica // 4
+  for images, z in steps:
+    one.train_step({"images": tf.constant(images[_one_device_order(2, 1, per_replica, n)]),
+                    "z": tf.constant(z[_one_device_order(2, 2, per_replica, n)])})
+  assert two.step == 2
+  for a, b in zip(two.ema_generator.variables, one.ema_generator.variables):
+    replicas = _replica_values(a)
+    np.testing.assert_array_equal(replicas[0], replicas[1], err_msg=a.path)
+    # Tolerance as in the test above (synchronized BN's E[x^2] - E[x]^2, sum orders).
+    np.testing.assert_allclose(replicas[0], b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+  # The average is not G (it was averaged at step 2).
+  assert not np.allclose(one.ema_generator.variables[0].numpy(),
+                         one.generator.variables[0].numpy())
+
+
 def test_replicas_draw_different_noise_when_no_z_is_given(mirrored):
   with mirrored.scope():
     model = _tiny_ssgan(num_replicas=2)
@@ -558,12 +653,46 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
     ({"rotation_weight_d": -1.0}, r"ssgan.rotation_weight_d must be >= 0; got -1.0"),
     ({"rotated_batch_size": 0}, r"rotated_batch_size = 0 leaves no images.*alpha = 0.2"),
     ({"image_shape": (16, 8, 3)}, "square"),
+    ({"self_supervision": "rotation"},
+     r"unknown ssgan.self_supervision 'rotation'; choose one of \['rotation_gan', 'rotation_only'\]"),
+    ({"self_supervision": "rotation_only", "rotation_weight_d": 0.0},
+     r"rotation loss alone; set ssgan.rotation_weight_d > 0"),
+    ({"self_supervision": "rotation_only", "penalty": "wgan_gp"},
+     r"a D penalty has no effect with ssgan.self_supervision = 'rotation_only'"),
+    ({"penalty": "gp"}, r"unknown ssgan.penalty 'gp'"),
+    ({"penalty": "l2", "penalty_weight": -0.5}, r"ssgan.penalty_weight must be >= 0; got -0.5"),
+    ({"ema_decay": 1.5}, r"ssgan.ema_decay must be >= 0 and <= 1; got 1.5"),
+    ({"ema_decay": 0.999, "ema_start_step": -1}, r"ssgan.ema_start_step must be >= 0; got -1"),
 ])
 def test_build_ssgan_bad_arguments_raise_readable_errors(tiny_gin, kwargs, match):
   args = {"image_shape": IMAGE_SHAPE, "global_batch_size": 8, "num_replicas": 1}
   args.update(kwargs)
   with pytest.raises(errors.ConfigError, match=match):
     ssgan.build_ssgan(**args)
+
+
+@pytest.mark.parametrize("name, weight, calls", [("wgan_gp", 10.0, 1), ("dragan", 1.0, 1),
+                                                 ("l2", 0.5, 0)])
+def test_build_ssgan_selects_the_penalty_by_name(tiny_gin, name, weight, calls):
+  gin.parse_config([f"ssgan.penalty = '{name}'", f"ssgan.penalty_weight = {weight}",
+                    "ssgan.disc_iters = 2"])
+  model = ssgan.build_ssgan(IMAGE_SHAPE, num_replicas=1, global_batch_size=8)
+  assert model.penalties == (penalties.PENALTIES[name](weight),)
+  assert "loss/penalty" in model.trackers
+  assert model.power_iterations_per_step == 2 * (1 + calls) + 1
+
+
+def test_build_ssgan_defaults_to_rotation_gan_without_penalty(tiny_gin):
+  model = ssgan.build_ssgan(IMAGE_SHAPE, num_replicas=1, global_batch_size=8)
+  assert model.self_supervision == "rotation_gan"
+  assert model.penalties == () and "loss/penalty" not in model.trackers
+  assert model.ema is None and model.sampling_generator is model.generator
+
+
+def test_build_ssgan_reads_rotation_only(tiny_gin):
+  gin.parse_config(["ssgan.self_supervision = 'rotation_only'"])
+  model = ssgan.build_ssgan(IMAGE_SHAPE, num_replicas=1, global_batch_size=8)
+  assert model.self_supervision == "rotation_only"
 
 
 def test_rotated_batch_size_zero_is_the_plain_gan_when_both_weights_are_zero(tiny_gin):

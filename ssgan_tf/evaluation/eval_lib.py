@@ -12,6 +12,10 @@ digits), the test split, 3 independent fake sets reported as mean and std, FID a
 TF-GAN's Inception fed as compare_gan feeds it; KID and precision/recall besides. With the
 built-in "mnist" the default classifier is the offline MNIST CNN (mnist_classifier.py),
 whose metrics are named fmd/mnist_score/kmd/mnist_precision/mnist_recall.
+
+A model that keeps an EMA of G's weights (ssgan.ema_decay) is evaluated through the EMA
+by default, and its metrics are named apart ("fid10k_test_ema"); `evaluation.generator =
+"raw"` evaluates G itself under the plain names.
 """
 
 import math
@@ -24,6 +28,7 @@ import tensorflow as tf
 
 from ssgan_tf import errors
 from ssgan_tf import progress
+from ssgan_tf import ssgan
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
@@ -32,6 +37,7 @@ from ssgan_tf.evaluation import protocols
 from ssgan_tf.evaluation import records as records_lib
 
 CLASSIFIERS = ("inception", "mnist")
+GENERATORS = ("ema", "raw")
 
 
 @gin.configurable("classifier", denylist=["source"])
@@ -58,7 +64,7 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
 @gin.configurable("evaluation", denylist=["model", "source", "classifier"])
 def compute_metrics(model, source, classifier, *, num_samples=None, split="test",
                     num_fake_sets=None, metrics=metrics_lib.KINDS, batch_size=100,
-                    cache_dir=None, seed=0):
+                    cache_dir=None, seed=0, generator=None):
   """Metrics of `model`'s generator against `source`; records without step/checkpoint.
 
   The keyword arguments are the gin bindings `evaluation.*`, shared by `--mode=eval` and
@@ -67,7 +73,7 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
 
   Args:
     model: anything with `generate(z)` and `sample_z(num, rng)` (an `ssgan.SSGAN`, or
-      an export loaded by `exported.ExportedGenerator`).
+      an `export_lib.ExportedGenerator`).
     source: the `data.ImageSource` G was trained on.
     classifier: a `classifiers.Classifier`.
     num_samples: real images, and images per fake set; None = the protocol's.
@@ -80,12 +86,17 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
     seed: of the evaluation's own noise stream (the fake sets follow each other in
       it): the same seed gives the same samples for the same weights, and evaluating
       never touches the training noise.
+    generator: which generator makes the fakes: "ema" (the EMA of G's weights, ema.py),
+      "raw" (G itself) or None (what `model.generate` samples by default: the EMA when
+      the model keeps one). The EMA's metrics are named with "_ema" (records.py).
 
   Returns:
     A list of dicts, one per metric output: metric, value (the mean over the fake
     sets), std (their standard deviation, ddof 0, as compare_gan), runs (how many),
-    values (each set's), num_real, num_fake (per set), classifier.
+    values (each set's), num_real, num_fake (per set), classifier, generator ("ema" or
+    "raw").
   """
+  kind, sampler = _sampler(model, generator)
   chosen = metrics_lib.get_metrics(metrics)
   uses_real = any(metric.uses_real for _, metric in chosen)
   if num_samples is None:
@@ -95,28 +106,62 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
   runs = errors.check_range("evaluation.num_fake_sets",
                             num_fake_sets or protocols.NUM_FAKE_SETS, minimum=1, integer=True)
   # Named before the sampling: a classifier family without names fails at once.
-  names = {kind: metrics_lib.metric_names(metric, classifier.family, num, split)
-           for kind, metric in chosen}
+  suffix = records_lib.EMA_SUFFIX if kind == "ema" else ""
+  names = {key: tuple(name + suffix for name in
+                      metrics_lib.metric_names(metric, classifier.family, num, split))
+           for key, metric in chosen}
   real = (activations.real_activations(classifier, source, split, num, batch_size, cache_dir)
           if uses_real else None)
   rng = tf.random.Generator.from_seed(seed)
-  values = {kind: [] for kind, _ in chosen}
+  values = {key: [] for key, _ in chosen}
   for run in range(runs):
     batches = progress.progress_bar(
-        activations.generated_batches(model, num, batch_size, rng),
+        activations.generated_batches(sampler, num, batch_size, rng),
         math.ceil(num / batch_size), f"fake set {run + 1}/{runs}", unit="batches")
     fake = activations.stream_activations(classifier, batches, num)
-    for kind, metric in chosen:
-      values[kind].append(metric.compute(real, fake))
+    for key, metric in chosen:
+      values[key].append(metric.compute(real, fake))
   records = []
-  for kind, metric in chosen:
-    for name, per_run in zip(names[kind], zip(*values[kind])):
+  for key, metric in chosen:
+    for name, per_run in zip(names[key], zip(*values[key])):
       records.append({"metric": name, "value": float(np.mean(per_run)),
                       "std": float(np.std(per_run)), "runs": runs,
                       "values": [float(v) for v in per_run],
                       "num_real": num if metric.uses_real else 0, "num_fake": num,
-                      "classifier": classifier.name})
+                      "classifier": classifier.name, "generator": kind})
   return records
+
+
+class _RawGenerator:
+  """An `ssgan.SSGAN` as evaluation sees a model, sampling from G instead of its EMA."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def generate(self, z):
+    return self.model.generate(z, ema=False)
+
+  def sample_z(self, num, rng):
+    return self.model.sample_z(num, rng)
+
+
+def _sampler(model, generator):
+  """`(kind, model to sample from)` for `evaluation.generator`; ConfigError if the model
+  cannot sample that generator."""
+  # A model without the attribute (a stand-in, an older export) samples G itself.
+  default = getattr(model, "generator_kind", "raw")
+  if generator is None or generator == default:
+    return default, model
+  if generator not in GENERATORS:
+    raise errors.ConfigError(f"unknown evaluation.generator {generator!r}; choose None or "
+                             f"one of {list(GENERATORS)}.")
+  if generator == "ema":
+    raise errors.ConfigError("evaluation.generator = 'ema' but the model keeps no EMA of "
+                             "G's weights (trained with ssgan.ema_decay = None).")
+  if not isinstance(model, ssgan.SSGAN):  # An export serves one generator only.
+    raise errors.ConfigError("evaluation.generator = 'raw' but this export serves only the "
+                             "EMA of G; evaluate the workdir's checkpoint instead.")
+  return "raw", _RawGenerator(model)
 
 
 def evaluate(workdir, restored, classifier=None, **metric_kwargs):

@@ -9,6 +9,11 @@ grows). Every record has RECORD_KEYS:
   num_real / num_fake: images each side used (0 where a side is unused).
   classifier: what produced the features, e.g. "inception-<sha1 of its graph>".
 A metric may add keys, e.g. "std" (KID's standard error) or "num_train" (the probe).
+Records of generated samples (eval_lib) also carry
+  generator: "ema" (the exponential moving average of G's weights, ema.py) or "raw" (G).
+The EMA's metrics are named with EMA_SUFFIX ("fid10k_test_ema", "is10k_ema"), so that
+both kinds can be tracked side by side in one metrics.jsonl and TensorBoard; the raw G
+keeps the plain names, as in runs without an EMA.
 """
 
 import json
@@ -19,6 +24,7 @@ import tensorflow as tf
 from ssgan_tf import workdir as workdir_lib
 
 RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", "classifier")
+EMA_SUFFIX = "_ema"
 
 
 def append_records(workdir, records):

@@ -1,0 +1,89 @@
+"""Stage 5b: an exponential moving average (EMA) of G's weights, kept in a second G.
+
+compare_gan's `g_use_ema` (`gans/modular_gan.py:67-69, 498-508`): after every G update,
+  ema <- decay * ema + (1 - decay) * w
+for each trainable weight w of G, with decay 0.9999 from `start_step` on and 0 before,
+so that until then the average IS G. Here the update that brings G's step counter to k
+averages iff k > start_step (compare_gan reads the step before `minimize` increments
+it): EMA_k = G_k for k <= start_step, then EMA_k = decay * EMA_{k-1} + (1 - decay) * G_k.
+
+The average lives in its own network of G's architecture (`GeneratorEMA.network`), which
+`SSGAN.generate` samples from by default; no optimizer or gradient tape ever sees it.
+
+Batch-norm statistics (and any other non-trainable state, e.g. a spectral-norm `u`) of
+the average. compare_gan averages only trainable weights; sampled in eval mode, its EMA
+G then reads the raw G's moving statistics (modular_gan.py:266-284 falls back to the raw
+variable), unless batch norm runs in "accumulator" mode, as its EMA config does
+(biggan_imagenet128.gin: `standardize_batch.use_moving_averages = False`): before
+evaluation it runs the EMA G over 204800 samples and uses the mean of their batch
+moments (arch_ops.py:122-191, eval_gan_lib.py:65-92, 156). The statistics that belong
+to the averaged weights are the averaged network's own. So here the average keeps its
+own moving statistics, updated the way G's are: after each weight update, the average
+runs once in training mode on the G step's noise, which updates its BN moving mean and
+variance (momentum 0.9) from its own activations. Since the weights move by
+(1 - decay) per step, the last ~10 batches that momentum 0.9 remembers come from nearly
+the same network, so the estimate is what accumulation over those batches would give.
+This keeps every consumer of `generate` (sample grids, evaluation, export) free of a
+separate statistics pass, the export self-contained, and resume exact (the statistics
+are checkpointed with the weights). Before `start_step` every variable, statistics
+included, is copied from G. Cost: one extra forward pass of G per step (no backward).
+The average's layers stay Keras-trainable because Keras batch norm ignores
+`training=True` in a non-trainable layer.
+
+Under MirroredStrategy the update runs in each replica's context on identical values
+(G's weights, the average, the step), assigning each replica's own copy (the variables
+aggregate with NONE, as G's batch-norm statistics and D's spectral-norm `u` do), so the
+copies stay identical without cross-replica communication.
+"""
+
+import tensorflow as tf
+
+from ssgan_tf import errors
+
+DECAY = 0.9999  # compare_gan modular_gan.py:68.
+START_STEP = 40000  # compare_gan modular_gan.py:69.
+
+
+class GeneratorEMA:
+  """The EMA of a generator's weights; create it inside the strategy scope.
+
+  Args:
+    generator: the trained G (a built Keras model).
+    make_generator: a no-argument callable returning a new, built network of G's
+      architecture (same variables in the same order).
+    decay: in [0, 1]; the weight of the old average.
+    start_step: generator steps (>= 0) before averaging starts.
+  """
+
+  def __init__(self, generator, make_generator, decay=DECAY, start_step=START_STEP):
+    self.decay = errors.check_range("ssgan.ema_decay", decay, minimum=0, maximum=1)
+    self.start_step = errors.check_range("ssgan.ema_start_step", start_step, minimum=0,
+                                         integer=True)
+    self.network = make_generator()
+    ours, theirs = self.network.variables, generator.variables
+    if [(v.shape, v.trainable) for v in ours] != [(v.shape, v.trainable) for v in theirs]:
+      raise ValueError("make_generator() built a network whose variables differ from G's.")
+    for average, weight in zip(ours, theirs):
+      average.assign(weight)  # The average starts at G's initial weights.
+
+  def update(self, generator, step, z):
+    """Folds G's current weights into the average; call after each G update.
+
+    Args:
+      generator: G, after its update.
+      step: G's step counter after that update (int tensor or variable).
+      z: the G step's noise `[B, z_dim]`: the average runs on it in training mode to
+        update its own batch-norm statistics.
+    """
+    with tf.name_scope("generator_ema"):
+      started = tf.convert_to_tensor(step) > self.start_step
+      decay = tf.where(started, tf.constant(self.decay, tf.float32), 0.0)
+      pairs = list(zip(self.network.variables, generator.variables))
+      for average, weight in pairs:
+        if average.trainable:
+          # With decay 0 this is exactly w: 0 * average + 1 * w.
+          average.assign(decay * average + (1.0 - decay) * weight)
+      self.network(z, training=True)  # Its own BN statistics, from the new weights.
+      for average, weight in pairs:
+        if not average.trainable:
+          average.assign(tf.where(started, average, weight))
