@@ -106,9 +106,11 @@ class Checkpointing(keras.callbacks.Callback):
 
 
 def _all_finite(model):
-  """Whether every floating-point variable of G, D and their optimizers is finite."""
+  """Whether every floating-point variable of G, D, their optimizers and the EMA of G is
+  finite."""
   variables = (model.generator.variables + model.discriminator.variables
-               + model.d_optimizer.variables + model.g_optimizer.variables)
+               + model.d_optimizer.variables + model.g_optimizer.variables
+               + (model.ema_generator.variables if model.ema_generator else []))
   return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables
              if keras.backend.is_float_dtype(v.dtype))
 

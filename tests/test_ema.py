@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ssgan_tf import checkpoints
 from ssgan_tf import data
 from ssgan_tf import errors
+from ssgan_tf import export_lib
 from ssgan_tf import losses
 from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
-from ssgan_tf import export_lib
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import eval_lib
 from ssgan_tf.nets import build_networks
@@ -142,7 +143,7 @@ def test_checkpoint_restore_gives_the_same_average_bit_for_bit(tmp_path):
   other = _model(decay=0.5, start=1, seed=3)
   assert not np.array_equal(other.ema_generator.variables[0].numpy(),
                             model.ema_generator.variables[0].numpy())
-  workdir_lib.restore(workdir_lib.make_checkpoint(other), path)
+  checkpoints.restore(workdir_lib.make_checkpoint(other), path)
   for a, b in zip(other.ema_generator.variables, model.ema_generator.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
@@ -156,7 +157,7 @@ def test_resumed_training_gives_the_same_average_as_an_uninterrupted_run(tmp_pat
     stopped.train_step(_step_data(step))
   path = workdir_lib.make_checkpoint(stopped).save(str(tmp_path / "ckpt"))
   resumed = _model(decay=0.5, start=2, seed=5)
-  workdir_lib.restore(workdir_lib.make_checkpoint(resumed), path)
+  checkpoints.restore(workdir_lib.make_checkpoint(resumed), path)
   for step in range(3, 5):  # Averaging starts after step 2: the restored step counts.
     resumed.train_step(_step_data(step))
   for a, b in zip(resumed.ema_generator.variables, straight.ema_generator.variables):
@@ -168,11 +169,11 @@ def test_checkpoints_without_an_average_do_not_restore_into_a_model_with_one(tmp
   assert plain.ema is None and plain.ema_generator is None
   path = workdir_lib.make_checkpoint(plain).save(str(tmp_path / "plain"))
   with pytest.raises(errors.WorkdirError, match="does not match the configured model"):
-    workdir_lib.restore(workdir_lib.make_checkpoint(_model()), path)
+    checkpoints.restore(workdir_lib.make_checkpoint(_model()), path)
   # The other way round G, D and the rest restore; the average is ignored.
   averaged = _model(seed=2)
   path = workdir_lib.make_checkpoint(averaged).save(str(tmp_path / "averaged"))
-  workdir_lib.restore(workdir_lib.make_checkpoint(plain), path)
+  checkpoints.restore(workdir_lib.make_checkpoint(plain), path)
   np.testing.assert_array_equal(plain.generator.variables[0].numpy(),
                                 averaged.generator.variables[0].numpy())
 
