@@ -1,10 +1,10 @@
 """Stage 3: generator and discriminator networks, chosen by architecture name.
 
-`build_networks` is the gin-configurable constructor; each architecture module holds a
-`Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
-`DiscriminatorTrunk` (images -> features; `block_outputs(images)`, the list of each block's
-output, for the linear probe), which `Discriminator` wraps with the real/fake and rotation
-heads.
+`build_networks` is the gin-configurable constructor; each architecture module holds
+`check_resolution`, a `Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
+`DiscriminatorTrunk` (images in [-1, 1] -> features; `block_outputs(images)`, the list of
+each block's output, for the linear probe), which `Discriminator` wraps with the real/fake
+and rotation heads. G's normalisation is chosen by name (`nets/normalization.py`).
 """
 
 import gin
@@ -27,8 +27,8 @@ def architecture_module(name):
 
 @gin.configurable("networks", denylist=["image_shape", "synchronized_bn", "z_dim"])
 def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED,
-                   z_dim=128, d_spectral_norm=True, generator_kwargs=None,
-                   discriminator_kwargs=None):
+                   z_dim=128, d_spectral_norm=True, generator_normalization="batch_norm",
+                   generator_kwargs=None, discriminator_kwargs=None):
   """Builds (G, D) for `image_shape = (H, H, C)` and runs each once to create variables.
 
   Args:
@@ -38,6 +38,9 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
     architecture: "sndcgan" (any resolution divisible by 8) or "resnet_cifar" (32).
     z_dim: length of G's input noise (set by `ssgan.z_dim`).
     d_spectral_norm: spectral norm in every D layer, rotation head included.
+    generator_normalization: every BN of G: "batch_norm", "self_modulated" (scale and
+      offset from z through an MLP; `generator_kwargs={"sbn_hidden_units": 32}`) or
+      "none".
     generator_kwargs / discriminator_kwargs: widths etc. of the architecture, e.g.
       `{"base_channels": 32}` for sndcgan, `{"g_channels": 256}` / `{"d_channels": 128}`
       for resnet_cifar.
@@ -52,7 +55,8 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
     raise errors.ConfigError(f"images must be square; got {resolution}x{width}.")
   module.check_resolution(resolution)
   generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
-                               name="generator", **(generator_kwargs or {}))
+                               normalization=generator_normalization, name="generator",
+                               **(generator_kwargs or {}))
   trunk = module.DiscriminatorTrunk(spectral_norm=d_spectral_norm,
                                     **(discriminator_kwargs or {}))
   discriminator = Discriminator(trunk, spectral_norm=d_spectral_norm, name="discriminator")

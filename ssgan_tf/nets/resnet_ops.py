@@ -1,8 +1,8 @@
 """Building blocks shared by the ResNet architectures: 2x resampling and residual blocks.
 
-Shapes are NHWC. Up-blocks belong to generators (batch norm, nearest-neighbour
-upsampling); down-blocks to discriminators (no normalisation besides spectral norm,
-2x2 average pooling), in SNGAN's pre-activation form.
+Shapes are NHWC. Up-blocks belong to generators (a normaliser from
+`nets/normalization.py`, nearest-neighbour upsampling); down-blocks to discriminators (no
+normalisation besides spectral norm, 2x2 average pooling), in SNGAN's pre-activation form.
 """
 
 import keras
@@ -33,20 +33,22 @@ def avg_pool2x(x):
 
 
 class GeneratorBlock(keras.layers.Layer):
-  """Pre-activation up-block: `[B, H, H, C] -> [B, 2H, 2H, C']`."""
+  """Pre-activation up-block: `[B, H, H, C] -> [B, 2H, 2H, C']`.
 
-  def __init__(self, filters, bn_momentum, bn_epsilon, synchronized_bn, **kwargs):
+  `normalization`: a zero-argument factory of normalisers (`normalization.generator_factory`);
+  `z` `[B, z_dim]` reaches both, for those conditioned on it.
+  """
+
+  def __init__(self, filters, normalization, **kwargs):
     super().__init__(**kwargs)
-    bn = lambda: keras.layers.BatchNormalization(
-        momentum=bn_momentum, epsilon=bn_epsilon, synchronized=synchronized_bn)
-    self.bn1, self.bn2 = bn(), bn()
+    self.bn1, self.bn2 = normalization(), normalization()
     self.conv1 = sn.conv2d(filters, 3)
     self.conv2 = sn.conv2d(filters, 3)
     self.shortcut = sn.conv2d(filters, 1)
 
-  def call(self, x, training=False):
-    h = upsample2x(tf.nn.relu(self.bn1(x, training=training)))
-    h = tf.nn.relu(self.bn2(self.conv1(h), training=training))
+  def call(self, x, z=None, training=False):
+    h = upsample2x(tf.nn.relu(self.bn1(x, z=z, training=training)))
+    h = tf.nn.relu(self.bn2(self.conv1(h), z=z, training=training))
     return self.conv2(h) + self.shortcut(upsample2x(x))
 
 
