@@ -11,11 +11,22 @@ import gin
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf.nets import resnet5
+from ssgan_tf.nets import resnet_biggan
 from ssgan_tf.nets import resnet_cifar
+from ssgan_tf.nets import resnet_cifar_compare_gan
+from ssgan_tf.nets import resnet_stl
 from ssgan_tf.nets import sndcgan
 from ssgan_tf.nets.discriminator import Discriminator
 
-ARCHITECTURES = {"sndcgan": sndcgan, "resnet_cifar": resnet_cifar}
+ARCHITECTURES = {
+    "sndcgan": sndcgan,
+    "resnet_cifar": resnet_cifar,
+    "resnet_cifar_compare_gan": resnet_cifar_compare_gan,
+    "resnet5": resnet5,
+    "resnet_stl": resnet_stl,
+    "resnet_biggan": resnet_biggan,
+}
 
 
 def architecture_module(name):
@@ -35,15 +46,18 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
     image_shape: `(resolution, resolution, channels)` of the data.
     synchronized_bn: True under several replicas, so G's BN statistics agree across them
       (compare_gan's cross-replica BN).
-    architecture: "sndcgan" (any resolution divisible by 8) or "resnet_cifar" (32).
+    architecture: "sndcgan" (any resolution divisible by 8), "resnet_cifar" (SNGAN's, 32),
+      "resnet_cifar_compare_gan" (32), "resnet5" (128; powers of two 4..128),
+      "resnet_stl" (48) or "resnet_biggan" (32, 64, 128, 256, 512).
     z_dim: length of G's input noise (set by `ssgan.z_dim`).
     d_spectral_norm: spectral norm in every D layer, rotation head included.
     generator_normalization: every BN of G: "batch_norm", "self_modulated" (scale and
       offset from z through an MLP; `generator_kwargs={"sbn_hidden_units": 32}`) or
-      "none".
+      "none". resnet_biggan's final BN stays plain (as compare_gan's).
     generator_kwargs / discriminator_kwargs: widths etc. of the architecture, e.g.
       `{"base_channels": 32}` for sndcgan, `{"g_channels": 256}` / `{"d_channels": 128}`
-      for resnet_cifar.
+      for resnet_cifar and resnet_cifar_compare_gan, `{"ch": 64}` for resnet5 /
+      resnet_stl / resnet_biggan (default 96); see each module.
 
   Returns:
     `(generator, discriminator)`, built Keras models; each records the name of its

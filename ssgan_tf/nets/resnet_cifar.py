@@ -9,9 +9,9 @@ changes), then ReLU and global sum pooling -> 128 features.
 This is SNGAN's topology, the network of torch-mimicry's SSGAN32 (the same parameter
 counts: G 4,276,739, D 1,054,341 with the rotation head), with compare_gan's weight
 initialisation N(0, 0.02) (mimicry uses Xavier). compare_gan's own `resnet_cifar` is a
-different network: a 3x3 conv shortcut in every block (conv, then pool), zero-insertion
-unpooling, a first D block that applies ReLU to the image, mean instead of sum pooling,
-and a sigmoid output with D reading [0, 1] images unmapped.
+different network, `resnet_cifar_compare_gan`: a 3x3 conv shortcut in every block (conv,
+then pool), zero-insertion unpooling, a first D block that applies ReLU to the image, mean
+instead of sum pooling, and a sigmoid output with D reading [0, 1] images unmapped.
 """
 
 import keras
