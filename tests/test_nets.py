@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ssgan_tf import distribute
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import resnet_ops
 
@@ -37,14 +38,24 @@ def test_resnet_cifar_parameter_counts_match_sngan_torch_mimicry(resnet_cifar):
   assert _count(discriminator.trainable_weights) == 1_054_341
 
 
-def _sndcgan_counts(resolution, channels, b, z_dim):
-  """Trainable parameters of SNDCGAN, from its layer shapes (kernels + biases, BN
-  gamma + beta; SN's u is not trainable)."""
+def _norm_counts(normalization, channels, z_dim, hidden=32):
+  """One normaliser of G over `channels`: BN gamma + beta; the self-modulation MLP
+  (hidden, gamma, beta dense layers with biases); nothing."""
+  if normalization == "batch_norm":
+    return 2 * channels
+  if normalization == "self_modulated":
+    return (z_dim + 1) * hidden + 2 * (hidden + 1) * channels
+  return 0
+
+
+def _sndcgan_counts(resolution, channels, b, z_dim, normalization="batch_norm"):
+  """Trainable parameters of SNDCGAN, from its layer shapes (kernels + biases, G's
+  normalisers; SN's u is not trainable)."""
   bottom = resolution // 8
   g = (z_dim + 1) * bottom * bottom * 8 * b  # fc
-  g += 2 * bottom * bottom * 8 * b  # BN on the fc output
+  g += _norm_counts(normalization, bottom * bottom * 8 * b, z_dim)  # on the fc output
   for c_in, c_out in [(8 * b, 4 * b), (4 * b, 2 * b), (2 * b, b)]:
-    g += 4 * 4 * c_in * c_out + c_out + 2 * c_out  # 4x4 deconv + BN
+    g += 4 * 4 * c_in * c_out + c_out + _norm_counts(normalization, c_out, z_dim)  # deconv
   g += 3 * 3 * b * channels + channels  # 3x3 to_image
   d = 0
   plan = [(channels, b, 3), (b, 2 * b, 4), (2 * b, 2 * b, 3), (2 * b, 4 * b, 4),
@@ -63,13 +74,116 @@ def test_sndcgan_parameter_counts_follow_layer_shapes(sndcgan_64):
   assert _count(discriminator.trainable_weights) == d
 
 
-@pytest.mark.parametrize("resolution, channels, base", [(16, 1, 4), (24, 3, 8)])
-def test_small_sndcgan_parameter_counts_follow_layer_shapes(resolution, channels, base):
+@pytest.mark.parametrize("resolution, channels, base, normalization", [
+    (16, 1, 4, "batch_norm"), (24, 3, 8, "batch_norm"), (16, 3, 4, "self_modulated"),
+    (16, 3, 4, "none")])
+def test_small_sndcgan_parameter_counts_follow_layer_shapes(resolution, channels, base,
+                                                            normalization):
   generator, discriminator = build_networks(
       (resolution, resolution, channels), architecture="sndcgan", z_dim=16,
+      generator_normalization=normalization,
       generator_kwargs={"base_channels": base}, discriminator_kwargs={"base_channels": base})
-  g, d = _sndcgan_counts(resolution, channels, base, 16)
+  g, d = _sndcgan_counts(resolution, channels, base, 16, normalization)
   assert (_count(generator.trainable_weights), _count(discriminator.trainable_weights)) == (g, d)
+
+
+def test_resnet_cifar_with_self_modulated_bn_swaps_each_bn_for_its_mlp():
+  generator, _ = build_networks((32, 32, 3), architecture="resnet_cifar", z_dim=Z_DIM,
+                                generator_normalization="self_modulated")
+  # 7 BNs of 256 channels (2 per block, the final one), each reading the whole z.
+  expected = 4_276_739 - 7 * _norm_counts("batch_norm", 256, Z_DIM)
+  expected += 7 * _norm_counts("self_modulated", 256, Z_DIM)
+  assert _count(generator.trainable_weights) == expected
+
+
+TINY_KWARGS = {"sndcgan": ({"base_channels": 4}, {"base_channels": 4}, 16),
+               "resnet_cifar": ({"g_channels": 8}, {"d_channels": 8}, 32)}
+
+
+def _tiny(architecture, normalization, **kwargs):
+  g_kwargs, d_kwargs, resolution = TINY_KWARGS[architecture]
+  keras.utils.set_random_seed(0)
+  return build_networks((resolution, resolution, 3), architecture=architecture, z_dim=8,
+                        generator_normalization=normalization, generator_kwargs=g_kwargs,
+                        discriminator_kwargs=d_kwargs, **kwargs), resolution
+
+
+def _heads_loss(discriminator, images):
+  out = discriminator(images, training=True)
+  return (tf.reduce_sum(out["logits"] * tf.range(1.0, 1.0 + images.shape[0]))
+          + tf.reduce_sum(out["rotation_logits"] * [[1.0, -2.0, 0.5, 3.0]]))
+
+
+@pytest.mark.parametrize("normalization", ["self_modulated", "none"])
+@pytest.mark.parametrize("architecture", ["sndcgan", "resnet_cifar"])
+def test_one_forward_and_backward_pass_with_each_normalization_reaches_every_variable(
+    architecture, normalization):
+  (generator, discriminator), resolution = _tiny(architecture, normalization)
+  with tf.GradientTape() as tape:
+    images = generator(tf.random.stateless_normal([2, 8], seed=[0, 1]), training=True)
+    loss = _heads_loss(discriminator, images)
+  variables = generator.trainable_variables + discriminator.trainable_variables
+  grads = tape.gradient(loss, variables)
+  assert images.shape == (2, resolution, resolution, 3)
+  assert -1.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+  assert [v.path for v, g in zip(variables, grads) if g is None] == []
+  # The self-modulation MLPs and every kernel get a gradient (biases right before a
+  # training-mode BN get exactly cancelled ones).
+  assert [v.path for v, g in zip(variables, grads)
+          if (v.name == "kernel" or "self_modulated" in v.path) and not np.any(g.numpy())] == []
+
+
+def _own_mirrored_strategy(key_base):
+  """Two CPU replicas with collective keys of their own.
+
+  Each MirroredStrategy numbers its all-reduces from `_collective_key_base` (0 unless a
+  test sets it); two strategies with the same base in one process clash ("Shape mismatch
+  in the collective instance 100"). TF's own tests move the base (strategy_combinations.py);
+  here it is moved for this strategy only and put back.
+  """
+  cls = tf.distribute.MirroredStrategy
+  # pylint: disable=protected-access
+  saved, cls._collective_key_base = cls._collective_key_base, key_base
+  try:
+    strategy = distribute.make_strategy("mirrored", num_cpu_devices=2)
+  finally:
+    cls._collective_key_base = saved
+  assert strategy.num_replicas_in_sync == 2
+  return strategy
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+  return _own_mirrored_strategy(30_000_000)
+
+
+@pytest.mark.parametrize("architecture", ["sndcgan", "resnet_cifar"])
+def test_two_replicas_with_synchronized_self_modulated_bn_equal_one_device(mirrored,
+                                                                           architecture):
+  strategy = mirrored
+  (one_g, one_d), _ = _tiny(architecture, "self_modulated")
+  with strategy.scope():
+    (generator, discriminator), _ = _tiny(architecture, "self_modulated", synchronized_bn=True)
+  generator.set_weights(one_g.get_weights())
+  discriminator.set_weights(one_d.get_weights())
+  z = tf.concat([tf.random.stateless_normal([2, 8], seed=[3, 1]),
+                 3.0 * tf.random.stateless_normal([2, 8], seed=[3, 2])], axis=0)
+  variables = generator.trainable_variables + discriminator.trainable_variables
+
+  @tf.function  # Eager replicas may issue their BN all-reduces in different orders.
+  def step(z):
+    with tf.GradientTape() as tape:
+      images = generator(z, training=True)
+      loss = _heads_loss(discriminator, images)
+    return images, [g is not None for g in tape.gradient(loss, variables)]
+
+  halves = strategy.experimental_distribute_values_from_function(
+      lambda ctx: z[2 * ctx.replica_id_in_sync_group:2 * ctx.replica_id_in_sync_group + 2])
+  images, reached = strategy.run(step, args=(halves,))
+  assert all(all(r) for r in strategy.experimental_local_results(reached))
+  two = np.concatenate([x.numpy() for x in strategy.experimental_local_results(images)])
+  # Synchronized BN sums E[x], E[x^2] over replicas; one device computes E[(x - m)^2].
+  np.testing.assert_allclose(two, one_g(z, training=True).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_spectral_norm_u_vectors_are_the_only_non_trainable_d_weights(resnet_cifar):
@@ -131,15 +245,20 @@ def test_discriminator_output_of_an_example_does_not_depend_on_the_batch(sndcgan
   np.testing.assert_allclose(together[:1], alone, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("architecture, resolution", [("sndcgan", 16), ("resnet_cifar", 32)])
-def test_outputs_stay_float32_under_mixed_bfloat16(architecture, resolution):
+@pytest.mark.parametrize("architecture, resolution, normalization, g_kwargs, d_kwargs", [
+    ("sndcgan", 16, "batch_norm", {"base_channels": 4}, {"base_channels": 4}),
+    ("resnet_cifar", 32, "batch_norm", {"g_channels": 8}, {"d_channels": 8}),
+    ("sndcgan", 16, "self_modulated", {"base_channels": 4}, {"base_channels": 4}),
+    ("resnet_cifar_compare_gan", 32, "batch_norm", {"g_channels": 8}, {"d_channels": 8}),
+    ("resnet_biggan", 32, "self_modulated", {"ch": 8}, {"ch": 8}),
+])
+def test_outputs_stay_float32_under_mixed_bfloat16(architecture, resolution, normalization,
+                                                   g_kwargs, d_kwargs):
   keras.config.set_dtype_policy("mixed_bfloat16")
   try:
-    kwargs = {"base_channels": 4} if architecture == "sndcgan" else None
-    g_kwargs = kwargs or {"g_channels": 8}
-    d_kwargs = kwargs or {"d_channels": 8}
     generator, discriminator = build_networks(
         (resolution, resolution, 3), architecture=architecture, z_dim=8,
+        generator_normalization=normalization,
         generator_kwargs=g_kwargs, discriminator_kwargs=d_kwargs)
     images = generator(tf.zeros([2, 8]), training=True)
     out = discriminator(images, training=True)
@@ -161,7 +280,8 @@ def test_synchronized_bn_flag_reaches_every_generator_bn():
     ("resnet_cifar", (64, 64, 3), "resnet_cifar is a 32x32"),
     ("sndcgan", (28, 28, 1), "divisible by 8"),
     ("sndcgan", (32, 16, 3), "square"),
-    ("dcgan", (32, 32, 3), r"unknown architecture 'dcgan'.*resnet_cifar.*sndcgan"),
+    ("resnet_stl", (32, 32, 3), "resnet_stl is a 48x48"),
+    ("dcgan", (32, 32, 3), r"unknown architecture 'dcgan'.*resnet5.*resnet_biggan.*sndcgan"),
 ])
 def test_bad_architecture_or_resolution_raises_readable_error(architecture, shape, match):
   with pytest.raises(ValueError, match=match):

@@ -1,21 +1,32 @@
 """Stage 3: generator and discriminator networks, chosen by architecture name.
 
-`build_networks` is the gin-configurable constructor; each architecture module holds a
-`Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
-`DiscriminatorTrunk` (images -> features; `block_outputs(images)`, the list of each block's
-output, for the linear probe), which `Discriminator` wraps with the real/fake and rotation
-heads.
+`build_networks` is the gin-configurable constructor; each architecture module holds
+`check_resolution`, a `Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
+`DiscriminatorTrunk` (images in [-1, 1] -> features; `block_outputs(images)`, the list of
+each block's output, for the linear probe), which `Discriminator` wraps with the real/fake
+and rotation heads. G's normalisation is chosen by name (`nets/normalization.py`).
 """
 
 import gin
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf.nets import resnet5
+from ssgan_tf.nets import resnet_biggan
 from ssgan_tf.nets import resnet_cifar
+from ssgan_tf.nets import resnet_cifar_compare_gan
+from ssgan_tf.nets import resnet_stl
 from ssgan_tf.nets import sndcgan
 from ssgan_tf.nets.discriminator import Discriminator
 
-ARCHITECTURES = {"sndcgan": sndcgan, "resnet_cifar": resnet_cifar}
+ARCHITECTURES = {
+    "sndcgan": sndcgan,
+    "resnet_cifar": resnet_cifar,
+    "resnet_cifar_compare_gan": resnet_cifar_compare_gan,
+    "resnet5": resnet5,
+    "resnet_stl": resnet_stl,
+    "resnet_biggan": resnet_biggan,
+}
 
 
 def architecture_module(name):
@@ -27,20 +38,26 @@ def architecture_module(name):
 
 @gin.configurable("networks", denylist=["image_shape", "synchronized_bn", "z_dim"])
 def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED,
-                   z_dim=128, d_spectral_norm=True, generator_kwargs=None,
-                   discriminator_kwargs=None):
+                   z_dim=128, d_spectral_norm=True, generator_normalization="batch_norm",
+                   generator_kwargs=None, discriminator_kwargs=None):
   """Builds (G, D) for `image_shape = (H, H, C)` and runs each once to create variables.
 
   Args:
     image_shape: `(resolution, resolution, channels)` of the data.
     synchronized_bn: True under several replicas, so G's BN statistics agree across them
       (compare_gan's cross-replica BN).
-    architecture: "sndcgan" (any resolution divisible by 8) or "resnet_cifar" (32).
+    architecture: "sndcgan" (any resolution divisible by 8), "resnet_cifar" (SNGAN's, 32),
+      "resnet_cifar_compare_gan" (32), "resnet5" (128; powers of two 4..128),
+      "resnet_stl" (48) or "resnet_biggan" (32, 64, 128, 256, 512).
     z_dim: length of G's input noise (set by `ssgan.z_dim`).
     d_spectral_norm: spectral norm in every D layer, rotation head included.
+    generator_normalization: every BN of G: "batch_norm", "self_modulated" (scale and
+      offset from z through an MLP; `generator_kwargs={"sbn_hidden_units": 32}`) or
+      "none". resnet_biggan's final BN stays plain (as compare_gan's).
     generator_kwargs / discriminator_kwargs: widths etc. of the architecture, e.g.
       `{"base_channels": 32}` for sndcgan, `{"g_channels": 256}` / `{"d_channels": 128}`
-      for resnet_cifar.
+      for resnet_cifar and resnet_cifar_compare_gan, `{"ch": 64}` for resnet5 /
+      resnet_stl / resnet_biggan (default 96); see each module.
 
   Returns:
     `(generator, discriminator)`, built Keras models; each records the name of its
@@ -52,7 +69,8 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
     raise errors.ConfigError(f"images must be square; got {resolution}x{width}.")
   module.check_resolution(resolution)
   generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
-                               name="generator", **(generator_kwargs or {}))
+                               normalization=generator_normalization, name="generator",
+                               **(generator_kwargs or {}))
   trunk = module.DiscriminatorTrunk(spectral_norm=d_spectral_norm,
                                     **(discriminator_kwargs or {}))
   discriminator = Discriminator(trunk, spectral_norm=d_spectral_norm, name="discriminator")

@@ -9,15 +9,16 @@ changes), then ReLU and global sum pooling -> 128 features.
 This is SNGAN's topology, the network of torch-mimicry's SSGAN32 (the same parameter
 counts: G 4,276,739, D 1,054,341 with the rotation head), with compare_gan's weight
 initialisation N(0, 0.02) (mimicry uses Xavier). compare_gan's own `resnet_cifar` is a
-different network: a 3x3 conv shortcut in every block (conv, then pool), zero-insertion
-unpooling, a first D block that applies ReLU to the image, mean instead of sum pooling,
-and a sigmoid output with D reading [0, 1] images unmapped.
+different network, `resnet_cifar_compare_gan`: a 3x3 conv shortcut in every block (conv,
+then pool), zero-insertion unpooling, a first D block that applies ReLU to the image, mean
+instead of sum pooling, and a sigmoid output with D reading [0, 1] images unmapped.
 """
 
 import keras
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import spectral_norm as sn
 from ssgan_tf.nets.resnet_ops import DiscriminatorBlock
 from ssgan_tf.nets.resnet_ops import GeneratorBlock
@@ -33,25 +34,31 @@ def check_resolution(resolution):
 
 
 class Generator(keras.Model):
-  """`z [B, z_dim]` -> images `[B, 32, 32, C]` float32 in [-1, 1]."""
+  """`z [B, z_dim]` -> images `[B, 32, 32, C]` float32 in [-1, 1].
 
-  def __init__(self, resolution, channels, g_channels=256, bn_momentum=0.9, bn_epsilon=1e-5,
-               synchronized_bn=False, **kwargs):
+  `normalization`: every BN of G (one of `normalization.GENERATOR_NORMALIZERS`); a
+  self-modulated one reads the whole z in every block, as compare_gan's resnet_cifar
+  without hierarchical z (resnet_cifar.py:80-103).
+  """
+
+  def __init__(self, resolution, channels, g_channels=256, normalization="batch_norm",
+               sbn_hidden_units=32, bn_momentum=0.9, bn_epsilon=1e-5, synchronized_bn=False,
+               **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     self.g_channels = g_channels
+    norm = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
+                                   sbn_hidden_units)
     self.fc = sn.dense(4 * 4 * g_channels, spectral_norm=False)
-    self.blocks = [GeneratorBlock(g_channels, bn_momentum, bn_epsilon, synchronized_bn)
-                   for _ in range(3)]
-    self.final_bn = keras.layers.BatchNormalization(
-        momentum=bn_momentum, epsilon=bn_epsilon, synchronized=synchronized_bn)
+    self.blocks = [GeneratorBlock(g_channels, norm) for _ in range(3)]
+    self.final_bn = norm()
     self.to_image = sn.conv2d(channels, 3)
 
   def call(self, z, training=False):
     x = tf.reshape(self.fc(z), [-1, 4, 4, self.g_channels])
     for block in self.blocks:
-      x = block(x, training=training)
-    x = tf.nn.relu(self.final_bn(x, training=training))
+      x = block(x, z, training=training)
+    x = tf.nn.relu(self.final_bn(x, z=z, training=training))
     return tf.cast(tf.tanh(self.to_image(x)), tf.float32)
 
 

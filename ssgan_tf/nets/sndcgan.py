@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import spectral_norm as sn
 
 
@@ -23,19 +24,22 @@ def check_resolution(resolution):
 
 
 class Generator(keras.Model):
-  """`z [B, z_dim]` -> images `[B, H, H, C]` float32 in [-1, 1]."""
+  """`z [B, z_dim]` -> images `[B, H, H, C]` float32 in [-1, 1].
 
-  def __init__(self, resolution, channels, base_channels=64, bn_momentum=0.9,
-               bn_epsilon=1e-5, synchronized_bn=False, **kwargs):
+  `normalization`: every BN of G (one of `normalization.GENERATOR_NORMALIZERS`); a
+  self-modulated one reads the whole z, as compare_gan's sndcgan (sndcgan.py:59-78).
+  """
+
+  def __init__(self, resolution, channels, base_channels=64, normalization="batch_norm",
+               sbn_hidden_units=32, bn_momentum=0.9, bn_epsilon=1e-5, synchronized_bn=False,
+               **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     self.bottom = resolution // 8
     self.top_channels = 8 * base_channels
     init = sn.default_initializer()
-
-    def bn():
-      return keras.layers.BatchNormalization(
-          momentum=bn_momentum, epsilon=bn_epsilon, synchronized=synchronized_bn)
+    bn = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
+                                 sbn_hidden_units)
 
     self.fc = keras.layers.Dense(self.bottom * self.bottom * self.top_channels,
                                  kernel_initializer=init)
@@ -48,10 +52,10 @@ class Generator(keras.Model):
                                                  kernel_initializer=init)
 
   def call(self, z, training=False):
-    x = tf.nn.relu(self.fc_bn(self.fc(z), training=training))
+    x = tf.nn.relu(self.fc_bn(self.fc(z), z=z, training=training))
     x = tf.reshape(x, [-1, self.bottom, self.bottom, self.top_channels])
     for deconv, bn in zip(self.deconvs, self.deconv_bns):
-      x = tf.nn.relu(bn(deconv(x), training=training))
+      x = tf.nn.relu(bn(deconv(x), z=z, training=training))
     return tf.cast(tf.tanh(self.to_image(x)), tf.float32)
 
 

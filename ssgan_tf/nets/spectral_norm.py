@@ -45,7 +45,9 @@ def normalize_by_spectral_norm(kernel, u, epsilon=1e-12):
 class _SpectralNorm(keras.layers.Layer):
   """Shared weights and normalization of SNDense and SNConv2D."""
 
-  def _add_kernel_and_u(self, kernel_shape, kernel_initializer, bias_units):
+  def _add_kernel_and_u(self, kernel_shape, kernel_initializer, bias_units,
+                        bias_initializer="zeros"):
+    """Kernel, u and (unless `bias_units` is None) the bias."""
     self.kernel = self.add_weight(
         name="kernel", shape=kernel_shape, initializer=kernel_initializer, autocast=False)
     fan_in = 1
@@ -54,7 +56,12 @@ class _SpectralNorm(keras.layers.Layer):
     self.u = self.add_weight(
         name="u", shape=(fan_in, 1), initializer=keras.initializers.RandomNormal(),
         trainable=False, autocast=False)
-    self.bias = self.add_weight(name="bias", shape=(bias_units,), initializer="zeros")
+    self.bias = None
+    if bias_units is not None:
+      self.bias = self.add_weight(name="bias", shape=(bias_units,), initializer=bias_initializer)
+
+  def _add_bias(self, outputs):
+    return outputs if self.bias is None else tf.nn.bias_add(outputs, self.bias)
 
   def normalized_kernel(self, training):
     """`kernel / sigma(kernel)` in the compute dtype; stores the new `u` when training."""
@@ -68,48 +75,57 @@ class _SpectralNorm(keras.layers.Layer):
 class SNDense(_SpectralNorm):
   """Spectrally normalized dense layer: `[B, fan_in] -> [B, units]`."""
 
-  def __init__(self, units, kernel_initializer=None, **kwargs):
+  def __init__(self, units, kernel_initializer=None, use_bias=True, bias_initializer="zeros",
+               **kwargs):
     super().__init__(**kwargs)
     self.units = units
     self.kernel_initializer = kernel_initializer or default_initializer()
+    self.use_bias, self.bias_initializer = use_bias, bias_initializer
 
   def build(self, input_shape):
-    self._add_kernel_and_u((input_shape[-1], self.units), self.kernel_initializer, self.units)
+    self._add_kernel_and_u((input_shape[-1], self.units), self.kernel_initializer,
+                           self.units if self.use_bias else None, self.bias_initializer)
 
   def call(self, inputs, training=False):
-    return tf.matmul(inputs, self.normalized_kernel(training)) + self.bias
+    outputs = tf.matmul(inputs, self.normalized_kernel(training))
+    return outputs if self.bias is None else outputs + self.bias
 
 
 class SNConv2D(_SpectralNorm):
   """Spectrally normalized 2-D convolution, NHWC, "SAME" padding."""
 
-  def __init__(self, filters, kernel_size, strides=1, kernel_initializer=None, **kwargs):
+  def __init__(self, filters, kernel_size, strides=1, kernel_initializer=None, use_bias=True,
+               **kwargs):
     super().__init__(**kwargs)
     self.filters = filters
     self.kernel_size = kernel_size
     self.strides = strides
     self.kernel_initializer = kernel_initializer or default_initializer()
+    self.use_bias = use_bias
 
   def build(self, input_shape):
     shape = (self.kernel_size, self.kernel_size, input_shape[-1], self.filters)
-    self._add_kernel_and_u(shape, self.kernel_initializer, self.filters)
+    self._add_kernel_and_u(shape, self.kernel_initializer,
+                           self.filters if self.use_bias else None)
 
   def call(self, inputs, training=False):
     outputs = tf.nn.conv2d(
         inputs, self.normalized_kernel(training), self.strides, padding="SAME")
-    return tf.nn.bias_add(outputs, self.bias)
+    return self._add_bias(outputs)
 
 
-def dense(units, spectral_norm, name=None):
+def dense(units, spectral_norm, name=None, use_bias=True, bias_initializer="zeros"):
   """A Dense layer, spectrally normalized iff `spectral_norm`; compare_gan's init."""
   if spectral_norm:
-    return SNDense(units, name=name)
-  return keras.layers.Dense(units, kernel_initializer=default_initializer(), name=name)
+    return SNDense(units, name=name, use_bias=use_bias, bias_initializer=bias_initializer)
+  return keras.layers.Dense(units, kernel_initializer=default_initializer(), name=name,
+                            use_bias=use_bias, bias_initializer=bias_initializer)
 
 
-def conv2d(filters, kernel_size, strides=1, spectral_norm=False, name=None):
+def conv2d(filters, kernel_size, strides=1, spectral_norm=False, name=None, use_bias=True):
   """A "same"-padded Conv2D, spectrally normalized iff `spectral_norm`."""
   if spectral_norm:
-    return SNConv2D(filters, kernel_size, strides, name=name)
+    return SNConv2D(filters, kernel_size, strides, name=name, use_bias=use_bias)
   return keras.layers.Conv2D(filters, kernel_size, strides, padding="same",
-                             kernel_initializer=default_initializer(), name=name)
+                             kernel_initializer=default_initializer(), name=name,
+                             use_bias=use_bias)
