@@ -357,8 +357,8 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
 
   def make_generator():
-    # nets offers G only together with a D; this D is dropped.
-    return build_networks(image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)[0]
+    return build_networks(image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim,
+                          generator_only=True)[0]
 
   generator, discriminator = build_networks(
       image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)

@@ -36,10 +36,11 @@ def architecture_module(name):
   return ARCHITECTURES[name]
 
 
-@gin.configurable("networks", denylist=["image_shape", "synchronized_bn", "z_dim"])
+@gin.configurable("networks",
+                  denylist=["image_shape", "synchronized_bn", "z_dim", "generator_only"])
 def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED,
                    z_dim=128, d_spectral_norm=True, generator_normalization="batch_norm",
-                   generator_kwargs=None, discriminator_kwargs=None):
+                   generator_kwargs=None, discriminator_kwargs=None, generator_only=False):
   """Builds (G, D) for `image_shape = (H, H, C)` and runs each once to create variables.
 
   Args:
@@ -58,10 +59,12 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
       `{"base_channels": 32}` for sndcgan, `{"g_channels": 256}` / `{"d_channels": 128}`
       for resnet_cifar and resnet_cifar_compare_gan, `{"ch": 64}` for resnet5 /
       resnet_stl / resnet_biggan (default 96); see each module.
+    generator_only: build G alone (a second G, e.g. for a weight average).
 
   Returns:
-    `(generator, discriminator)`, built Keras models; each records the name of its
-    architecture as `.architecture` (workdirs and exports describe the model by it).
+    `(generator, discriminator)`, built Keras models (discriminator None with
+    `generator_only`); each records the name of its architecture as `.architecture`
+    (workdirs and exports describe the model by it).
   """
   module = architecture_module(architecture)
   resolution, width, channels = image_shape
@@ -71,11 +74,14 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
   generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
                                normalization=generator_normalization, name="generator",
                                **(generator_kwargs or {}))
+  # Subclassed models create variables on their first call (Model.build does not).
+  images = generator(tf.zeros([1, z_dim]))
+  generator.architecture = architecture
+  if generator_only:
+    return generator, None
   trunk = module.DiscriminatorTrunk(spectral_norm=d_spectral_norm,
                                     **(discriminator_kwargs or {}))
   discriminator = Discriminator(trunk, spectral_norm=d_spectral_norm, name="discriminator")
-  # Subclassed models create variables on their first call (Model.build does not).
-  images = generator(tf.zeros([1, z_dim]))
   discriminator(images)
-  generator.architecture = discriminator.architecture = architecture
+  discriminator.architecture = architecture
   return generator, discriminator
