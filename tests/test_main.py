@@ -69,15 +69,13 @@ COMMANDS = {
     "eval": (["--mode=eval", "--gin_param=evaluation.num_samples = 100",
               "--gin_param=classifier.cache_dir = '{tmp}/cache'",
               "--gin_param=evaluation.cache_dir = '{tmp}/cache'"], "copy"),
-    "probe": (["--mode=probe", "--gin_param=probe.num_train = 200",
-               "--gin_param=probe.num_test = 100"], "copy"),
+    "probe": (["--mode=probe", "--gin_param=probe.num_train = 100",
+               "--gin_param=probe.num_test = 50"], "copy"),
     "eval_without_checkpoint": (["--mode=eval"], "new"),
     "export_dir_and_checkpoint": (["--mode=eval", "--export_dir={tmp}/export/4",
                                    "--checkpoint=4"], "new"),
     "export": (["--mode=export"], "copy"),
     "export_with_gin": (["--mode=export", "--gin_param=train.total_steps = 9"], "copy"),
-    "negative_learning_rate": (TINY + ["--gin_param=optimizers.g_lr = -1.0"], "new"),
-    "zero_log_interval": (TINY + ["--gin_param=train.log_every = 0"], "new"),
     # Not a checked setting: the failure deep inside Keras is shown as a traceback.
     "unchecked_bad_width": (TINY + ['--gin_param=networks.generator_kwargs = '
                                     '{"base_channels": "wide"}'], "new"),
@@ -131,7 +129,7 @@ def test_probe_appends_the_best_block(runs):
   [record] = [json.loads(line) for line in (run["workdir"] / "metrics.jsonl").read_text()
               .splitlines()]
   assert record["metric"] == "probe_top1_test" and record["step"] == 4
-  assert (record["num_train"], record["num_real"]) == (200, 100)
+  assert (record["num_train"], record["num_real"]) == (100, 50)
   assert record["value"] == max(record["per_block"].values())
 
 
@@ -204,8 +202,6 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
     ("eval_without_checkpoint", r"no checkpoint in .*; train first: python -m ssgan_tf.main"),
     ("export_with_gin", r"--mode=export takes no --gin_file/--gin_param"),
     ("export_dir_and_checkpoint", r"--export_dir is for --mode=eval, instead of --checkpoint"),
-    ("negative_learning_rate", r"optimizers.g_lr must be > 0; got -1.0"),
-    ("zero_log_interval", r"train.log_every must be >= 1; got 0"),
 ])
 def test_bad_input_is_one_error_line_and_leaves_the_workdir_alone(runs, name, message):
   run = runs[name]

@@ -314,8 +314,11 @@ def _split(strategy, tensor):
       lambda ctx: tensor[ctx.replica_id_in_sync_group * n:(ctx.replica_id_in_sync_group + 1) * n])
 
 
+# The synchronisation lives in nets/normalization.py, which every architecture shares
+# (test_nets.py checks it for sndcgan and resnet_cifar); BigGAN's hierarchical z is the
+# one other way z reaches the normalisers.
 @pytest.mark.parametrize("architecture, resolution, z_dim, g_kwargs, d_kwargs",
-                         [case for case in TINY if case[1] <= 48])
+                         [case for case in TINY if case[:2] == ("resnet_biggan", 32)])
 def test_two_replicas_with_synchronized_self_modulated_bn_equal_one_device(
     mirrored, architecture, resolution, z_dim, g_kwargs, d_kwargs):
   one = _build(architecture, resolution, z_dim, "self_modulated", g_kwargs, d_kwargs)

@@ -259,18 +259,18 @@ def _sigterm_when(path):
   return thread
 
 
-LONG = ["train.checkpoint_every = 1000", "train.sample_every = 1000", "train.log_every = 40"]
+LONG = ["train.checkpoint_every = 1000", "train.sample_every = 1000", "train.log_every = 12"]
 
 
 def test_sigterm_mid_interval_saves_the_current_step_and_resumes_exactly(tmp_path):
-  straight = _state(_train(tmp_path / "straight", 40, *LONG))
+  straight = _state(_train(tmp_path / "straight", 12, *LONG))
   workdir = tmp_path / "preempted"
   watcher = _sigterm_when(workdir / "operative_config.gin")
   with pytest.raises(preemption.Preempted) as stopped:
-    _train(workdir, 40, *LONG)
+    _train(workdir, 12, *LONG)
   watcher.join()
   step = stopped.value.step
-  assert 1 <= step < 40 and step % 1000  # Between two step-based checkpoints.
+  assert 1 <= step < 12 and step % 1000  # Between two step-based checkpoints.
   assert stopped.value.exit_code == preemption.EXIT_CODE_PREEMPTED == 75
   assert _first_line(stopped) == (f"stopped by SIGTERM at step {step}: saved "
                                   f"{workdir / 'checkpoints' / f'ckpt-{step}'}; run the "
@@ -278,7 +278,7 @@ def test_sigterm_mid_interval_saves_the_current_step_and_resumes_exactly(tmp_pat
   assert _checkpoint_steps(workdir) == [step]
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # The handler is restored.
   assert not (workdir / "lock.json").exists()
-  _assert_same_state(_state(_train(workdir, 40, *LONG)), straight)
+  _assert_same_state(_state(_train(workdir, 12, *LONG)), straight)
 
 
 def test_a_second_trainer_refuses_at_once_and_leaves_the_first_alone(runs, tmp_path):
