@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssgan_tf import distribute
+import strategies
+
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import resnet_ops
 
@@ -133,28 +134,9 @@ def test_one_forward_and_backward_pass_with_each_normalization_reaches_every_var
           if (v.name == "kernel" or "self_modulated" in v.path) and not np.any(g.numpy())] == []
 
 
-def _own_mirrored_strategy(key_base):
-  """Two CPU replicas with collective keys of their own.
-
-  Each MirroredStrategy numbers its all-reduces from `_collective_key_base` (0 unless a
-  test sets it); two strategies with the same base in one process clash ("Shape mismatch
-  in the collective instance 100"). TF's own tests move the base (strategy_combinations.py);
-  here it is moved for this strategy only and put back.
-  """
-  cls = tf.distribute.MirroredStrategy
-  # pylint: disable=protected-access
-  saved, cls._collective_key_base = cls._collective_key_base, key_base
-  try:
-    strategy = distribute.make_strategy("mirrored", num_cpu_devices=2)
-  finally:
-    cls._collective_key_base = saved
-  assert strategy.num_replicas_in_sync == 2
-  return strategy
-
-
 @pytest.fixture(scope="module")
 def mirrored():
-  return _own_mirrored_strategy(30_000_000)
+  return strategies.own_mirrored_strategy(30_000_000)
 
 
 @pytest.mark.parametrize("architecture", ["sndcgan", "resnet_cifar"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ssgan_tf import distribute
+import strategies
+
 from ssgan_tf import errors
 from ssgan_tf.nets import normalization as norms
 
@@ -23,28 +24,9 @@ def _per_channel(v, x):
   return v.reshape([v.shape[0]] + [1] * (x.ndim - 2) + [v.shape[-1]])
 
 
-def _own_mirrored_strategy(key_base):
-  """Two CPU replicas with collective keys of their own.
-
-  Each MirroredStrategy numbers its all-reduces from `_collective_key_base` (0 unless a
-  test sets it); two strategies with the same base in one process clash ("Shape mismatch
-  in the collective instance 100"). TF's own tests move the base (strategy_combinations.py);
-  here it is moved for this strategy only and put back.
-  """
-  cls = tf.distribute.MirroredStrategy
-  # pylint: disable=protected-access
-  saved, cls._collective_key_base = cls._collective_key_base, key_base
-  try:
-    strategy = distribute.make_strategy("mirrored", num_cpu_devices=2)
-  finally:
-    cls._collective_key_base = saved
-  assert strategy.num_replicas_in_sync == 2
-  return strategy
-
-
 @pytest.fixture(scope="module")
 def mirrored():
-  return _own_mirrored_strategy(10_000_000)
+  return strategies.own_mirrored_strategy(10_000_000)
 
 
 def test_plain_batch_norm_is_keras_batch_normalization_with_the_normalisers_signature():

@@ -91,8 +91,4 @@ class DiscriminatorTrunk(keras.layers.Layer):
   def block_outputs(self, images, training=False):
     """The output of each of the 6 blocks, `[B, R / 2^i, R / 2^i, c_i]` (i = 1..6; at
     least 1 pixel)."""
-    outputs, x = [], resnet_ops.images_to_unit_interval(images)
-    for block in self.blocks:
-      x = block(x, training=training)
-      outputs.append(x)
-    return outputs
+    return resnet_ops.block_outputs(self.blocks, resnet_ops.images_to_unit_interval(images), training)

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from ssgan_tf import errors
 from ssgan_tf.nets import normalization as norms
+from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import spectral_norm as sn
 from ssgan_tf.nets.resnet_ops import DiscriminatorBlock
 from ssgan_tf.nets.resnet_ops import GeneratorBlock
@@ -81,8 +82,4 @@ class DiscriminatorTrunk(keras.layers.Layer):
   def block_outputs(self, images, training=False):
     """The output of each residual block, `[B, h, h, d_channels]` each (the probe reads
     them)."""
-    outputs, x = [], images
-    for block in self.blocks:
-      x = block(x, training=training)
-      outputs.append(x)
-    return outputs
+    return resnet_ops.block_outputs(self.blocks, images, training)

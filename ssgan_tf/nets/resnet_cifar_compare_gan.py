@@ -85,8 +85,4 @@ class DiscriminatorTrunk(keras.layers.Layer):
 
   def block_outputs(self, images, training=False):
     """The output of each residual block, `[B, h, h, d_channels]` each (h = 16, 8, 8, 8)."""
-    outputs, x = [], resnet_ops.images_to_unit_interval(images)
-    for block in self.blocks:
-      x = block(x, training=training)
-      outputs.append(x)
-    return outputs
+    return resnet_ops.block_outputs(self.blocks, resnet_ops.images_to_unit_interval(images), training)

@@ -242,3 +242,12 @@ def split_z(z, num_blocks, hierarchical, architecture):
         f"z_dim {z_dim} is not divisible by {num_blocks + 1}.")
   chunks = tf.split(z, num_blocks + 1, axis=1)
   return chunks[0], chunks[1:]
+
+
+def block_outputs(blocks, x, training):
+  """Runs `x` through `blocks` in turn; returns the list of every block's output."""
+  outputs = []
+  for block in blocks:
+    x = block(x, training=training)
+    outputs.append(x)
+  return outputs

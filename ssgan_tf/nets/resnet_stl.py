@@ -70,8 +70,4 @@ class DiscriminatorTrunk(keras.layers.Layer):
 
   def block_outputs(self, images, training=False):
     """The output of each of the 5 blocks: `[B, h, h, c]`, h = 24, 12, 6, 3, 3."""
-    outputs, x = [], resnet_ops.images_to_unit_interval(images)
-    for block in self.blocks:
-      x = block(x, training=training)
-      outputs.append(x)
-    return outputs
+    return resnet_ops.block_outputs(self.blocks, resnet_ops.images_to_unit_interval(images), training)
