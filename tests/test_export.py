@@ -21,7 +21,6 @@ import tensorflow as tf
 
 from ssgan_tf import errors
 from ssgan_tf import export_lib
-from ssgan_tf import ssgan
 from ssgan_tf import train_lib
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import eval_lib
@@ -150,22 +149,6 @@ def test_uint8_mapping_rounds_half_to_even_and_clips():
   images = tf.constant([-2.0, -1.0, -0.999, 0.0, 0.5, 1.0, 1.5])
   # (x + 1) * 127.5 = -127.5, 0, 0.1275, 127.5, 191.25, 255, 318.75
   np.testing.assert_array_equal(export_lib.to_uint8(images), [0, 0, 0, 128, 191, 255, 255])
-
-
-@pytest.mark.parametrize("distribution", ["normal", "uniform"])
-def test_stateless_noise_follows_the_distribution_and_the_seed(distribution):
-  draw = lambda seed: ssgan.draw_z(  # noqa: E731
-      [20000, 2], distribution, seed=tf.constant([seed, 0], tf.int64)).numpy()
-  z = draw(3)
-  np.testing.assert_array_equal(z, draw(3))
-  assert not np.allclose(z, draw(4))
-  assert abs(z.mean()) < 0.02
-  if distribution == "uniform":
-    assert -1.0 <= z.min() and z.max() <= 1.0
-    assert abs(z.std() - 2 / np.sqrt(12)) < 0.01
-  else:
-    assert abs(z.std() - 1.0) < 0.02
-    assert abs((np.abs(z) > 1).mean() - 0.3173) < 0.01  # P(|N(0, 1)| > 1)
 
 
 def test_fresh_process_without_keras_serves_g_and_d_in_eval_mode(trained, export_dir,

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tiny_nets
+
 from ssgan_tf import errors
 from ssgan_tf import losses
 from ssgan_tf import penalties
@@ -152,18 +154,10 @@ def test_penalties_draw_from_the_given_rng():
 
 # --- Through the D step ---------------------------------------------------------------
 
-class _TinyGenerator(keras.Model):
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    self.dense = keras.layers.Dense(48)
-
-  def call(self, z, training=False):
-    return tf.reshape(tf.tanh(self.dense(z)), [-1, 4, 4, 3])
-
 
 def _linear_model(penalty):
   discriminator = _linear_discriminator()
-  generator = _TinyGenerator()
+  generator = tiny_nets.TinyGenerator()
   generator(tf.zeros([1, 6]))
   model = ssgan.SSGAN(generator, discriminator, batch=rotation.BatchSizes(4, 1, 4), z_dim=6,
                       gan_loss=losses.NON_SATURATING, penalties=[penalty] if penalty else [])

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tiny_nets
+
 from ssgan_tf import distribute
 from ssgan_tf import errors
 from ssgan_tf import losses
@@ -82,22 +84,12 @@ def _data(seed, disc_iters=1, global_batch=BATCH):
 
 # --- The losses of one step, on a tiny fixed D ---------------------------------------
 
-class _TinyGenerator(keras.Model):
-  """z [B, 6] -> tanh(dense) reshaped to [B, 4, 4, 3]: no batch norm, so deterministic."""
-
-  def __init__(self, **kwargs):
-    super().__init__(**kwargs)
-    self.dense = keras.layers.Dense(48)
-
-  def call(self, z, training=False):
-    return tf.reshape(tf.tanh(self.dense(z)), [-1, 4, 4, 3])
-
 
 def _tiny_fixed_model(alpha, beta, batch, rotated, **kwargs):
   """A tiny SSGAN whose D is flatten + the two heads (no SN), with sizeable fixed weights
   so the rotation logits are far from uniform; SGD(1) for both networks."""
   keras.utils.set_random_seed(1)
-  generator = _TinyGenerator()
+  generator = tiny_nets.TinyGenerator()
   discriminator = Discriminator(keras.layers.Flatten(), spectral_norm=False)
   model = ssgan.SSGAN(generator, discriminator,
                       batch=rotation.BatchSizes(batch, 1, rotated), z_dim=6,
@@ -362,6 +354,7 @@ def test_stateful_and_stateless_noise_share_the_distribution(distribution):
       assert abs(z.std() - 2 / np.sqrt(12)) < 0.01
     else:
       assert abs(z.std() - 1.0) < 0.02
+      assert abs((np.abs(z) > 1).mean() - 0.3173) < 0.01  # P(|N(0, 1)| > 1)
   # The stateful form advances its generator; the stateless one repeats per seed.
   assert not np.array_equal(stateful, ssgan.draw_z([20000, 2], distribution, rng=rng))
   np.testing.assert_array_equal(
