@@ -63,7 +63,7 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
 
 @gin.configurable("evaluation", denylist=["model", "source", "classifier"])
 def compute_metrics(model, source, classifier, *, num_samples=None, split="test",
-                    num_fake_sets=None, metrics=metrics_lib.KINDS, batch_size=100,
+                    num_fake_sets=None, metrics=metrics_lib.KINDS, batch_size=None,
                     cache_dir=None, seed=0, generator=None):
   """Metrics of `model`'s generator against `source`; records without step/checkpoint.
 
@@ -81,7 +81,8 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
     num_fake_sets: independent fake sets, each scored against the same real images;
       None = the protocol's (3).
     metrics: keys of metrics.METRICS ("fid", "is", "kid", "pr").
-    batch_size: images per generator and classifier call.
+    batch_size: images per generator and classifier call; None = sized for the device:
+      500 with a GPU or TPU, 100 on a CPU.
     cache_dir: for the real activations (activations.py); None = the default.
     seed: of the evaluation's own noise stream (the fake sets follow each other in
       it): the same seed gives the same samples for the same weights, and evaluating
@@ -97,6 +98,10 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
     "raw").
   """
   kind, sampler = _sampler(model, generator)
+  if batch_size is None:
+    batch_size = 500 if tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices(
+        "TPU") else 100
+  errors.check_range("evaluation.batch_size", batch_size, minimum=1, integer=True)
   chosen = metrics_lib.get_metrics(metrics)
   uses_real = any(metric.uses_real for _, metric in chosen)
   if num_samples is None:
