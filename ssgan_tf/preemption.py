@@ -171,22 +171,17 @@ class SaveOnPreemption(keras.callbacks.Callback):
       not be saved (e.g. non-finite). Under MultiWorkerMirroredStrategy it runs on every
       worker, like every save.
     strategy: the training strategy; under MultiWorkerMirroredStrategy with more than one
-      worker, the workers agree on the step through an all-reduce (every worker must use
-      this callback with the same `check_every`).
-    check_every: look at the flag every this many batches (1: after every step).
+      worker, the workers agree on the step through an all-reduce after every step
+      (every worker runs this callback).
   """
 
-  def __init__(self, watcher, save_fn, strategy=None, check_every=1):
+  def __init__(self, watcher, save_fn, strategy=None):
     super().__init__()
     self.watcher, self.save_fn, self.strategy = watcher, save_fn, strategy
-    self.check_every = errors.check_range("check_every", check_every, minimum=1, integer=True)
-    self._batches = 0
-    self._any_worker = None  # Built on first use, under MultiWorkerMirroredStrategy.
+    self._any_worker = None  # Built on first use.
 
   def on_train_batch_end(self, batch, logs=None):
-    self._batches += 1  # Batches, not the step: the same count on every worker, no sync.
-    if self._batches % self.check_every == 0:
-      self._stop_if_requested()
+    self._stop_if_requested()
 
   def on_train_end(self, logs=None):
     self._stop_if_requested()
