@@ -1,7 +1,9 @@
 """Stage 6b: what training leaves in the workdir, as Keras callbacks.
 
 Every callback reads the step from the model (`model.step`): one step = one generator
-update, i.e. `disc_iters` D updates + 1 G update.
+update, i.e. `disc_iters` D updates + 1 G update. `fit` may run several steps per call
+(train.steps_per_execution, which divides every interval): callbacks run after each
+call, so they act on multiples of their interval and never see the steps in between.
 Only the chief writes (multi-worker training): train_lib gives the other workers only the
 callbacks that write nothing.
 """
@@ -18,6 +20,7 @@ from absl import logging
 
 from ssgan_tf import checkpoints
 from ssgan_tf import distribute
+from ssgan_tf import nonfinite
 from ssgan_tf import workdir as workdir_lib
 
 
@@ -26,7 +29,9 @@ class StopAtStep(keras.callbacks.Callback):
   (here) or non-finite weights (found by `Checkpointing`).
 
   A non-finite loss stops training before any later checkpoint is written (callbacks run
-  in order and this one comes first), so the last checkpoint on disk is the last good one.
+  in order and this one comes first), so the last checkpoint on disk is the last good one:
+  with several steps per call, the one before the call, which came before the bad step.
+  `bad_step` is the first bad step (the step records it, nonfinite.py).
   """
 
   def __init__(self, total_steps):
@@ -35,17 +40,20 @@ class StopAtStep(keras.callbacks.Callback):
     self.bad_step = None
 
   def on_train_batch_end(self, batch, logs=None):
-    bad = {k: float(v) for k, v in (logs or {}).items() if not math.isfinite(float(v))}
-    if bad:
-      self.stop_bad(f"non-finite loss {bad}")
+    logs = dict(logs or {})
+    first_bad = int(logs.pop(nonfinite.LOG_NAME, 0))
+    bad = {k: float(v) for k, v in logs.items() if not math.isfinite(float(v))}
+    if first_bad or bad:
+      self.stop_bad(f"non-finite loss (interval means {bad})", first_bad or None)
     elif self.model.step >= self.total_steps:
       self.model.stop_training = True
 
-  def stop_bad(self, what):
-    """Stops training at the current step, which must not be checkpointed."""
-    self.bad_step = self.model.step
+  def stop_bad(self, what, step=None):
+    """Stops training; `step` (default: the current one) and all after it are bad and
+    must not be checkpointed."""
+    self.bad_step = step or self.model.step
     self.model.stop_training = True
-    logging.error("step %d: %s; stopping.", self.bad_step, what)
+    logging.error("step %d: %s; stopping at step %d.", self.bad_step, what, self.model.step)
 
 
 class Checkpointing(keras.callbacks.Callback):
@@ -126,6 +134,9 @@ class OperativeConfig(keras.callbacks.Callback):
     super().__init__()
     self.workdir, self.pending = workdir, True
 
+  def on_train_begin(self, logs=None):
+    self.start_step = self.model.step
+
   def on_train_batch_end(self, batch, logs=None):
     if not self.pending:
       return
@@ -136,9 +147,7 @@ class OperativeConfig(keras.callbacks.Callback):
       with tf.io.gfile.GFile(path) as f:
         if f.read() == config:
           return
-      # The step the resumed run started from: it has done one step since.
-      path = os.path.join(self.workdir,
-                          f"operative_config-{self.model.step - 1}.gin")
+      path = os.path.join(self.workdir, f"operative_config-{self.start_step}.gin")
     workdir_lib.write_atomically(path, config)
 
 
@@ -157,7 +166,7 @@ class ProgressAndSummaries(keras.callbacks.Callback):
     step = self.model.step
     rate = (step - self.start_step) / max(time.perf_counter() - self.start_time, 1e-9)
     eta = (self.total_steps - step) / rate if rate else float("inf")
-    metrics = {k: float(v) for k, v in (logs or {}).items()}
+    metrics = {k: float(v) for k, v in (logs or {}).items() if k != nonfinite.LOG_NAME}
     logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step, self.total_steps, rate,
                  _duration(eta), "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     if self.writer:

@@ -35,6 +35,8 @@ import tensorflow as tf
 from ssgan_tf import ema as ema_lib
 from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import multi_step
+from ssgan_tf import nonfinite
 from ssgan_tf import penalties as penalties_lib
 from ssgan_tf import rotation
 from ssgan_tf.nets import build_networks
@@ -61,7 +63,7 @@ def draw_z(shape, distribution, rng=None, seed=None):
           else tf.random.stateless_normal(shape, seed))
 
 
-class SSGAN(keras.Model):
+class SSGAN(multi_step.MultiStepTraining):
   """Owns G and D; `fit` trains it, `generate(z)` samples images in [-1, 1].
 
   Each dataset element (per replica, after distribution) is either
@@ -115,6 +117,7 @@ class SSGAN(keras.Model):
               "loss/g_rotation": rotation_weight_g, "accuracy/d_rotation_fake": rotation_weight_g}
     names = [n for n in METRIC_NAMES if active.get(n, True)] + [p.name for p in self.penalties]
     self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+    self.first_nonfinite = nonfinite.FirstNonFiniteStep()
     self(tf.zeros([1, z_dim]))  # Marks the model built, which fit() needs under a strategy.
 
   def call(self, z, training=False):
@@ -179,16 +182,20 @@ class SSGAN(keras.Model):
 
   @property
   def metrics(self):
-    return list(self.trackers.values())
+    # All reset by fit at the start of each log interval ("epoch").
+    return [*self.trackers.values(), self.first_nonfinite]
 
   def train_step(self, data):
     real_batches, noise_batches = self._split_step_inputs(data)
+    step_values = []
     for real, z in zip(real_batches, noise_batches[:-1]):
-      self._track(self.discriminator_step(real, z))
-    self._track(self.generator_step(noise_batches[-1]))
+      step_values += self._track(self.discriminator_step(real, z))
+    step_values += self._track(self.generator_step(noise_batches[-1]))
+    self.first_nonfinite.update_state(self.g_optimizer.iterations, step_values)
     if self.ema:
       self.ema.update(self.generator, self.g_optimizer.iterations, noise_batches[-1])
     logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+    logs[nonfinite.LOG_NAME] = self.first_nonfinite.result()
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
       # Keras 3's fit() reduces logs there with reduce(MEAN, axis=0), which needs an axis
       # (tensorflow/tensorflow#72388): give it one.
@@ -281,10 +288,14 @@ class SSGAN(keras.Model):
     optimizer.apply_gradients(zip(grads, variables))
 
   def _track(self, metrics):
+    """Adds each metric's per-replica mean to its tracker; returns those means."""
     # Each replica records its own mean; the Mean trackers then average the replicas,
     # which is the global mean because every replica has the same batch size.
+    means = []
     for name, per_example in metrics.items():
-      self.trackers[name].update_state(tf.reduce_mean(per_example))
+      means.append(tf.reduce_mean(per_example))
+      self.trackers[name].update_state(means[-1])
+    return means
 
 
 def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,

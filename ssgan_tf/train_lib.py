@@ -8,6 +8,7 @@ exactly from the latest checkpoint.
 """
 
 import contextlib
+import math
 import os
 
 import gin
@@ -29,13 +30,17 @@ from ssgan_tf import workdir_lock
 from ssgan_tf.evaluation import eval_lib
 
 NUM_SAMPLES = 64  # Images in a sample grid (8 x 8).
+# The most generator steps per `fit` call that train.steps_per_execution = None picks:
+# callbacks (progress, the SIGTERM check, time-based checkpoints) wait for the end of a
+# call, which should take seconds, not minutes.
+AUTO_MAX_STEPS_PER_CALL = {"CPU": 10, "GPU": 100, "TPU": 100}
 
 
 @gin.configurable("train", denylist=["workdir", "strategy"])
 def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
           checkpoint_every=1000, checkpoint_every_secs=600, keep_checkpoints=5,
           log_every=100, sample_every=1000, eval_every=0, seed=0, jit_compile=False,
-          allow_emulated_bf16=False):
+          allow_emulated_bf16=False, steps_per_execution=None):
   """Trains (or resumes training) until `total_steps` generator steps.
 
   One trainer per workdir (workdir_lock.py); SIGTERM saves the current step and ends
@@ -60,12 +65,19 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     jit_compile: XLA-compile the train step (one device only; slower on CPU).
     allow_emulated_bf16: run "mixed_bfloat16" even where bf16 is emulated (many times
       slower than float32; precision.py), which is refused otherwise.
+    steps_per_execution: generator steps per call of the compiled step (Keras'
+      steps_per_execution); callbacks run after each call. It must divide every
+      interval above and total_steps. None: the largest such number up to
+      AUTO_MAX_STEPS_PER_CALL for the device (10 on a CPU, 100 on a GPU or TPU).
 
   Returns:
     The trained SSGAN model.
   """
   _check_schedule(total_steps, checkpoint_every, checkpoint_every_secs, keep_checkpoints,
-                  log_every, sample_every, eval_every)
+                  log_every, sample_every, eval_every, steps_per_execution)
+  intervals = {"train.total_steps": total_steps, "train.log_every": log_every,
+               "train.checkpoint_every": checkpoint_every, "train.sample_every": sample_every,
+               "train.eval_every": eval_every}
   chief = distribute.is_chief(strategy)
   source = data.get_source()
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
@@ -85,10 +97,13 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
       if start_step >= total_steps:
         logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
         return model
+      model.steps_per_execution = steps_per_call(steps_per_execution, intervals, start_step,
+                                                 _device_kind(strategy))
       logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
-                   "disc_iters %d, image shape %s", source.name, start_step, total_steps,
-                   strategy.num_replicas_in_sync, model.batch.global_batch_size,
-                   model.disc_iters, source.image_shape)
+                   "disc_iters %d, image shape %s, %d step(s) per call", source.name,
+                   start_step, total_steps, strategy.num_replicas_in_sync,
+                   model.batch.global_batch_size, model.disc_iters, source.image_shape,
+                   model.steps_per_execution)
       stop = callbacks_lib.StopAtStep(total_steps)
       saving = callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step,
                                            checkpoint_every_secs, strategy)
@@ -113,7 +128,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
 
 
 def _check_schedule(total_steps, checkpoint_every, checkpoint_every_secs, keep_checkpoints,
-                    log_every, sample_every, eval_every):
+                    log_every, sample_every, eval_every, steps_per_execution):
   """One-line ConfigErrors, named after the gin bindings, before anything is built."""
   for name, value in (("total_steps", total_steps), ("checkpoint_every", checkpoint_every),
                       ("keep_checkpoints", keep_checkpoints), ("log_every", log_every),
@@ -121,6 +136,46 @@ def _check_schedule(total_steps, checkpoint_every, checkpoint_every_secs, keep_c
     errors.check_range(f"train.{name}", value, minimum=1, integer=True)
   errors.check_range("train.eval_every", eval_every, minimum=0, integer=True)
   errors.check_range("train.checkpoint_every_secs", checkpoint_every_secs, minimum=0)
+  if steps_per_execution is not None:
+    errors.check_range("train.steps_per_execution", steps_per_execution, minimum=1,
+                       integer=True)
+
+
+def steps_per_call(requested, intervals, start_step, device_kind):
+  """Generator steps per call of the compiled step, so that every interval ends a call.
+
+  Args:
+    requested: train.steps_per_execution: a number that divides every interval, or None
+      for the largest one up to AUTO_MAX_STEPS_PER_CALL[device_kind].
+    intervals: {gin binding: steps} of the schedule (total steps included; 0 = unused).
+    start_step: the step training starts from. Runs with one steps_per_execution only
+      ever save at multiples of it; a run resumed from another step (its setting
+      changed) takes the largest divisor that fits, for this run.
+    device_kind: "CPU", "GPU" or "TPU".
+  """
+  used = {name: steps for name, steps in intervals.items() if steps}
+  if requested is not None:
+    misfits = [f"{name} = {steps}" for name, steps in used.items() if steps % requested]
+    if misfits:
+      raise errors.ConfigError(
+          f"train.steps_per_execution = {requested} does not divide {', '.join(misfits)}; "
+          "choose a divisor of every interval, or None to let it be chosen.")
+  whole = math.gcd(*used.values())
+  limit = requested or AUTO_MAX_STEPS_PER_CALL[device_kind]
+  fits = math.gcd(whole, start_step) if start_step else whole
+  chosen = max(k for k in range(1, min(limit, fits) + 1) if fits % k == 0)
+  if requested and chosen != requested:
+    logging.warning("resuming from step %d, which train.steps_per_execution = %d does not "
+                    "divide: this run does %d step(s) per call.", start_step, requested,
+                    chosen)
+  return chosen
+
+
+def _device_kind(strategy):
+  """"TPU", "GPU" or "CPU": where the replicas of `strategy` run."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    return "TPU"
+  return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
 
 
 def resume(checkpoint, model, workdir, set_aside_unreadable):

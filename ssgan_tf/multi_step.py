@@ -1,0 +1,41 @@
+"""Stage 5c: many training steps per call of the compiled function, under any strategy.
+
+Keras 3's own loop for `steps_per_execution > 1` wraps each step in a `tf.cond` (for
+finite datasets), and a `tf.cond` around a replica step whose optimizer calls
+`merge_call` fails under MirroredStrategy ("You must feed a value for placeholder
+tensor", keras-team/keras#19246). Training data here never ends, so the loop needs no
+condition: a `tf.range` loop of `strategy.run` calls, as tf.keras 2 did.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class MultiStepTraining(keras.Model):
+  """A Keras Model whose `fit` runs `steps_per_execution` steps per call without a
+  `tf.cond`; one step per call is Keras' own function. The dataset must not end."""
+
+  def make_train_function(self, force=False):
+    if self.train_function is not None and not force:
+      return self.train_function
+    if self.steps_per_execution == 1:
+      return super().make_train_function(force=True)
+    strategy = self.distribute_strategy
+    steps = self.steps_per_execution
+    step_fn = self.train_step
+    if self.jit_compile:
+      step_fn = tf.function(step_fn, jit_compile=True, reduce_retracing=True)
+
+    @tf.function(reduce_retracing=True)
+    def multi_step(iterator):
+      for _ in tf.range(steps - 1):
+        strategy.run(step_fn, args=(next(iterator),))
+      logs = strategy.run(step_fn, args=(next(iterator),))
+      # Each replica's Mean trackers hold their own interval means; the mean over
+      # replicas is the global one (replicas have equal batches), as Keras reduces them.
+      return {name: tf.reshape(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None),
+                               [])
+              for name, value in logs.items()}
+
+    self.train_function = multi_step
+    return self.train_function
