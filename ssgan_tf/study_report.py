@@ -179,10 +179,6 @@ def compare(name_a, a, name_b, b, better):
     return out
   larger = max(a["std"], b["std"])
   out["larger_std"] = larger
-  if a["std"] > 0 or b["std"] > 0:
-    from scipy import stats  # pylint: disable=import-outside-toplevel
-    p = stats.ttest_ind(a["values"], b["values"], equal_var=False).pvalue
-    out["welch_p"] = None if math.isnan(p) else float(p)
   # Float round-off is no difference (e.g. a score of 1 +- 1e-13 from an untrained model).
   round_off = 1e-9 * max(abs(a["mean"]), abs(b["mean"]))
   if abs(difference) <= max(larger, round_off):
@@ -192,6 +188,10 @@ def compare(name_a, a, name_b, b, better):
     out["text"] += ": these seeds do not separate them"
     return out
   out["verdict"] = "beyond_one_std"
+  if a["std"] > 0 or b["std"] > 0:
+    from scipy import stats  # pylint: disable=import-outside-toplevel
+    p = stats.ttest_ind(a["values"], b["values"], equal_var=False).pvalue
+    out["welch_p"] = None if math.isnan(p) else float(p)
   beyond = f"more than one std apart (|difference| {_f(abs(difference))} > {_f(larger)})"
   p_text = ("" if out["welch_p"] is None else
             f"; Welch's t-test p = {out['welch_p']:.2g}"
@@ -251,6 +251,7 @@ def _sample_grid(path, step):
 
 def collect(study, workdir):
   """The report as a dict (what report.json holds); see the module docstring."""
+  workdir = os.fspath(workdir)
   walls = _wall_times(workdir)
   arms = {}
   for arm in study.arms:
@@ -277,7 +278,7 @@ def collect(study, workdir):
                      for metric, by_step in series.items()},
           "wall_seconds": walls.get((arm.name, seed)),
           "sample_grid": _sample_grid(path, state.step) if state.step else None,
-          "workdir": path}
+          "workdir": os.fspath(path)}
     finished = [run for run in runs.values() if run["finished"]]
     metrics = {}
     for metric in dict.fromkeys(m for run in finished for m in run["final"]):
