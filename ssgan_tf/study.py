@@ -65,7 +65,6 @@ from gin import config_parser
 
 from ssgan_tf import errors
 from ssgan_tf import study_report
-from ssgan_tf.study_report import PROBE_PREFIX
 from ssgan_tf.study_report import STUDY_LOG
 from ssgan_tf.study_report import run_dir
 from ssgan_tf.study_report import run_state

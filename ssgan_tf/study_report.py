@@ -183,7 +183,8 @@ def compare(name_a, a, name_b, b, better):
   round_off = 1e-9 * max(abs(a["mean"]), abs(b["mean"]))
   if abs(difference) <= max(larger, round_off):
     out["verdict"] = "within_one_std"
-    out["text"] = ("equal up to float round-off" if abs(difference) > larger else
+    out["text"] = ("equal" if difference == 0 else
+                   "equal up to float round-off" if abs(difference) > larger else
                    f"within one std (|difference| {_f(abs(difference))} <= {_f(larger)})")
     out["text"] += ": these seeds do not separate them"
     return out
@@ -392,7 +393,7 @@ def markdown(report):
     lines += [f"Note: {report['headline_note']}", ""]
   if headline:
     lines += [f"## `{headline}`{_arrow(headline)} at the last step", "",
-              f"| arm | seeds finished | steps | mean ± std | best of n | per seed | "
+              "| arm | seeds finished | steps | mean ± std | best of n | per seed | "
               "wall time per run |", "|---|---|---|---|---|---|---|"]
     for name, arm in arms.items():
       summary = arm["metrics"].get(headline)
