@@ -1,0 +1,539 @@
+"""A study: arms x seeds of ordinary training runs, then one Table-1-shaped report.
+
+    python -m ssgan_tf.study --study=studies/mnist_table1.gin --workdir=runs/t1
+    python -m ssgan_tf.study --study=... --workdir=... --print_commands   # for a scheduler
+    python -m ssgan_tf.study --study=... --workdir=... --aggregate_only   # report only
+
+The study file is gin syntax (comments allowed) binding only `study.*`, literals only:
+
+    study.arms = {"gan": ["gin_configs/quickstart_baseline.gin"],
+                  "ssgan_sbn": ["gin_configs/quickstart.gin",
+                                "networks.generator_normalization = 'self_modulated'"]}
+    study.seeds = [0, 1, 2]            # default [0, 1, 2]
+    study.eval_every = 500             # required: train.eval_every of every run
+    study.gin_params = ["evaluation.metrics = ('fid', 'is', 'pr')"]   # every run; default []
+    study.metric = "fmd500_test"       # the headline metric; default: the first FID-like one
+    study.probe_steps = ["final"]      # checkpoints to linear-probe (ints or "final"); default []
+
+An arm is a list: one or more gin files (paths relative to the directory the runner is
+started from, as `--gin_file`), then gin bindings. Arm names are folder names.
+
+Each arm x seed is an ordinary training workdir `<workdir>/<arm>/seed<k>`, trained by an
+ordinary subprocess (gin's global state never enters this process):
+
+    python -m ssgan_tf.main --gin_file=<arm files> --gin_param=<study.gin_params>
+        --gin_param=<arm bindings> --gin_param=train.eval_every=<N>
+        --gin_param=train.seed=<k> --gin_param=ssgan.seed=<k> --workdir=<workdir>/<arm>/seed<k>
+
+(the last three are the study's: binding them in the study's or an arm's bindings is an
+error). Runs go seed by seed (every arm's seed 0, then every arm's seed 1, ...), so a
+study stopped early still compares the arms. A run is finished when its latest checkpoint
+is at `train.total_steps` (read from its gin files and bindings, without gin's registry)
+and a metric record of that step exists; a re-run of the study skips finished runs,
+resumes interrupted ones (training resumes exactly by itself), evaluates a trained run
+whose final evaluation is missing (`--mode=eval --checkpoint=<step>`) and probes the
+checkpoints of `study.probe_steps` not yet probed (`--mode=probe`).
+
+The workdir:
+    <arm>/seed<k>/          ordinary training workdirs
+    logs/<arm>.seed<k>.log  every child's output (appended)
+    study_log.jsonl         one line per child process: arm, seed, mode, seconds, status
+    study.gin               a copy of the study file (the first one run)
+    report.md, report.json, curves.png, probe.png, samples.png   (study_report.py)
+
+Exit status: 0 done (report written); 1 a bad study file or a failed run (the others
+still run, and the report covers what finished); 75 stopped by SIGTERM or Ctrl-C, the
+running child saved its step (EX_TEMPFAIL: run the same command again).
+
+Imports neither TensorFlow nor gin's registry: starting it is fast, and it never holds
+training state.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from gin import config_parser
+
+from ssgan_tf import errors
+from ssgan_tf import study_report
+from ssgan_tf.study_report import STUDY_LOG
+from ssgan_tf.study_report import run_dir
+from ssgan_tf.study_report import run_state
+
+EXIT_CODE_PREEMPTED = 75  # As preemption.EXIT_CODE_PREEMPTED (not imported: no TF here).
+SETTINGS = ("arms", "seeds", "eval_every", "gin_params", "metric", "probe_steps")
+# Bound by the study itself for every run; an arm or study.gin_params may not bind them.
+OWNED = {("train", "seed"), ("ssgan", "seed"), ("train", "eval_every")}
+ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LOGS = "logs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One arm: its gin files and bindings, and the run length they set.
+
+  Attributes:
+    name: the arm's name (a folder name).
+    gin_files: paths as written in the study file.
+    gin_params: the arm's own bindings (applied after study.gin_params).
+    total_steps: train.total_steps of its runs (generator steps), read statically.
+  """
+  name: str
+  gin_files: tuple
+  gin_params: tuple
+  total_steps: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A parsed, validated study file (`load_study`)."""
+  path: str
+  name: str
+  arms: tuple  # Of Arm, in the file's order.
+  seeds: tuple
+  eval_every: int
+  gin_params: tuple = ()
+  metric: str = None
+  probe_steps: tuple = ()  # Ints and/or "final".
+
+  def runs(self):
+    """Every (arm, seed), seed by seed."""
+    return [(arm, seed) for seed in self.seeds for arm in self.arms]
+
+
+class StudyInterrupted(errors.UserError):
+  """The runner stopped on SIGTERM / SIGINT after its running child saved its step."""
+  exit_code = EXIT_CODE_PREEMPTED
+
+
+class _Literals(config_parser.ParserDelegate):
+  """Study files take literal values only."""
+
+  def configurable_reference(self, scoped_name, evaluate):
+    raise errors.ConfigError(f"a study file takes literal values only, not @{scoped_name}.")
+
+  def macro(self, macro_name):
+    raise errors.ConfigError(f"a study file takes literal values only, not %{macro_name}.")
+
+
+class _SyntaxOnly(config_parser.ParserDelegate):
+  """Reads a training config without knowing its configurables (references are None)."""
+
+  def configurable_reference(self, scoped_name, evaluate):
+    return None
+
+  def macro(self, macro_name):
+    return None
+
+
+def _statements(text, where, delegate):
+  """The statements of gin `text`; one-line ConfigError naming `where` on bad syntax."""
+  try:
+    return list(config_parser.ConfigParser(text, delegate))
+  except SyntaxError as e:
+    raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {e.msg}; "
+                             f"{(e.text or '').strip()!r}") from None
+  except (ValueError, TypeError) as e:  # Gin's own messages for e.g. a bad dict literal.
+    message = " ".join(str(e).split())
+    raise errors.ConfigError(f"bad gin syntax in {where}: {message}") from None
+  except errors.ConfigError as e:
+    raise errors.ConfigError(f"{where}: {e}") from None
+  except Exception as e:  # tokenize.TokenError: an unclosed bracket or string.
+    if type(e).__name__ == "TokenError":
+      raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
+                               "bracket or string?)") from None
+    raise
+
+
+def load_study(path, check_files=True):
+  """Parses and validates a study file; one-line ConfigErrors.
+
+  Args:
+    path: the study file (gin syntax, `study.*` bindings only).
+    check_files: also check the arms' gin files (exist, parse, bind train.total_steps as
+      a number); False only parses the study file itself (its arms get total_steps None).
+
+  Returns:
+    A `Study`.
+  """
+  if not os.path.isfile(path):
+    raise errors.ConfigError(f"study file {path!r} not found; pass an existing file to "
+                             "--study (see studies/).")
+  with open(path) as f:
+    text = f.read()
+  values, lines = {}, {}
+  for statement in _statements(text, path, _Literals()):
+    if not isinstance(statement, config_parser.BindingStatement):
+      raise errors.ConfigError(f"{path}, line {statement.location.line_num}: a study file "
+                               "holds study.* bindings only (no include or import).")
+    where = f"{path}, line {statement.location.line_num}"
+    if statement.scope or statement.selector != "study" or statement.arg_name not in SETTINGS:
+      name = "/".join(filter(None, [statement.scope, statement.selector]))
+      raise errors.ConfigError(f"{where}: unknown setting {name}.{statement.arg_name}; a "
+                               f"study file binds {['study.' + s for s in SETTINGS]}.")
+    if statement.arg_name in values:
+      raise errors.ConfigError(f"{where}: study.{statement.arg_name} is bound twice "
+                               f"(also line {lines[statement.arg_name]}).")
+    values[statement.arg_name] = statement.value
+    lines[statement.arg_name] = statement.location.line_num
+
+  def where(key):
+    return f"{path}, line {lines[key]}: study.{key}" if key in lines else f"{path}: study.{key}"
+
+  if "arms" not in values:
+    raise errors.ConfigError(f"{path}: study.arms is required, e.g. study.arms = "
+                             '{"gan": ["gin_configs/quickstart_baseline.gin"]}.')
+  if "eval_every" not in values:
+    raise errors.ConfigError(f"{path}: study.eval_every is required (generator steps "
+                             "between evaluations of every run; the report needs them).")
+  eval_every = values["eval_every"]
+  if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+    raise errors.ConfigError(f"{where('eval_every')} must be an integer >= 1; got "
+                             f"{eval_every!r}.")
+  seeds = values.get("seeds", [0, 1, 2])
+  if (not isinstance(seeds, (list, tuple)) or not seeds
+      or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+    raise errors.ConfigError(f"{where('seeds')} must be a non-empty list of integers >= 0;"
+                             f" got {seeds!r}.")
+  if len(set(seeds)) != len(seeds):
+    raise errors.ConfigError(f"{where('seeds')} repeats a seed: {list(seeds)!r}.")
+  gin_params = _string_list(values.get("gin_params", []), where("gin_params"))
+  for param in gin_params:
+    _check_binding(param, where("gin_params"))
+  metric = values.get("metric")
+  if metric is not None and (not isinstance(metric, str) or not metric):
+    raise errors.ConfigError(f"{where('metric')} must be a metric name such as "
+                             f"'fid10k_test'; got {metric!r}.")
+  probe_steps = values.get("probe_steps", [])
+  if not isinstance(probe_steps, (list, tuple)) or any(
+      s != "final" and (isinstance(s, bool) or not isinstance(s, int) or s < 1)
+      for s in probe_steps):
+    raise errors.ConfigError(f"{where('probe_steps')} must be a list of checkpoint steps "
+                             f"(integers >= 1) and/or 'final'; got {probe_steps!r}.")
+  arms = _parse_arms(values["arms"], where("arms"), tuple(gin_params), check_files)
+  name = os.path.splitext(os.path.basename(path))[0]
+  return Study(path=path, name=name, arms=arms, seeds=tuple(seeds), eval_every=eval_every,
+               gin_params=tuple(gin_params), metric=metric,
+               probe_steps=tuple(dict.fromkeys(probe_steps)))
+
+
+def _string_list(value, where):
+  if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+    raise errors.ConfigError(f"{where} must be a list of strings; got {value!r}.")
+  return list(value)
+
+
+def _check_binding(binding, where):
+  """A gin binding string: parses, and binds nothing the study owns."""
+  for statement in _statements(binding, f"{where} binding {binding!r}", _SyntaxOnly()):
+    if not isinstance(statement, config_parser.BindingStatement):
+      raise errors.ConfigError(f"{where}: {binding!r} is not a binding; put includes in a "
+                               "gin file.")
+    if (statement.selector.split(".")[-1], statement.arg_name) in OWNED:
+      raise errors.ConfigError(
+          f"{where}: {binding!r} binds {statement.selector}.{statement.arg_name}, which the "
+          "study sets for every run (study.seeds, study.eval_every); drop it.")
+
+
+def _parse_arms(arms, where, study_params, check_files):
+  if not isinstance(arms, dict) or not arms:
+    raise errors.ConfigError(f"{where} must be a non-empty dict {{name: [gin files..., "
+                             f"bindings...]}}; got {arms!r}.")
+  parsed = []
+  for name, items in arms.items():
+    if not isinstance(name, str) or not ARM_NAME.match(name):
+      raise errors.ConfigError(f"{where}: arm name {name!r} must be a folder name (letters, "
+                               "digits, '_', '-', '.').")
+    if isinstance(items, str):
+      items = [items]
+    items = _string_list(items, f"{where}[{name!r}]")
+    files = []
+    while items and items[0].endswith(".gin") and "=" not in items[0]:
+      files.append(items.pop(0))
+    if not files:
+      raise errors.ConfigError(f"{where}[{name!r}] must start with a gin file (e.g. "
+                               f"'gin_configs/quickstart.gin'), then bindings; got "
+                               f"{arms[name]!r}.")
+    for binding in items:
+      if binding.endswith(".gin") and "=" not in binding:
+        raise errors.ConfigError(f"{where}[{name!r}]: gin file {binding!r} after a binding; "
+                                 "list the files first.")
+      _check_binding(binding, f"{where}[{name!r}]")
+    total_steps = None
+    if check_files:
+      total_steps = _total_steps(files, list(study_params) + items, f"{where}[{name!r}]")
+    parsed.append(Arm(name, tuple(files), tuple(items), total_steps))
+  return tuple(parsed)
+
+
+def _total_steps(files, params, where):
+  """train.total_steps as the run will see it: the last unscoped binding over the files
+  (their includes first, found next to the including file as main.parse_gin does), then
+  the bindings."""
+  found = [None]
+
+  def visit(statements, label):
+    for statement in statements:
+      if isinstance(statement, config_parser.IncludeStatement):
+        read_file(statement.filename, os.path.dirname(label))
+      elif (isinstance(statement, config_parser.BindingStatement) and not statement.scope
+            and statement.selector.split(".")[-1] == "train"
+            and statement.arg_name == "total_steps"):
+        found[0] = (statement.value, f"{label}, line {statement.location.line_num}")
+
+  def read_file(path, relative_to):
+    candidates = [path] + ([os.path.join(relative_to, path)] if relative_to else [])
+    existing = [c for c in candidates if os.path.isfile(c)]
+    if not existing:
+      raise errors.ConfigError(f"{where}: gin file {path!r} not found (paths are relative "
+                               f"to the directory the study runs from, {os.getcwd()!r}).")
+    with open(existing[0]) as f:
+      visit(_statements(f.read(), existing[0], _SyntaxOnly()), existing[0])
+
+  for path in files:
+    read_file(path, None)
+  for param in params:
+    visit(_statements(param, f"binding {param!r}", _SyntaxOnly()), "--gin_param")
+  value, source = found[0] or (None, None)
+  if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise errors.ConfigError(
+        f"{where}: cannot read train.total_steps as an integer >= 1 from its gin files and "
+        f"bindings (got {value!r}{' at ' + source if source else ''}); bind it as a number, "
+        "e.g. study.gin_params = ['train.total_steps = 2000'].")
+  return value
+
+
+# ----------------------------------------------------------------------------------------
+# Runs: their folders, commands and state.
+
+
+def log_path(workdir, arm, seed):
+  return os.path.join(workdir, LOGS, f"{arm.name}.seed{seed}.log")
+
+
+def _gin_args(study, arm, seed):
+  return ([f"--gin_file={path}" for path in arm.gin_files]
+          + [f"--gin_param={param}" for param in study.gin_params + arm.gin_params]
+          + [f"--gin_param=train.eval_every = {study.eval_every}",
+             f"--gin_param=train.seed = {seed}", f"--gin_param=ssgan.seed = {seed}"])
+
+
+def command(study, workdir, arm, seed, mode="train", checkpoint=None, python=None):
+  """The `python -m ssgan_tf.main` argv of one run (mode train, eval or probe)."""
+  argv = [python or sys.executable, "-m", "ssgan_tf.main"]
+  if mode != "train":
+    argv += [f"--mode={mode}", f"--checkpoint={checkpoint}"]
+  return argv + _gin_args(study, arm, seed) + [f"--workdir={run_dir(workdir, arm, seed)}"]
+
+
+def probe_steps(study, arm):
+  """The checkpoint steps to probe in `arm`'s runs, sorted."""
+  return sorted({arm.total_steps if s == "final" else s for s in study.probe_steps})
+
+
+def shell_commands(study, workdir):
+  """One shell line per arm x seed: the training command (then its probes, with &&)."""
+  lines = []
+  for arm, seed in study.runs():
+    parts = [command(study, workdir, arm, seed, python="python")]
+    parts += [command(study, workdir, arm, seed, "probe", step, python="python")
+              for step in probe_steps(study, arm)]
+    lines.append(" && ".join(shlex.join(p) for p in parts))
+  return lines
+
+
+def pending(study, workdir, arm, seed):
+  """The (mode, checkpoint) child processes the run still needs, in order."""
+  state = run_state(workdir, arm, seed)
+  todo = []
+  if not state.trained:
+    todo.append(("train", None))
+  elif not state.evaluated:
+    todo.append(("eval", state.step))
+  for step in probe_steps(study, arm):
+    if step not in state.probed:
+      todo.append(("probe", step))
+  return todo, state
+
+
+# ----------------------------------------------------------------------------------------
+# The runner.
+
+
+class _Signals:
+  """While installed, SIGTERM and SIGINT are recorded and forwarded to the child as
+  SIGTERM (it saves its step and exits 75); the child has its own session, so a
+  terminal's Ctrl-C reaches only the runner."""
+
+  def __init__(self):
+    self.received, self.child, self._previous = None, None, {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = self.received or signal.Signals(signum).name
+    if self.child is not None and self.child.poll() is None:
+      self.child.send_signal(signal.SIGTERM)
+
+  def __enter__(self):
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+
+
+def _say(message):
+  print(message, flush=True)
+
+
+def _last_error_line(path):
+  """The child's `error:` line, else its last line (from its log)."""
+  with open(path, errors="replace") as f:
+    lines = [line.strip() for line in f if line.strip()]
+  errors_ = [line for line in lines if line.startswith("error:")]
+  return (errors_ or lines or ["(no output)"])[-1]
+
+
+def run_study(study, workdir, out=_say):
+  """Runs what the study still needs, one child at a time, then writes the report.
+
+  Returns:
+    The report's dict (study_report.build_report).
+
+  Raises:
+    StudyInterrupted: on SIGTERM / SIGINT (exit 75) after the running child saved.
+    errors.UserError: when a child failed (after the others ran and the report was written).
+  """
+  os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
+  copy = os.path.join(workdir, "study.gin")
+  if not os.path.exists(copy):
+    with open(study.path) as f, open(copy, "w") as g:
+      g.write(f.read())
+  runs = study.runs()
+  start = time.perf_counter()
+  failed = []
+  out(f"study {study.name}: {len(study.arms)} arm(s) x {len(study.seeds)} seed(s) = "
+      f"{len(runs)} runs in {workdir}")
+  with _Signals() as signals:
+    for index, (arm, seed) in enumerate(runs, 1):
+      label = f"[{index}/{len(runs)}] {arm.name}/seed{seed}"
+      todo, state = pending(study, workdir, arm, seed)
+      if not todo:
+        out(f"{label}: finished earlier (step {state.step}/{state.total_steps}), skipped")
+        continue
+      run_start = time.perf_counter()
+      for mode, checkpoint in todo:
+        what = {"train": (f"training from step {state.step} to {state.total_steps}"
+                          if state.step else f"training to step {state.total_steps}"),
+                "eval": f"evaluating step {checkpoint} (its final evaluation is missing)",
+                "probe": f"probing step {checkpoint}"}[mode]
+        out(f"{label}: {what}; log {log_path(workdir, arm, seed)}")
+        status = _run_child(study, workdir, arm, seed, mode, checkpoint, signals)
+        if signals.received or status == EXIT_CODE_PREEMPTED:
+          out(f"{label}: stopped ({signals.received or 'the child was preempted'}) after "
+              f"{study_report.duration(time.perf_counter() - run_start)}")
+          raise StudyInterrupted(
+              f"stopped by {signals.received or 'a signal to the child'} during "
+              f"{arm.name}/seed{seed} ({mode}; exit status {status}); run the same command "
+              "again to resume.")
+        if status != 0:
+          message = _last_error_line(log_path(workdir, arm, seed))
+          out(f"{label}: FAILED ({mode}, exit status {status}): {message}")
+          failed.append(f"{arm.name}/seed{seed} ({mode}: {message})")
+          break
+      else:
+        state = run_state(workdir, arm, seed)
+        out(f"{label}: done in {study_report.duration(time.perf_counter() - run_start)} (step "
+            f"{state.step}/{state.total_steps}; study {study_report.duration(time.perf_counter() - start)})")
+  report = write_report(study, workdir, out)
+  if failed:
+    raise errors.UserError(f"{len(failed)} run(s) failed: {'; '.join(failed)}; see their logs "
+                           f"in {os.path.join(workdir, LOGS)}; the report covers the others.")
+  return report
+
+
+def _run_child(study, workdir, arm, seed, mode, checkpoint, signals):
+  argv = command(study, workdir, arm, seed, mode, checkpoint)
+  log = log_path(workdir, arm, seed)
+  started = datetime.datetime.now().astimezone()
+  begin = time.perf_counter()
+  with open(log, "a") as f:
+    f.write(f"=== {started.isoformat(timespec='seconds')} {shlex.join(argv)}\n")
+    f.flush()
+    # Its own session: a terminal's Ctrl-C goes to the runner only, which forwards SIGTERM.
+    signals.child = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+    if signals.received:  # A signal came while it was starting.
+      signals.child.send_signal(signal.SIGTERM)
+    try:
+      status = signals.child.wait()
+    finally:
+      if signals.child.poll() is None:  # The runner itself is dying: don't orphan it.
+        signals.child.send_signal(signal.SIGTERM)
+        signals.child.wait()
+      signals.child = None
+  entry = {"arm": arm.name, "seed": seed, "mode": mode, "checkpoint": checkpoint,
+           "started": started.isoformat(timespec="seconds"),
+           "seconds": round(time.perf_counter() - begin, 2), "exit_status": status}
+  with open(os.path.join(workdir, STUDY_LOG), "a") as f:
+    f.write(json.dumps(entry) + "\n")
+  return status
+
+
+def write_report(study, workdir, out=_say):
+  report = study_report.write(study, workdir)
+  out(f"report: {os.path.join(workdir, 'report.md')} ({report['finished_runs']} of "
+      f"{len(study.runs())} runs finished)")
+  return report
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      prog="python -m ssgan_tf.study",
+      description="Train every arm x seed of a study (ordinary ssgan_tf.main runs) and "
+                  "write report.md / report.json with curves and sample grids.")
+  parser.add_argument("--study", required=True, help="the study file (gin syntax, study.*)")
+  parser.add_argument("--workdir", required=True, help="the study's folder: "
+                      "<workdir>/<arm>/seed<k> are the runs")
+  group = parser.add_mutually_exclusive_group()
+  group.add_argument("--print_commands", action="store_true",
+                     help="print one shell command per arm x seed (training, then its "
+                     "probes) for a job scheduler, and do nothing else")
+  group.add_argument("--aggregate_only", action="store_true",
+                     help="run nothing: write the report from what the workdir holds")
+  args = parser.parse_args(argv)
+  with errors.user_errors_as_one_line():
+    study = load_study(args.study)
+    if args.print_commands:
+      lines = shell_commands(study, args.workdir)
+      print(f"# {len(lines)} commands, one per arm x seed (seed by seed); when they are done: "
+            f"python -m ssgan_tf.study --study={shlex.quote(args.study)} "
+            f"--workdir={shlex.quote(args.workdir)} --aggregate_only", file=sys.stderr)
+      print("\n".join(lines))
+    elif args.aggregate_only:
+      if not os.path.isdir(args.workdir):
+        raise errors.WorkdirError(f"--workdir {args.workdir!r} does not exist; run the "
+                                  "study (or its --print_commands) first.")
+      write_report(study, args.workdir)
+    else:
+      run_study(study, args.workdir)
+
+
+def cli():
+  """The `ssgan-tf-study` console command (pyproject.toml)."""
+  main()
+
+
+if __name__ == "__main__":
+  cli()

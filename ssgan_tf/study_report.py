@@ -1,0 +1,540 @@
+"""A study's report: per arm, final metrics over seeds, honest comparisons, curves, samples.
+
+`write(study, workdir)` (study: a study.Study) reads every run folder of the study (`metrics.jsonl`, checkpoints,
+`samples/fakes_<step>.png`) and the runner's `study_log.jsonl`, and writes
+  report.json   everything below, as numbers
+  report.md     Table-1-shaped: per arm the headline metric's mean +- std over seeds, the
+                best of the seeds (the paper's Table 1 is best of 3, its Table 2 mean +-
+                std), every metric, steps and wall time; pairwise comparisons
+  curves.png    each sample metric vs generator step: per arm the mean over seeds, a +-1
+                std band
+  probe.png     linear-probe accuracy vs step (when probe records exist)
+  samples.png   each run's last sample grid, arms side by side, one row per seed
+
+Statistics. A run's value of a metric is its record at the run's last checkpoint step
+(the mean over that evaluation's fake sets). Only finished runs count (trained to
+train.total_steps and evaluated there). Over seeds: the mean, the sample standard deviation
+(ddof = 1; undefined for one seed) and the best (min or max as the metric's direction
+says). Two arms are compared on a metric only with >= 2 seeds each: a difference of means
+within the larger of the two stds is reported as "within one std" (no winner); beyond it,
+as more than one std apart, and one arm is called better only with >= 3 seeds per arm,
+Welch's t-test p-value beside it (with 3 seeds rarely below 0.05; the report says so). A
+metric whose direction is unknown gets no "better".
+"""
+
+import dataclasses
+import datetime
+import itertools
+import json
+import math
+import os
+import re
+
+import numpy as np
+
+# matplotlib (Agg backend: files only) and scipy are imported where they are used, so that
+# the runner starts fast.
+
+LOWER_IS_BETTER = re.compile(r"^(fid|fmd|kid|kmd)\d")
+HIGHER_IS_BETTER = re.compile(
+    r"^((is|mnist_score|precision|recall|mnist_precision|mnist_recall)\d|probe_)")
+MIN_SEEDS_TO_CALL = 3  # Seeds per arm before the report names a better arm.
+FID_LIKE = re.compile(r"^(fid|fmd)\d")
+SAMPLE_GRID = re.compile(r"^fakes_(\d+)\.png$")
+CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
+PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py).
+
+
+# ----------------------------------------------------------------------------------------
+# Reading a study's workdir (the runner uses these too).
+
+
+def run_dir(workdir, arm, seed):
+  """The training workdir of `arm` (anything with .name) and `seed`."""
+  return os.path.join(workdir, arm.name, f"seed{seed}")
+
+
+def checkpoint_steps(path):
+  """The steps of the readable-looking checkpoints of run folder `path`, sorted."""
+  folder = os.path.join(path, "checkpoints")
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(m.group(1)) for m in map(CHECKPOINT_INDEX.match, os.listdir(folder)) if m)
+
+
+def read_records(path):
+  """The metric records of run folder `path` (metrics.jsonl; a torn last line is
+  ignored: a run killed mid-write)."""
+  records = []
+  metrics = os.path.join(path, "metrics.jsonl")
+  if os.path.exists(metrics):
+    with open(metrics) as f:
+      for line in f:
+        try:
+          records.append(json.loads(line))
+        except json.JSONDecodeError:
+          pass
+  return records
+
+
+@dataclasses.dataclass
+class RunState:
+  """What a run folder holds.
+
+  Attributes:
+    step: its latest checkpoint's step (0: none).
+    total_steps: the arm's train.total_steps.
+    evaluated: whether a sample-metric record exists at `step`.
+    probed: checkpoint steps with a probe record.
+  """
+  step: int
+  total_steps: int
+  evaluated: bool
+  probed: set
+
+  @property
+  def trained(self):
+    return self.step >= self.total_steps
+
+  @property
+  def finished(self):
+    """Trained and evaluated at its last step: it counts in the report."""
+    return self.trained and self.evaluated
+
+
+def run_state(workdir, arm, seed):
+  """The `RunState` of one run (arm: a study.Arm)."""
+  path = run_dir(workdir, arm, seed)
+  steps = checkpoint_steps(path)
+  step = steps[-1] if steps else 0
+  records = read_records(path)
+  evaluated = any(r.get("step") == step and not str(r.get("metric")).startswith(PROBE_PREFIX)
+                  for r in records)
+  probed = {r.get("step") for r in records if str(r.get("metric")).startswith(PROBE_PREFIX)}
+  return RunState(step, arm.total_steps, evaluated, probed)
+
+
+def duration(seconds):
+  """65.2 -> "1m05s"; 3725 -> "1h02m05s"."""
+  seconds = int(round(seconds))
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+# ----------------------------------------------------------------------------------------
+# Statistics.
+
+
+def direction(metric):
+  """"lower", "higher" or None (unknown) is better, from the metric's name."""
+  if LOWER_IS_BETTER.match(metric):
+    return "lower"
+  if HIGHER_IS_BETTER.match(metric):
+    return "higher"
+  return None
+
+
+def summarize(values, better):
+  """Statistics of one metric over seeds.
+
+  Args:
+    values: the seeds' values (floats; any count >= 1).
+    better: "lower", "higher" or None.
+
+  Returns:
+    {"n", "mean", "std" (ddof 1; None for n = 1), "best" (None if `better` is None),
+    "values"}.
+  """
+  values = [float(v) for v in values]
+  array = np.asarray(values, dtype=np.float64)
+  best = None
+  if better is not None:
+    best = float(array.min() if better == "lower" else array.max())
+  return {"n": len(values), "mean": float(array.mean()),
+          "std": float(array.std(ddof=1)) if len(values) > 1 else None,
+          "best": best, "values": values}
+
+
+def compare(name_a, a, name_b, b, better):
+  """The comparison of two arms' summaries (`summarize`) on one metric.
+
+  The rule: fewer than 2 seeds in either arm: no comparison (no spread). Otherwise the
+  difference of the means against the larger of the two stds: within it, "within one
+  std"; beyond it, the better arm is named only with >= MIN_SEEDS_TO_CALL seeds in each
+  and a known direction, with Welch's t-test p-value beside it.
+
+  Returns:
+    {"arms": [a, b], "difference": mean_a - mean_b, "larger_std", "welch_p",
+     "verdict": "too_few_seeds" | "within_one_std" | "beyond_one_std",
+     "better": the better arm's name or None, "text": one sentence}.
+  """
+  difference = a["mean"] - b["mean"]
+  out = {"arms": [name_a, name_b], "difference": difference, "larger_std": None,
+         "welch_p": None, "better": None}
+  if a["n"] < 2 or b["n"] < 2:
+    out["verdict"] = "too_few_seeds"
+    out["text"] = (f"too few seeds to compare (n = {a['n']} and {b['n']}; a spread needs "
+                   "at least 2 each)")
+    return out
+  larger = max(a["std"], b["std"])
+  out["larger_std"] = larger
+  # Float round-off is no difference (e.g. a score of 1 +- 1e-13 from an untrained model).
+  round_off = 1e-9 * max(abs(a["mean"]), abs(b["mean"]))
+  if abs(difference) <= max(larger, round_off):
+    out["verdict"] = "within_one_std"
+    out["text"] = ("equal" if difference == 0 else
+                   "equal up to float round-off" if abs(difference) > larger else
+                   f"within one std (|difference| {_f(abs(difference))} <= {_f(larger)})")
+    out["text"] += ": these seeds do not separate them"
+    return out
+  out["verdict"] = "beyond_one_std"
+  if a["std"] > 0 or b["std"] > 0:
+    from scipy import stats  # pylint: disable=import-outside-toplevel
+    p = stats.ttest_ind(a["values"], b["values"], equal_var=False).pvalue
+    out["welch_p"] = None if math.isnan(p) else float(p)
+  beyond = f"more than one std apart (|difference| {_f(abs(difference))} > {_f(larger)})"
+  p_text = ("" if out["welch_p"] is None else
+            f"; Welch's t-test p = {out['welch_p']:.2g}"
+            + (", not significant at the 5 % level" if out["welch_p"] >= 0.05 else ""))
+  if min(a["n"], b["n"]) < MIN_SEEDS_TO_CALL:
+    out["text"] = (f"{beyond}{p_text}; but {min(a['n'], b['n'])} seeds are too few to "
+                   "call either better")
+  elif better is None:
+    out["text"] = f"{beyond}{p_text}; this metric's direction is unknown"
+  else:
+    out["better"] = name_a if (difference < 0) == (better == "lower") else name_b
+    out["text"] = f"{out['better']} is better ({better} is better), {beyond}{p_text}"
+  return out
+
+
+def _f(x):
+  """A number as the report prints it: 4 significant digits."""
+  return "—" if x is None else f"{x:.4g}"
+
+
+def _latest_per_step(records):
+  """{metric: {step: record}}, the last record of each (metric, step) winning."""
+  out = {}
+  for record in records:
+    if isinstance(record.get("value"), (int, float)) and "metric" in record:
+      out.setdefault(record["metric"], {})[int(record["step"])] = record
+  return out
+
+
+def _wall_times(workdir):
+  """{(arm, seed): seconds of all its children} from the runner's study_log.jsonl."""
+  out = {}
+  path = os.path.join(workdir, STUDY_LOG)
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          entry = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        key = (entry["arm"], entry["seed"])
+        out[key] = out.get(key, 0.0) + float(entry["seconds"])
+  return out
+
+
+def _sample_grid(path, step):
+  """The run's sample grid at `step`, else its latest, else None."""
+  folder = os.path.join(path, "samples")
+  if not os.path.isdir(folder):
+    return None
+  grids = {int(m.group(1)): m.group(0) for m in map(SAMPLE_GRID.match, os.listdir(folder)) if m}
+  if not grids:
+    return None
+  chosen = step if step in grids else max(grids)
+  return os.path.join(folder, grids[chosen])
+
+
+def collect(study, workdir):
+  """The report as a dict (what report.json holds); see the module docstring."""
+  workdir = os.fspath(workdir)
+  walls = _wall_times(workdir)
+  arms = {}
+  for arm in study.arms:
+    runs = {}
+    for seed in study.seeds:
+      path = run_dir(workdir, arm, seed)
+      state = run_state(workdir, arm, seed)
+      series = _latest_per_step(read_records(path))
+      if state.finished:
+        status = "finished"
+      elif state.trained:
+        status = "trained, final evaluation missing"
+      elif state.step:
+        status = f"interrupted or running (step {state.step}/{state.total_steps})"
+      else:
+        status = "not started"
+      final = {metric: {k: by_step[state.step][k] for k in ("value", "std", "runs")
+                        if k in by_step[state.step]}
+               for metric, by_step in series.items() if state.step in by_step}
+      runs[str(seed)] = {
+          "seed": seed, "status": status, "finished": state.finished, "step": state.step,
+          "total_steps": state.total_steps, "final": final,
+          "curves": {metric: sorted([step, record["value"]] for step, record in by_step.items())
+                     for metric, by_step in series.items()},
+          "wall_seconds": walls.get((arm.name, seed)),
+          "sample_grid": _sample_grid(path, state.step) if state.step else None,
+          "workdir": os.fspath(path)}
+    finished = [run for run in runs.values() if run["finished"]]
+    metrics = {}
+    for metric in dict.fromkeys(m for run in finished for m in run["final"]):
+      having = [run for run in finished if metric in run["final"]]
+      summary = summarize([run["final"][metric]["value"] for run in having], direction(metric))
+      summary["seeds"] = [run["seed"] for run in having]
+      summary["direction"] = direction(metric)
+      metrics[metric] = summary
+    known_walls = [run["wall_seconds"] for run in finished if run["wall_seconds"] is not None]
+    arms[arm.name] = {
+        "gin_files": list(arm.gin_files), "gin_params": list(arm.gin_params),
+        "total_steps": arm.total_steps, "finished_seeds": [run["seed"] for run in finished],
+        "metrics": metrics, "runs": runs,
+        "mean_wall_seconds": float(np.mean(known_walls)) if known_walls else None,
+        "total_wall_seconds": float(np.sum(known_walls)) if known_walls else None}
+  all_metrics = list(dict.fromkeys(m for arm in arms.values() for m in arm["metrics"]))
+  headline, headline_note = _headline(study, all_metrics)
+  comparisons = {}
+  for metric in all_metrics:
+    having = [(name, arm["metrics"][metric]) for name, arm in arms.items()
+              if metric in arm["metrics"]]
+    comparisons[metric] = [compare(name_a, a, name_b, b, direction(metric))
+                           for (name_a, a), (name_b, b) in itertools.combinations(having, 2)]
+  return {
+      "study": study.name, "study_file": study.path, "workdir": workdir,
+      "generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+      "seeds": list(study.seeds), "eval_every": study.eval_every,
+      "gin_params": list(study.gin_params), "headline_metric": headline,
+      "headline_note": headline_note, "metrics": all_metrics,
+      "directions": {m: direction(m) for m in all_metrics}, "arms": arms,
+      "comparisons": comparisons,
+      "finished_runs": sum(len(arm["finished_seeds"]) for arm in arms.values()),
+      "statistics": "per arm over its finished seeds: mean, sample std (ddof = 1), best "
+                    "(min or max by the metric's direction); a run's value is its record "
+                    "at its last checkpoint step (the mean over that evaluation's fake sets)"}
+
+
+def _headline(study, metrics):
+  """(the headline metric or None, a note or None)."""
+  if study.metric and study.metric in metrics:
+    return study.metric, None
+  sample_metrics = [m for m in metrics if not m.startswith(PROBE_PREFIX)]
+  fallback = next((m for m in sample_metrics if FID_LIKE.match(m)),
+                  sample_metrics[0] if sample_metrics else (metrics[0] if metrics else None))
+  if study.metric:
+    return fallback, (f"study.metric {study.metric!r} was not recorded by any finished run"
+                      f" (recorded: {metrics}); showing {fallback!r} instead.")
+  return fallback, None
+
+
+# ----------------------------------------------------------------------------------------
+# Files.
+
+
+def write(study, workdir):
+  """Writes report.json, report.md and the PNGs; returns the report dict."""
+  report = collect(study, workdir)
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  figures = {}
+  if _plot_curves(report, os.path.join(workdir, "curves.png"), probe=False):
+    figures["curves"] = "curves.png"
+  if _plot_curves(report, os.path.join(workdir, "probe.png"), probe=True):
+    figures["probe"] = "probe.png"
+  if _plot_samples(report, os.path.join(workdir, "samples.png")):
+    figures["samples"] = "samples.png"
+  report["figures"] = figures
+  _write_text(os.path.join(workdir, "report.json"), json.dumps(report, indent=1) + "\n")
+  _write_text(os.path.join(workdir, "report.md"), markdown(report))
+  return report
+
+
+def _write_text(path, text):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _arrow(metric):
+  return {"lower": " ↓", "higher": " ↑"}.get(direction(metric), "")
+
+
+def _mean_std(summary):
+  if summary is None:
+    return "—"
+  if summary["std"] is None:
+    return f"{_f(summary['mean'])} (1 seed)"
+  return f"{_f(summary['mean'])} ± {_f(summary['std'])}"
+
+
+def markdown(report):
+  """report.md's text."""
+  seeds = report["seeds"]
+  arms = report["arms"]
+  headline = report["headline_metric"]
+  lines = [f"# Study `{report['study']}`", "",
+           f"Study file `{report['study_file']}`, workdir `{report['workdir']}`, written "
+           f"{report['generated']}. {len(arms)} arm(s), {len(seeds)} seed(s) per arm "
+           f"({', '.join(map(str, seeds))}); {report['finished_runs']} of "
+           f"{len(arms) * len(seeds)} runs finished. Evaluation every "
+           f"{report['eval_every']} generator steps.", "",
+           "Statistics over each arm's finished seeds: mean ± sample std (ddof = 1) and the "
+           "best seed (the paper's Table 1 reports the best of 3 runs, its Table 2 mean ± "
+           "std). ↓ lower is better, ↑ higher is better. A run's value is its evaluation at "
+           "its last step, itself the mean over that evaluation's fake sets.", ""]
+  if len(seeds) < 3:
+    lines += [f"**Only {len(seeds)} seed(s) per arm: too few to tell arms apart with any "
+              "confidence.**", ""]
+  if report["headline_note"]:
+    lines += [f"Note: {report['headline_note']}", ""]
+  if headline:
+    lines += [f"## `{headline}`{_arrow(headline)} at the last step", "",
+              "| arm | seeds finished | steps | mean ± std | best of n | per seed | "
+              "wall time per run |", "|---|---|---|---|---|---|---|"]
+    for name, arm in arms.items():
+      summary = arm["metrics"].get(headline)
+      per_seed = ", ".join(f"{_f(run['final'][headline]['value'])} (seed {run['seed']})"
+                           for run in arm["runs"].values()
+                           if run["finished"] and headline in run["final"])
+      best = "—" if summary is None else f"{_f(summary['best'])} (n = {summary['n']})"
+      lines.append(f"| {name} | {len(arm['finished_seeds'])}/{len(seeds)} | "
+                   f"{arm['total_steps']} | {_mean_std(summary)} | {best} | "
+                   f"{per_seed or '—'} | {_wall(arm['mean_wall_seconds'])} |")
+    lines.append("")
+    lines += _comparison_lines(report, headline)
+  others = [m for m in report["metrics"]]
+  if others:
+    lines += ["## Every metric at the last step (mean ± std [best])", "",
+              "| arm | " + " | ".join(f"`{m}`{_arrow(m)}" for m in others) + " |",
+              "|---|" + "---|" * len(others)]
+    for name, arm in arms.items():
+      cells = []
+      for metric in others:
+        summary = arm["metrics"].get(metric)
+        cells.append("—" if summary is None else
+                     _mean_std(summary) + ("" if summary["best"] is None
+                                           else f" [{_f(summary['best'])}]"))
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    rest = [m for m in others if m != headline]
+    if rest:
+      lines += ["### Comparisons on the other metrics", ""]
+      for metric in rest:
+        lines += _comparison_lines(report, metric, heading=False)
+  figures = report.get("figures", {})
+  if "curves" in figures:
+    lines += ["## Curves", "", "Mean over seeds per arm, the band ± 1 std (where 2 or more "
+              "seeds have the step).", "", f"![metrics vs step]({figures['curves']})", ""]
+  if "probe" in figures:
+    lines += ["Linear probe of D's features (`--mode=probe`):", "",
+              f"![probe accuracy vs step]({figures['probe']})", ""]
+  if "samples" in figures:
+    lines += ["## Samples at the last step", "", "One column per arm, one row per seed.",
+              "", f"![samples]({figures['samples']})", ""]
+  lines += ["## Runs", "", "| arm | seed | status | step | wall time (runner) | workdir |",
+            "|---|---|---|---|---|---|"]
+  for name, arm in arms.items():
+    for run in arm["runs"].values():
+      lines.append(f"| {name} | {run['seed']} | {run['status']} | {run['step']}/"
+                   f"{run['total_steps']} | {_wall(run['wall_seconds'])} | "
+                   f"`{run['workdir']}` |")
+  lines += ["", "Wall time is what the study runner measured (its children's seconds, "
+            "`study_log.jsonl`); runs trained elsewhere (`--print_commands`) show —.", ""]
+  return "\n".join(lines)
+
+
+def _comparison_lines(report, metric, heading=True):
+  comparisons = report["comparisons"].get(metric, [])
+  if not comparisons:
+    return []
+  lines = ([f"Comparisons on `{metric}`:", ""] if heading else [f"`{metric}`:", ""])
+  for c in comparisons:
+    a, b = c["arms"]
+    lines.append(f"- {a} vs {b}: mean difference {_f(c['difference'])}; {c['text']}.")
+  return lines + [""]
+
+
+def _wall(seconds):
+  return "—" if seconds is None else duration(seconds)
+
+
+def _plot_curves(report, path, probe):
+  """Metric vs step per arm (mean, ± 1 std band); False if there is nothing to plot."""
+  metrics = [m for m in dict.fromkeys(
+      m for arm in report["arms"].values() for run in arm["runs"].values()
+      for m in run["curves"]) if m.startswith(PROBE_PREFIX) == probe]
+  if not metrics:
+    return False
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from matplotlib import ticker  # pylint: disable=import-outside-toplevel
+  columns = min(3, len(metrics))
+  rows = -(-len(metrics) // columns)
+  figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows),
+                              squeeze=False)
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for axis, metric in zip(axes.flat, metrics):
+    for index, (name, arm) in enumerate(report["arms"].items()):
+      by_step = {}
+      for run in arm["runs"].values():
+        for step, value in run["curves"].get(metric, []):
+          by_step.setdefault(step, []).append(value)
+      if not by_step:
+        continue
+      steps = sorted(by_step)
+      mean = np.array([np.mean(by_step[s]) for s in steps])
+      std = np.array([np.std(by_step[s], ddof=1) if len(by_step[s]) > 1 else 0.0
+                      for s in steps])
+      color = colors[index % len(colors)]
+      seeds = max(len(v) for v in by_step.values())
+      axis.plot(steps, mean, marker="o", markersize=3, color=color,
+                label=f"{name} (n={seeds})")
+      axis.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+    axis.set_title(f"{metric}{_arrow(metric)}", fontsize=10)
+    axis.set_xlabel("generator step")
+    axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+  for axis in list(axes.flat)[len(metrics):]:
+    axis.set_visible(False)
+  figure.tight_layout()
+  figure.savefig(path, dpi=110)
+  plt.close(figure)
+  return True
+
+
+def _plot_samples(report, path):
+  """Each run's last sample grid: columns arms, rows seeds; False if there is none."""
+  arms = report["arms"]
+  seeds = report["seeds"]
+  grids = {(name, seed): arm["runs"][str(seed)]["sample_grid"]
+           for name, arm in arms.items() for seed in seeds}
+  if not any(grids.values()):
+    return False
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  figure, axes = plt.subplots(len(seeds), len(arms), figsize=(2.9 * len(arms),
+                                                              3.0 * len(seeds)),
+                              squeeze=False)
+  for column, (name, arm) in enumerate(arms.items()):
+    for row, seed in enumerate(seeds):
+      axis = axes[row][column]
+      axis.set_xticks([])
+      axis.set_yticks([])
+      grid = grids[(name, seed)]
+      run = arm["runs"][str(seed)]
+      if grid is None:
+        axis.set_title(f"{name} / seed {seed}: none", fontsize=9)
+        continue
+      image = plt.imread(grid)
+      step = int(SAMPLE_GRID.match(os.path.basename(grid)).group(1))
+      axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1,
+                  interpolation="nearest")
+      note = "" if run["finished"] else " (unfinished)"
+      axis.set_title(f"{name} / seed {seed}, step {step}{note}", fontsize=9)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return True

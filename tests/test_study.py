@@ -1,0 +1,419 @@
+"""The study runner (study.py) and its report (study_report.py).
+
+One real study, 2 arms x 2 seeds of the tiny quickstart (4 steps), is run as a subprocess,
+stopped by SIGTERM once one run has finished and the next has a checkpoint, and run again:
+the finished run is skipped untouched, the interrupted one resumes from its checkpoint,
+and the report's numbers are those of the runs' metrics.jsonl, recomputed here. That costs
+5 training processes (~10-15 s each); everything else (statistics, what a re-run would do,
+bad study files, the shipped studies) is checked in-process on synthetic run folders.
+"""
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from ssgan_tf import errors
+from ssgan_tf import study as study_lib
+from ssgan_tf import study_report
+from tiny_runs import files as _files
+from tiny_runs import QUICKSTART
+from tiny_runs import ROOT
+from tiny_runs import tiny_bindings
+
+BASELINE = os.path.join(ROOT, "gin_configs", "quickstart_baseline.gin")
+ENV = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+def _write_study(path, arms, seeds, extra_params=(), eval_every=2, other=""):
+  params = list(extra_params)
+  path.write_text(f"# a test study\nstudy.arms = {json.dumps(arms)}\nstudy.seeds = {seeds}\n"
+                  f"study.eval_every = {eval_every}\nstudy.gin_params = {params!r}\n{other}")
+  return str(path)
+
+
+def _runner(*args):
+  return [sys.executable, "-m", "ssgan_tf.study", *args]
+
+
+# ----------------------------------------------------------------------------------------
+# The real study: interrupted, then run again.
+
+
+@pytest.fixture(scope="module")
+def standin_classifier(tmp_path_factory):
+  """An untrained MNIST CNN cached as the real one, so that no child trains it."""
+  from ssgan_tf.evaluation import mnist_classifier
+  cache = tmp_path_factory.mktemp("cache")
+  folder = cache / "mnist_classifier"
+  folder.mkdir()
+  mnist_classifier.build_network().save_weights(
+      str(folder / f"{mnist_classifier.VERSION}.weights.h5"))
+  (folder / f"{mnist_classifier.VERSION}.json").write_text(
+      json.dumps({"test_accuracy": None, "stand_in": "untrained, for tests"}))
+  return str(cache)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, standin_classifier):
+  """Runs the tiny study, SIGTERMs it during its second run, runs it again.
+
+  Returns a dict: workdir, study file, the first runner's (status, output), what the
+  folders held in between, and the second runner's (status, output).
+  """
+  tmp = tmp_path_factory.mktemp("study")
+  cache = standin_classifier
+  path = _write_study(
+      tmp / "tiny.gin", {"gan": [BASELINE], "ssgan": [QUICKSTART]}, [0, 1],
+      tiny_bindings(log_every=2) + [
+          "train.checkpoint_every = 1", "train.total_steps = 4",
+          f"classifier.cache_dir = '{cache}'", f"evaluation.cache_dir = '{cache}'",
+          "evaluation.num_samples = 64", "evaluation.num_fake_sets = 2",
+          "evaluation.batch_size = 64", 'evaluation.metrics = ("fid", "is", "pr")'])
+  workdir = tmp / "workdir"
+  output = tmp / "first.txt"
+  # Runs go seed by seed: gan/seed0, ssgan/seed0, gan/seed1, ssgan/seed1.
+  second_run_checkpoint = workdir / "ssgan" / "seed0" / "checkpoints" / "ckpt-1.index"
+  with open(output, "w") as out:
+    runner = subprocess.Popen(_runner(f"--study={path}", f"--workdir={workdir}"), cwd=tmp,
+                              env=ENV, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    # Training saves ckpt-1 before it evaluates at step 2 and checks for SIGTERM after every
+    # step: the signal lands well before step 4.
+    while not second_run_checkpoint.exists() and runner.poll() is None:
+      assert time.monotonic() < deadline, "the study's second run never wrote a checkpoint"
+      time.sleep(0.02)
+    runner.send_signal(signal.SIGTERM)
+    first_status = runner.wait(timeout=120)
+  first = dict(status=first_status, output=output.read_text())
+  between = {"gan0": _files(workdir / "gan" / "seed0"),
+             "ssgan0_steps": study_report.checkpoint_steps(workdir / "ssgan" / "seed0"),
+             "listing": sorted(os.listdir(workdir))}
+  rerun = subprocess.run(_runner(f"--study={path}", f"--workdir={workdir}"), cwd=tmp,
+                         env=ENV, capture_output=True, text=True, timeout=300, check=False)
+  second = dict(status=rerun.returncode, output=rerun.stdout + rerun.stderr)
+  return dict(workdir=workdir, path=path, first=first, between=between, second=second,
+              tmp=tmp)
+
+
+def test_sigterm_stops_the_study_after_the_running_child_saved(study):
+  first, between, workdir = study["first"], study["between"], study["workdir"]
+  assert first["status"] == study_lib.EXIT_CODE_PREEMPTED, first["output"]
+  assert re.search(r"\[1/4\] gan/seed0: done in \d+m\d\ds \(step 4/4", first["output"])
+  assert re.search(r"error: stopped by SIGTERM during ssgan/seed0 \(train; exit status 75\); "
+                   r"run the same command again to resume\.", first["output"])
+  assert between["listing"] == ["gan", "logs", "ssgan", "study.gin", "study_log.jsonl"]
+  # The child saved the step it had reached, short of the end.
+  assert 1 <= between["ssgan0_steps"][-1] < 4, between["ssgan0_steps"]
+  log = (workdir / "logs" / "ssgan.seed0.log").read_text()
+  assert f"stopped by SIGTERM at step {between['ssgan0_steps'][-1]}" in log
+
+
+def test_the_rerun_skips_the_finished_run_and_resumes_the_interrupted_one(study):
+  second, between, workdir = study["second"], study["between"], study["workdir"]
+  assert second["status"] == 0, second["output"]
+  lines = [line for line in second["output"].splitlines() if line.startswith("[")]
+  assert lines[0] == "[1/4] gan/seed0: finished earlier (step 4/4), skipped"
+  assert lines[1].startswith(f"[2/4] ssgan/seed0: training from step "
+                             f"{between['ssgan0_steps'][-1]} to 4; log ")
+  assert _files(workdir / "gan" / "seed0") == between["gan0"]  # Untouched.
+  log = (workdir / "logs" / "ssgan.seed0.log").read_text()
+  assert re.search(rf"resumed from .*ckpt-{between['ssgan0_steps'][-1]}\b", log)
+  for arm in ("gan", "ssgan"):
+    for seed in (0, 1):
+      assert study_report.checkpoint_steps(workdir / arm / f"seed{seed}")[-1] == 4
+  entries = [json.loads(line) for line in (workdir / "study_log.jsonl").read_text().splitlines()]
+  assert [(e["arm"], e["seed"], e["exit_status"]) for e in entries] == [
+      ("gan", 0, 0), ("ssgan", 0, 75), ("ssgan", 0, 0), ("gan", 1, 0), ("ssgan", 1, 0)]
+
+
+def _final_values(run_dir, metric, step=4):
+  """The value of `metric` at `step` in a run's metrics.jsonl (the last record wins)."""
+  values = [json.loads(line)["value"] for line in (run_dir / "metrics.jsonl").read_text()
+            .splitlines() if json.loads(line)["metric"] == metric
+            and json.loads(line)["step"] == step]
+  return values[-1]
+
+
+def test_the_report_holds_the_runs_numbers(study):
+  workdir = study["workdir"]
+  report = json.loads((workdir / "report.json").read_text())
+  assert report["seeds"] == [0, 1] and report["finished_runs"] == 4
+  assert report["headline_metric"] == "fmd64_test"
+  assert report["metrics"] == ["fmd64_test", "mnist_score64", "mnist_precision64_test",
+                               "mnist_recall64_test"]
+  means = {}
+  for arm in ("gan", "ssgan"):
+    for metric in report["metrics"]:
+      values = np.array([_final_values(workdir / arm / f"seed{s}", metric) for s in (0, 1)])
+      summary = report["arms"][arm]["metrics"][metric]
+      np.testing.assert_allclose(summary["values"], values, rtol=0, atol=0)
+      np.testing.assert_allclose(summary["mean"], values.mean(), rtol=1e-12)
+      np.testing.assert_allclose(summary["std"], np.std(values, ddof=1), rtol=1e-9, atol=1e-15)
+      best = values.min() if metric.startswith("fmd") else values.max()
+      assert summary["best"] == best and summary["n"] == 2
+      means[arm, metric] = values.mean()
+    assert report["arms"][arm]["finished_seeds"] == [0, 1]
+    assert report["arms"][arm]["mean_wall_seconds"] > 0
+  [comparison] = report["comparisons"]["fmd64_test"]
+  np.testing.assert_allclose(comparison["difference"],
+                             means["gan", "fmd64_test"] - means["ssgan", "fmd64_test"])
+  assert comparison["better"] is None  # 2 seeds never name a better arm.
+  # The markdown table prints the same numbers.
+  markdown = (workdir / "report.md").read_text()
+  gan = report["arms"]["gan"]["metrics"]["fmd64_test"]
+  assert (f"| gan | 2/2 | 4 | {gan['mean']:.4g} ± {gan['std']:.4g} | {gan['best']:.4g} "
+          "(n = 2) |") in markdown
+  assert "Only 2 seed(s) per arm: too few" in markdown
+  for name in ("curves.png", "samples.png"):
+    assert f"]({name})" in markdown
+    with PIL.Image.open(workdir / name) as image:
+      assert image.format == "PNG" and min(image.size) > 200
+  assert not (workdir / "probe.png").exists()  # No probe records.
+
+
+def test_printed_commands_are_the_ones_the_runner_ran(study):
+  printed = subprocess.run(_runner(f"--study={study['path']}",
+                                   f"--workdir={study['workdir']}", "--print_commands"),
+                           cwd=study["tmp"], env=ENV, capture_output=True, text=True,
+                           timeout=60, check=True)
+  lines = printed.stdout.splitlines()
+  assert len(lines) == 4
+  assert "--aggregate_only" in printed.stderr  # What to run afterwards, off stdout.
+  for line, (arm, seed) in zip(lines, [("gan", 0), ("ssgan", 0), ("gan", 1), ("ssgan", 1)]):
+    argv = shlex.split(line)
+    assert argv[:3] == ["python", "-m", "ssgan_tf.main"]
+    assert argv[-1] == f"--workdir={study['workdir']}/{arm}/seed{seed}"
+    assert {f"--gin_param=train.seed = {seed}", f"--gin_param=ssgan.seed = {seed}",
+            "--gin_param=train.eval_every = 2"} <= set(argv)
+    header = (study["workdir"] / "logs" / f"{arm}.seed{seed}.log").read_text().splitlines()[0]
+    ran = shlex.split(header.split(" ", 2)[2])
+    assert ran[1:] == argv[1:]
+
+
+# ----------------------------------------------------------------------------------------
+# Statistics and aggregation on synthetic run folders (no training).
+
+
+def test_direction_follows_the_metric_name():
+  for name in ("fid10k_test", "fmd500_test", "kid10k_test", "kmd500_test", "fid10k_test_ema"):
+    assert study_report.direction(name) == "lower"
+  for name in ("is10k", "mnist_score500", "precision10k_test", "mnist_recall500_test",
+               "probe_top1_test"):
+    assert study_report.direction(name) == "higher"
+  assert study_report.direction("loss_something") is None
+
+
+def test_summary_is_mean_sample_std_and_best():
+  summary = study_report.summarize([3.0, 1.0, 2.0], "lower")
+  assert summary == {"n": 3, "mean": 2.0, "std": 1.0, "best": 1.0, "values": [3.0, 1.0, 2.0]}
+  assert study_report.summarize([3.0, 1.0, 2.0], "higher")["best"] == 3.0
+  assert study_report.summarize([5.0], "lower")["std"] is None
+  assert study_report.summarize([5.0, 7.0], None)["best"] is None
+
+
+@pytest.mark.parametrize("a, b, better, verdict, winner", [
+    ([10.0, 12.0, 14.0], [11.0, 13.0, 15.0], "lower", "within_one_std", None),
+    ([10.0, 10.5, 11.0], [20.0, 20.5, 21.0], "lower", "beyond_one_std", "a"),
+    ([10.0, 10.5, 11.0], [20.0, 20.5, 21.0], "higher", "beyond_one_std", "b"),
+    ([10.0, 10.5, 11.0], [20.0, 20.5, 21.0], None, "beyond_one_std", None),
+    ([10.0, 10.5], [20.0, 20.5], "lower", "beyond_one_std", None),  # 2 seeds: no winner.
+    ([10.0], [20.0, 20.5, 21.0], "lower", "too_few_seeds", None),
+    ([1.0, 1.0 + 1e-13, 1.0], [1.0 + 5e-10] * 3, "higher", "within_one_std", None),
+])
+def test_comparisons_name_a_better_arm_only_when_the_seeds_support_it(a, b, better, verdict,
+                                                                       winner):
+  result = study_report.compare("a", study_report.summarize(a, better),
+                                "b", study_report.summarize(b, better), better)
+  assert (result["verdict"], result["better"]) == (verdict, winner), result["text"]
+  assert result["difference"] == pytest.approx(np.mean(a) - np.mean(b))
+  if verdict == "beyond_one_std":
+    from scipy import stats
+    assert result["welch_p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert "Welch's t-test p = " in result["text"]
+
+
+def _fake_run(run_dir, total_steps, values, *, final_step=None, samples=True):
+  """A run folder: checkpoints up to `final_step` (default total_steps), a record per
+  (step, metric) of `values` = {metric: {step: value}}."""
+  final_step = total_steps if final_step is None else final_step
+  (run_dir / "checkpoints").mkdir(parents=True)
+  for step in range(1, final_step + 1):
+    (run_dir / "checkpoints" / f"ckpt-{step}.index").write_text("")
+  records = [{"step": step, "checkpoint": None, "metric": metric, "value": value, "std": 0.1,
+              "runs": 3, "num_real": 10, "num_fake": 10, "classifier": "x"}
+             for metric, by_step in values.items() for step, value in by_step.items()]
+  (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  if samples:
+    (run_dir / "samples").mkdir()
+    PIL.Image.fromarray(np.full((16, 16), 128, np.uint8)).save(
+        run_dir / "samples" / f"fakes_{final_step:08d}.png")
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+  """A 2-arm x 3-seed study over synthetic run folders (4 steps)."""
+  path = _write_study(tmp_path / "s.gin", {"gan": [BASELINE], "ssgan": [QUICKSTART]}, [0, 1, 2],
+                      ["train.total_steps = 4"], other="study.probe_steps = ['final']\n")
+  workdir = tmp_path / "w"
+  fid = {"gan": [20.0, 22.0, 27.0], "ssgan": [12.0, 13.0, 14.0]}
+  for arm in ("gan", "ssgan"):
+    for seed in range(3):
+      values = {"fid10k_test": {2: 40.0 + seed, 4: fid[arm][seed]},
+                "recall10k_test": {2: 0.3, 4: 0.5 + 0.1 * seed},
+                "probe_top1_test": {4: 0.6 + 0.01 * seed}}
+      if (arm, seed) == ("ssgan", 2):
+        values["fid10k_test"][4] = 99.0  # Superseded by the record appended below.
+      _fake_run(workdir / arm / f"seed{seed}", 4, values)
+  with open(workdir / "ssgan" / "seed2" / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 4, "metric": "fid10k_test", "value": 14.0}) + "\n{torn")
+  return study_lib.load_study(path), workdir, fid
+
+
+def test_the_report_counts_finished_runs_only(synthetic):
+  study, workdir, fid = synthetic
+  # Seed 2 of gan: trained, but its final evaluation is missing; a 4th run is not there.
+  lines = (workdir / "gan" / "seed2" / "metrics.jsonl").read_text().splitlines()
+  (workdir / "gan" / "seed2" / "metrics.jsonl").write_text(
+      "\n".join(line for line in lines if '"step": 4' not in line) + "\n")
+  report = study_report.write(study, workdir)
+  gan, ssgan = report["arms"]["gan"], report["arms"]["ssgan"]
+  assert gan["finished_seeds"] == [0, 1] and ssgan["finished_seeds"] == [0, 1, 2]
+  assert gan["runs"]["2"]["status"] == "trained, final evaluation missing"
+  assert gan["metrics"]["fid10k_test"]["values"] == fid["gan"][:2]
+  assert ssgan["metrics"]["fid10k_test"]["values"] == fid["ssgan"]  # The last record won.
+  assert ssgan["metrics"]["fid10k_test"]["std"] == pytest.approx(1.0)
+  assert ssgan["metrics"]["recall10k_test"]["best"] == pytest.approx(0.7)
+  assert report["headline_metric"] == "fid10k_test"
+  [c] = report["comparisons"]["fid10k_test"]
+  # 2 gan seeds: more than one std apart, and no winner called.
+  assert c["verdict"] == "beyond_one_std" and c["better"] is None
+  assert set(report["figures"]) == {"curves", "probe", "samples"}
+  markdown = (workdir / "report.md").read_text()
+  assert "| gan | 2/3 | 4 | 21 ± 1.414 | 20 (n = 2) |" in markdown
+  assert "| ssgan | 3/3 | 4 | 13 ± 1 | 12 (n = 3) |" in markdown
+
+
+def test_three_seeds_apart_by_more_than_one_std_name_the_better_arm(synthetic):
+  study, workdir, _ = synthetic
+  report = study_report.collect(study, workdir)
+  [c] = report["comparisons"]["fid10k_test"]
+  assert (c["verdict"], c["better"]) == ("beyond_one_std", "ssgan")
+  assert c["difference"] == pytest.approx(23.0 - 13.0)
+
+
+def test_what_a_rerun_would_do(synthetic, tmp_path):
+  study, workdir, _ = synthetic
+  gan, ssgan = study.arms
+  assert study_lib.pending(study, workdir, gan, 0)[0] == []  # Finished and probed.
+  lines = (workdir / "gan" / "seed1" / "metrics.jsonl").read_text().splitlines()
+  (workdir / "gan" / "seed1" / "metrics.jsonl").write_text(lines[0] + "\n")
+  assert study_lib.pending(study, workdir, gan, 1)[0] == [("eval", 4), ("probe", 4)]
+  _fake_run(tmp_path / "other" / "ssgan" / "seed0", 4, {}, final_step=2, samples=False)
+  todo, state = study_lib.pending(study, tmp_path / "other", ssgan, 0)
+  assert todo == [("train", None), ("probe", 4)] and state.step == 2
+  assert study_lib.pending(study, tmp_path / "none", ssgan, 0)[0] == [("train", None),
+                                                                      ("probe", 4)]
+
+
+# ----------------------------------------------------------------------------------------
+# Study files.
+
+
+GOOD = ('study.arms = {"gan": ["%s"]}\nstudy.eval_every = 2\n' % BASELINE)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("study.eval_every = 2\n", r"study\.arms is required"),
+    ('study.arms = {"gan": ["%s"]}\n' % BASELINE, r"study\.eval_every is required"),
+    (GOOD + "study.seed = [1]\n", r"line 3: unknown setting study\.seed; a study file binds"),
+    (GOOD + "train.total_steps = 3\n", r"unknown setting train\.total_steps"),
+    (GOOD + "study.seeds = [0, 0]\n", r"study\.seeds repeats a seed"),
+    (GOOD + "study.seeds = [-1]\n", r"study\.seeds must be a non-empty list of integers"),
+    (GOOD + "study.seeds = @foo\n", r"literal values only, not @foo"),
+    (GOOD + "study.eval_every = 3\n", r"line 3: study\.eval_every is bound twice \(also line 2\)"),
+    (GOOD.replace("= 2", "= 0"), r"study\.eval_every must be an integer >= 1; got 0"),
+    (GOOD + 'include "x.gin"\n', r"study\.\* bindings only \(no include or import\)"),
+    (GOOD + "study.probe_steps = ['last']\n", r"study\.probe_steps must be a list of "
+                                              r"checkpoint steps"),
+    (GOOD + "study.gin_params = ['train.seed = 3']\n",
+     r"binds train\.seed, which the study sets for every run"),
+    (GOOD + "study.gin_params = ['ssgan.z_dim = ']\n", r"bad gin syntax in .*ssgan\.z_dim"),
+    (GOOD + "study.arms = {\n", r"bad gin syntax"),
+    ('study.arms = {"a b": ["%s"]}\nstudy.eval_every = 2\n' % BASELINE,
+     r"arm name 'a b' must be a folder name"),
+    ('study.arms = {"gan": ["ssgan.z_dim = 3"]}\nstudy.eval_every = 2\n',
+     r"study\.arms\['gan'\] must start with a gin file"),
+    ('study.arms = {"gan": ["missing.gin"]}\nstudy.eval_every = 2\n',
+     r"gin file 'missing\.gin' not found \(paths are relative to the directory"),
+    ('study.arms = {"gan": ["%s", "train.eval_every = 5"]}\nstudy.eval_every = 2\n' % BASELINE,
+     r"binds train\.eval_every, which the study sets"),
+    ('study.arms = {"gan": ["%s", "train.total_steps = %%steps"]}\nstudy.eval_every = 2\n'
+     % BASELINE, r"cannot read train\.total_steps as an integer >= 1"),
+])
+def test_a_bad_study_file_is_one_line_naming_the_fix(tmp_path, text, message):
+  path = tmp_path / "bad.gin"
+  path.write_text(text)
+  with pytest.raises(errors.ConfigError) as error:
+    study_lib.load_study(str(path))
+  assert "\n" not in str(error.value)
+  assert re.search(message, str(error.value)), str(error.value)
+
+
+def test_total_steps_come_from_the_arms_files_and_bindings(tmp_path):
+  path = _write_study(tmp_path / "s.gin", {"gan": [BASELINE], "short": [QUICKSTART,
+                                                                        "train.total_steps = 7"]},
+                      [0], [])
+  study = study_lib.load_study(path)
+  # quickstart_baseline.gin includes quickstart.gin, found next to it.
+  with open(QUICKSTART) as f:
+    quickstart_steps = int(re.search(r"^train\.total_steps = (\d+)", f.read(), re.M).group(1))
+  assert [(a.name, a.total_steps) for a in study.arms] == [("gan", quickstart_steps),
+                                                           ("short", 7)]
+
+
+def test_the_cli_prints_one_error_line(tmp_path):
+  path = tmp_path / "bad.gin"
+  path.write_text(GOOD + "study.nope = 1\n")
+  result = subprocess.run(_runner(f"--study={path}", f"--workdir={tmp_path}/w"), env=ENV,
+                          capture_output=True, text=True, timeout=60, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().count("\n") == 0
+  assert result.stderr.startswith("error: ") and "unknown setting study.nope" in result.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def test_the_shipped_studies(monkeypatch):
+  monkeypatch.chdir(ROOT)  # Their paths are relative to the repository root.
+  mnist = study_lib.load_study(os.path.join(ROOT, "studies", "mnist_table1.gin"))
+  assert [a.name for a in mnist.arms] == ["gan", "ssgan"] and mnist.seeds == (0, 1, 2)
+  assert [a.gin_files for a in mnist.arms] == [("gin_configs/quickstart_baseline.gin",),
+                                               ("gin_configs/quickstart.gin",)]
+  assert mnist.metric == "fmd500_test"
+  with open(mnist.path) as f:
+    text = f.read()
+  assert "measured: TODO" in text
+  for optional in ('# "ssgan_sbn": ["gin_configs/quickstart.gin",',
+                   '#               \'networks.generator_normalization = "self_modulated"\'],',
+                   '# "cond_gan": ["gin_configs/quickstart_cond.gin"],'):
+    assert optional in text
+  # Its configs are written by others: parsed without them.
+  cifar = study_lib.load_study(os.path.join(ROOT, "studies", "cifar10_table1.gin"),
+                               check_files=False)
+  assert {a.name: a.gin_files for a in cifar.arms} == {
+      name: (f"gin_configs/cifar10/{name}.gin",) for name in ("gan", "cond_gan", "ssgan",
+                                                                "ssgan_sbn")}
+  assert cifar.metric == "fid10k_test" and cifar.seeds == (0, 1, 2)
+  with open(cifar.path) as f:
+    text = f.read()
+  for expected in ("GAN 19.73 [recalled]", "Cond-GAN 15.60 [recalled]",
+                   "SS-GAN 17.11 [recalled]", "SS-GAN (sBN) 15.65 [verified]"):
+    assert expected in text
