@@ -130,6 +130,31 @@ def test_train_pipeline_resumed_at_a_batch_continues_the_same_stream(mnist):
     np.testing.assert_array_equal(resumed, full[11:])
 
 
+def test_train_pipeline_keeps_small_splits_decoded_and_gives_the_same_stream(mnist,
+                                                                           monkeypatch):
+  cached = as_array(data.train_pipeline(mnist, "test", batch_size=64, seed=4).take(20))
+  monkeypatch.setattr(data, "CACHE_LIMIT_BYTES", 0)
+  decoded_every_pass = data.train_pipeline(mnist, "test", batch_size=64, seed=4)
+  np.testing.assert_array_equal(as_array(decoded_every_pass.take(20)), cached)
+  # What the pipeline was built from: a cache only where allowed.
+  assert not _caches(decoded_every_pass)
+  monkeypatch.undo()
+  assert _caches(data.train_pipeline(mnist, "test", batch_size=64))
+
+
+def _caches(dataset):
+  """Whether `dataset`'s graph (its functions included) has a cache op."""
+  graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())  # pylint: disable=protected-access
+  ops = [node.op for node in graph.node]
+  ops += [node.op for function in graph.library.function for node in function.node_def]
+  return any(op.startswith("CacheDataset") for op in ops)
+
+
+def test_only_imagenet_crops_anew_every_pass():
+  varying = {name for name, spec in data.TFDS_DATASETS.items() if spec.random_train_crops}
+  assert varying == {"imagenet64", "imagenet128"}
+
+
 # ----------------------------------------------------------------------------- errors
 
 def test_unknown_name_lists_the_known_ones():

@@ -22,6 +22,7 @@ from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import eval_lib
+from ssgan_tf.evaluation import metrics
 from ssgan_tf.evaluation import records
 from ssgan_tf.nets import build_networks
 
@@ -201,6 +202,18 @@ def test_evaluation_repeats_and_never_touches_the_training_noise(tiny_model, mni
   assert eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs) == first
   other_seed = eval_lib.compute_metrics(tiny_model, mnist, inception, seed=1, **kwargs)
   assert other_seed[0]["values"] != first[0]["values"]
+
+
+def test_the_classifier_score_of_the_real_images_is_recorded_beside_the_fakes(
+    tiny_model, mnist, inception, tmp_path):
+  kwargs = dict(num_samples=40, batch_size=16, cache_dir=str(tmp_path), num_fake_sets=1)
+  score, fid = eval_lib.compute_metrics(tiny_model, mnist, inception, metrics=("is", "fid"),
+                                        **kwargs)
+  [path] = tf.io.gfile.glob(f"{tmp_path}/real_activations/*.npz")
+  with np.load(path) as real:
+    assert score["real_value"] == pytest.approx(metrics.classifier_score(real["logits"]))
+  assert score["real_value"] != pytest.approx(score["value"])
+  assert "real_value" not in fid  # The real images' FID to themselves says nothing.
 
 
 def test_default_sample_count_is_capped_by_the_split(tiny_model, mnist, inception, tmp_path):

@@ -95,7 +95,8 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
     A list of dicts, one per metric output: metric, value (the mean over the fake
     sets), std (their standard deviation, ddof 0, as compare_gan), runs (how many),
     values (each set's), num_real, num_fake (per set), classifier, generator ("ema" or
-    "raw").
+    "raw"); for a metric that can score real images too (the classifier score), also
+    real_value: its value on `num_samples` images of `split`.
   """
   kind, sampler = _sampler(model, generator)
   if batch_size is None:
@@ -103,7 +104,7 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
         "TPU") else 100
   errors.check_range("evaluation.batch_size", batch_size, minimum=1, integer=True)
   chosen = metrics_lib.get_metrics(metrics)
-  uses_real = any(metric.uses_real for _, metric in chosen)
+  uses_real = any(metric.uses_real or metric.on_real for _, metric in chosen)
   if num_samples is None:
     num_samples = protocols.default_protocol(source.name,
                                              source.num_examples("test")).num_samples
@@ -128,12 +129,16 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
       values[key].append(metric.compute(real, fake))
   records = []
   for key, metric in chosen:
-    for name, per_run in zip(names[key], zip(*values[key])):
-      records.append({"metric": name, "value": float(np.mean(per_run)),
-                      "std": float(np.std(per_run)), "runs": runs,
-                      "values": [float(v) for v in per_run],
-                      "num_real": num if metric.uses_real else 0, "num_fake": num,
-                      "classifier": classifier.name, "generator": kind})
+    on_real = metric.on_real(real) if metric.on_real else [None] * len(names[key])
+    for name, per_run, real_value in zip(names[key], zip(*values[key]), on_real):
+      record = {"metric": name, "value": float(np.mean(per_run)),
+                "std": float(np.std(per_run)), "runs": runs,
+                "values": [float(v) for v in per_run],
+                "num_real": num if metric.uses_real else 0, "num_fake": num,
+                "classifier": classifier.name, "generator": kind}
+      if real_value is not None:
+        record["real_value"] = float(real_value)
+      records.append(record)
   return records
 
 
@@ -250,7 +255,9 @@ def _write(workdir, step, checkpoint, results):
   written = [{"step": int(step), "checkpoint": checkpoint, **result} for result in results]
   records_lib.append_records(workdir, written)
   for record in written:
-    logging.info("step %d: %s = %.5g +- %.2g over %d fake set(s) (%s)", record["step"],
+    real = (f"; real images: {record['real_value']:.5g}"
+            if "real_value" in record else "")
+    logging.info("step %d: %s = %.5g +- %.2g over %d fake set(s) (%s%s)", record["step"],
                  record["metric"], record["value"], record["std"], record["runs"],
-                 record["classifier"])
+                 record["classifier"], real)
   return written

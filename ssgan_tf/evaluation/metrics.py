@@ -36,17 +36,22 @@ class Metric(NamedTuple):
     uses_real: whether it compares with real images (its names then carry the split).
     prefixes: per classifier family ("inception", "mnist"), the name prefix of each
       output, a tuple as long as `compute`'s.
+    on_real: None, or `real -> tuple of floats`: the same outputs computed on the real
+      images, the value a perfect generator would reach (the Inception score of the
+      data), recorded beside the fakes' as `real_value`.
   """
   compute: Callable[[Optional[dict], dict], tuple]
   uses_real: bool
   prefixes: dict
+  on_real: Optional[Callable[[dict], tuple]] = None
 
 
 METRICS = {
     "fid": Metric(lambda real, fake: (frechet_distance(real["pool_3"], fake["pool_3"]),),
                   uses_real=True, prefixes={"inception": ("fid",), "mnist": ("fmd",)}),
     "is": Metric(lambda real, fake: (classifier_score(fake["logits"]),), uses_real=False,
-                 prefixes={"inception": ("is",), "mnist": ("mnist_score",)}),
+                 prefixes={"inception": ("is",), "mnist": ("mnist_score",)},
+                 on_real=lambda real: (classifier_score(real["logits"]),)),
     "kid": Metric(lambda real, fake: kernel_distance(real["pool_3"], fake["pool_3"])[:1],
                   uses_real=True, prefixes={"inception": ("kid",), "mnist": ("kmd",)}),
     "pr": Metric(lambda real, fake: precision_recall_lib.precision_recall(
