@@ -17,6 +17,7 @@ import tiny_nets
 from ssgan_tf import distribute
 from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import nonfinite
 from ssgan_tf import penalties
 from ssgan_tf import rotation
 from ssgan_tf import ssgan
@@ -584,7 +585,9 @@ def _fit_logs(strategy, alpha, beta):
   dataset = tf.data.Dataset.from_tensor_slices(images).batch(BATCH, drop_remainder=True)
   history = model.fit(dataset.repeat(), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
   assert model.g_optimizer.iterations.numpy() == 2
-  return {name: values[-1] for name, values in history.history.items()}
+  logs = {name: values[-1] for name, values in history.history.items()}
+  assert logs.pop(nonfinite.LOG_NAME) == 0  # No non-finite step.
+  return logs
 
 
 @pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
