@@ -117,6 +117,15 @@ def test_each_architecture_conditions_g_on_the_labels():
                           generator_kwargs=g_kwargs, discriminator_kwargs=d_kwargs,
                           conditional=True, num_classes=CLASSES)
     assert g.num_classes == d.num_classes == CLASSES
+    # Every BN is conditional: 2 [K, C] kernels each (sndcgan: C = 128 after the dense
+    # layer, then 16, 8, 4; resnet_cifar: 7 BNs of 4); D's projection is [K, F].
+    bn_channels, features = {"sndcgan": (128 + 16 + 8 + 4, 128),
+                             "resnet_cifar": (7 * 4, 4)}[architecture]
+    count = lambda vs: sum(int(np.prod(v.shape)) for v in vs)  # noqa: E731
+    assert count(v for v in g.trainable_variables if "conditional_batch_norm" in v.path) == (
+        2 * CLASSES * bn_channels)
+    assert not [v for v in g.trainable_variables if v.name in ("gamma", "beta")]  # No plain BN.
+    assert count(d.projection.trainable_variables) == CLASSES * features
     # compare_gan's cBN kernels start near 0: give the classes distinct modulations.
     for v in g.trainable_variables:
       if "conditional_batch_norm" in v.path:
