@@ -308,14 +308,20 @@ def test_every_row_d_scores_carries_its_own_images_label():
   recording = _RecordingDiscriminator(d.trunk, num_classes=CLASSES, name="discriminator")
   recording(tf.zeros((1,) + IMAGE_SHAPE), labels=tf.zeros([1], tf.int32))
   del recording.seen[:]
+  # A penalty that calls D on the step's reals (the gradient penalties call it on
+  # interpolated or perturbed reals) scores them with the reals' labels, as compare_gan's.
+  penalty = losses.Penalty("loss/penalty", 1.0, lambda d, real, fake, rng: d(
+      real, training=True)["logits"], discriminator_calls=1)
   model = ssgan.SSGAN(g, recording, batch=rotation.BatchSizes(BATCH, 1, BATCH), z_dim=Z_DIM,
-                      gan_loss=losses.NON_SATURATING)
+                      gan_loss=losses.NON_SATURATING, penalties=[penalty])
   model.compile(*ssgan.build_optimizers())
   x = {k: tf.constant(v) for k, v in _data(seed=2).items()}
   model.train_step(x)
   n = BATCH // 4  # The last quarter is rotated.
   y, y_fake = x["labels"].numpy(), x["fake_labels"].numpy()
-  (d_rows, d_labels), (g_rows, g_labels) = recording.seen
+  (d_rows, d_labels), (p_rows, p_labels), (g_rows, g_labels) = recording.seen
+  assert p_rows == BATCH
+  np.testing.assert_array_equal(p_labels, y)
   # D step: reals, their 3n rotated copies (labels of the last n), fakes.
   assert d_rows == BATCH + 3 * n + BATCH
   np.testing.assert_array_equal(d_labels, np.concatenate([y, np.tile(y[-n:], 3),
@@ -329,7 +335,7 @@ def test_every_row_d_scores_carries_its_own_images_label():
 
 @pytest.fixture(scope="module")
 def mirrored():
-  return strategies.own_mirrored_strategy(30_000_000)
+  return strategies.own_mirrored_strategy(40_000_000)
 
 
 def _one_device_order(num_replicas, chunks, rows, rotated):
