@@ -386,6 +386,11 @@ def test_generate_samples_labels_from_z_or_takes_them():
   assert np.abs(model.generate(z, other, ema=False).numpy()
                 - model.generate(z, y, ema=False).numpy()).max() > 1e-4
   assert model.sample_labels(3).shape == (3,)
+  # The EMA of a conditional G updates its own BN statistics on the G step's z and labels.
+  statistics = lambda: [v.numpy() for v in model.ema_generator.non_trainable_variables]  # noqa
+  before = statistics()
+  model.train_step({"images": tf.zeros((BATCH,) + IMAGE_SHAPE), "labels": tf.zeros([BATCH])})
+  assert all(np.any(a != b) for a, b in zip(before, statistics()))
 
 
 @pytest.mark.parametrize("num_classes, bindings, match", [
