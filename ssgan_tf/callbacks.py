@@ -20,6 +20,7 @@ from absl import logging
 
 from ssgan_tf import checkpoints
 from ssgan_tf import distribute
+from ssgan_tf import labels as labels_lib
 from ssgan_tf import nonfinite
 from ssgan_tf import workdir as workdir_lib
 
@@ -179,15 +180,24 @@ class ProgressAndSummaries(keras.callbacks.Callback):
 class SampleGrids(keras.callbacks.Callback):
   """Every `every` steps and at the end: a grid of G(fixed z) in eval mode, as
   `samples/fakes_<step>.png` and a TensorBoard image `images/fake`; at the start also
-  `images/real`."""
+  `images/real`.
 
-  def __init__(self, workdir, writer, fixed_z, every, real_images=None):
+  A conditional model's grid has fixed labels too: `fixed_labels` `[N]` int, or by
+  default one class per row (`labels.grid_labels`: row r shows class r mod K, or with
+  more classes than rows, classes spread evenly over 0..K-1).
+  """
+
+  def __init__(self, workdir, writer, fixed_z, every, real_images=None, fixed_labels=None):
     super().__init__()
     self.dir = os.path.join(workdir, workdir_lib.SAMPLES)
     self.writer, self.fixed_z, self.every = writer, fixed_z, every
-    self.real_images = real_images
+    self.real_images, self.fixed_labels = real_images, fixed_labels
 
   def on_train_begin(self, logs=None):
+    num_classes = getattr(self.model, "num_classes", None)
+    if num_classes is not None and self.fixed_labels is None:
+      n = int(self.fixed_z.shape[0])
+      self.fixed_labels = labels_lib.grid_labels(n, num_classes, int(round(math.sqrt(n))))
     tf.io.gfile.makedirs(self.dir)
     if self.real_images is not None:
       with self.writer.as_default(step=self.model.step):
@@ -203,7 +213,8 @@ class SampleGrids(keras.callbacks.Callback):
 
   def _write(self):
     step = self.model.step
-    image = grid(self.model.generate(self.fixed_z))
+    image = grid(self.model.generate(self.fixed_z, **(
+        {} if self.fixed_labels is None else {"labels": self.fixed_labels})))
     tf.io.write_file(os.path.join(self.dir, f"fakes_{step:08d}.png"), tf.io.encode_png(image))
     with self.writer.as_default(step=step):
       tf.summary.image("images/fake", image[None])

@@ -2,8 +2,9 @@
 
 `get_source(name)` (gin: `dataset.*`) returns an `ImageSource`; `source.images(split)`
 yields unbatched `[H, H, C]` float32 images in [-1, 1] (pixel p in 0..255 maps to
-p / 127.5 - 1), optionally with int64 labels; `train_pipeline` shuffles, repeats and
-batches them for training. Every source has the splits "train" and "test".
+p / 127.5 - 1), optionally with int64 labels (`source.label_counts(split)`: how many of
+each); `train_pipeline` shuffles, repeats and batches them (with labels for a conditional
+model) for training. Every source has the splits "train" and "test".
 
 Sources (image shape: source and preprocessing of the uint8 pixels; "train" / "test";
 labels):
@@ -93,6 +94,7 @@ class ImageSource:
 
   def __init__(self, name, image_shape, num_classes):
     self.name, self.image_shape, self.num_classes = name, tuple(image_shape), num_classes
+    self._label_counts = {}  # split -> label_counts(split), counted once.
 
   def images(self, split, with_labels=False):
     """The images of `split`, in a fixed order (ImageNet "train" crops at random).
@@ -122,6 +124,27 @@ class ImageSource:
     that decoded images may be kept and reused."""
     del split
     return True
+
+  def label_counts(self, split):
+    """`[num_classes]` int64 NumPy array: how many images of `split` have each label.
+
+    MNIST and folders count labels they hold in memory; TFDS sources read the split's
+    labels once (images are not decoded: about a second for CIFAR-10's 50k, but every
+    record of ImageNet's 1.28M). Cached per source and split. ConfigError without labels.
+    """
+    self._check_split(split)
+    if self.num_classes is None:
+      raise errors.ConfigError(f"dataset {self.name} has no labels to count.")
+    if split not in self._label_counts:
+      counts = np.bincount(self._labels_of(split), minlength=self.num_classes)
+      counts.flags.writeable = False  # Shared by every caller.
+      self._label_counts[split] = counts
+    return self._label_counts[split]
+
+  def _labels_of(self, split):
+    """All int labels of `split` (NumPy); by default read through `_examples`."""
+    return np.concatenate([labels for _, labels in
+                           self._examples(split).batch(4096).as_numpy_iterator()] or [[]])
 
   def _check_split(self, split):
     if split not in SPLITS:
@@ -181,6 +204,9 @@ class _MnistSource(ImageSource):
 
   def _num_examples(self, split):
     return len(_mnist_arrays()[split][1])
+
+  def _labels_of(self, split):
+    return _mnist_arrays()[split][1]
 
 
 # ------------------------------------------------------------------------------ TFDS
@@ -295,6 +321,12 @@ class _TfdsSource(ImageSource):
     except KeyError:  # Split sizes unknown (no dataset_info.json).
       return None
 
+  def _labels_of(self, split):
+    records = self._builder.as_dataset(split=self._spec.splits[split],
+                                       decoders={"image": tfds.decode.SkipDecoding()})
+    batches = records.map(lambda example: example["label"]).batch(4096)
+    return np.concatenate(list(batches.as_numpy_iterator()) or [[]]).astype(np.int64)
+
 
 # ---------------------------------------------------------------------------- folder
 
@@ -374,6 +406,10 @@ class _FolderSource(ImageSource):
     del split
     return len(self._paths)
 
+  def _labels_of(self, split):
+    del split
+    return np.array(self._labels, np.int64)
+
 
 # ------------------------------------------------------------------------ selection
 
@@ -429,7 +465,8 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
 CACHE_LIMIT_BYTES = 2 * 2**30
 
 
-def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, start_batch=0):
+def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, start_batch=0,
+                   with_labels=False):
   """Endless shuffled batches of `source.images(split)` for training, resumable exactly.
 
   Epoch e (one pass over the split) is shuffled with the seed pair `(seed, e + 1)`, and epochs
@@ -446,13 +483,16 @@ def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, star
     shuffle_buffer: images in the shuffle buffer (compare_gan: 10,000); a data set no
       larger than this is shuffled uniformly.
     start_batch: batches to skip, e.g. the generator steps a resumed run has done.
+    with_labels: elements are `{"images": ..., "labels": [batch_size] int64}` (a
+      conditional model's input); the images are the same as without labels.
 
   Returns:
-    `tf.data.Dataset` of `[batch_size, H, H, C]` float32 images in [-1, 1], static shape.
+    `tf.data.Dataset` of `[batch_size, H, H, C]` float32 images in [-1, 1], static shape
+    (or those dicts).
   """
   if batch_size < 1:
     raise errors.ConfigError(f"batch_size must be >= 1; got {batch_size}.")
-  images = source.images(split)
+  images = source.images(split, with_labels=with_labels)
   per_epoch = source.num_examples(split)
   if per_epoch is None:  # TFDS without split sizes: count once.
     per_epoch = int(images.reduce(0, lambda n, _: n + 1))
@@ -470,12 +510,15 @@ def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, star
         buffer_size=tf.constant(shuffle_buffer, tf.int64), seed=tf.constant(seed, tf.int64),
         seed2=epoch + 1,  # Never (0, 0), which would mean "nondeterministic".
         seed_generator=tf.raw_ops.DummySeedGenerator(),
-        reshuffle_each_iteration=False, output_types=[images.element_spec.dtype],
-        output_shapes=[images.element_spec.shape])
+        reshuffle_each_iteration=False,
+        output_types=[s.dtype for s in tf.nest.flatten(images.element_spec)],
+        output_shapes=[s.shape for s in tf.nest.flatten(images.element_spec)])
     return tf.data.experimental.from_variant(variant, images.element_spec)
 
-  return (tf.data.Dataset.range(first_epoch, 2**62)
-          .flat_map(shuffled_epoch)
-          .skip(offset)
-          .batch(batch_size, drop_remainder=True)
-          .prefetch(tf.data.AUTOTUNE))
+  batches = (tf.data.Dataset.range(first_epoch, 2**62)
+             .flat_map(shuffled_epoch)
+             .skip(offset)
+             .batch(batch_size, drop_remainder=True))
+  if with_labels:
+    batches = batches.map(lambda x, y: {"images": x, "labels": y})
+  return batches.prefetch(tf.data.AUTOTUNE)

@@ -66,7 +66,7 @@ class GeneratorEMA:
     for average, weight in zip(ours, theirs):
       average.assign(weight)  # The average starts at G's initial weights.
 
-  def update(self, generator, step, z):
+  def update(self, generator, step, z, labels=None):
     """Folds G's current weights into the average; call after each G update.
 
     Args:
@@ -74,6 +74,7 @@ class GeneratorEMA:
       step: G's step counter after that update (int tensor or variable).
       z: the G step's noise `[B, z_dim]`: the average runs on it in training mode to
         update its own batch-norm statistics.
+      labels: a conditional G's labels of that step, `[B]` int (None otherwise).
     """
     with tf.name_scope("generator_ema"):
       started = tf.convert_to_tensor(step) > self.start_step
@@ -83,7 +84,11 @@ class GeneratorEMA:
         if average.trainable:
           # With decay 0 this is exactly w: 0 * average + 1 * w.
           average.assign(decay * average + (1.0 - decay) * weight)
-      self.network(z, training=True)  # Its own BN statistics, from the new weights.
+      # Its own BN statistics, from the new weights.
+      if labels is None:
+        self.network(z, training=True)
+      else:
+        self.network(z, labels=labels, training=True)
       for average, weight in pairs:
         if not average.trainable:
           average.assign(tf.where(started, average, weight))

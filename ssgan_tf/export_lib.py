@@ -18,16 +18,28 @@ spectral-norm `u` update):
                       other samples. Feeding that z to serving_default gives the same
                       images. All samples go through G in one batch.
   metadata         no inputs -> the METADATA_FILE fields as scalars (pixel_range
-                   `[2]` float32) plus operative_config (the workdir's gin config).
+                   `[2]` float32; label_counts `[K]` int64) plus operative_config (the
+                   workdir's gin config).
   discriminate     (include_discriminator=True only) images `[N, H, H, C]` float32 in
                    [-1, 1] -> logits `[N]`, rotation_logits `[N, 4]` (rot90 k = 0..3),
                    features `[N, F]` (what the linear probe reads).
+A conditional model's (metadata num_classes = K) signatures differ thus (a signature
+cannot have optional inputs, so the labels have a signature of their own):
+  serving_default  z -> images, images_uint8, and labels `[N]` int32: each row's class,
+                   drawn from the label distribution by a hash of that row of z
+                   (labels.labels_from_z; the same z always gives the same class).
+  with_labels      z `[N, z_dim]` float32, labels `[N]` int32 in 0..K-1 -> images,
+                   images_uint8: G of the given classes.
+  sample           as above, its labels those serving_default gives its z.
+  discriminate     images and labels `[N]` int32 (D's projection reads them).
 Beside the SavedModel, in `assets.extra/` (TF Serving's place for files it does not
 load), for readers without TensorFlow:
   ssgan_metadata.json   z_dim, z_distribution ("normal": N(0, 1); "uniform": U[-1, 1]),
                         resolution, channels, pixel_range, architecture, step, checkpoint;
                         generator: "ema" when what is served is the EMA of G's weights
-                        (ema.py; absent: G itself)
+                        (ema.py; absent: G itself); conditional models: num_classes and,
+                        if the fakes' labels follow the training frequencies,
+                        label_counts (absent: uniform)
   operative_config.gin  the gin config the model was trained with.
 
 An export is written to a temporary directory beside its target and renamed into place
@@ -42,6 +54,7 @@ import os
 import gin
 import tensorflow as tf
 
+from ssgan_tf import labels as labels_lib
 from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.errors import ExportError
@@ -110,15 +123,31 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
     `(module, {signature name: tf.function})`, for `tf.saved_model.save`.
   """
   z_dim, resolution, channels = metadata["z_dim"], metadata["resolution"], metadata["channels"]
+  conditional = getattr(model, "num_classes", None) is not None
   module = tf.Module()
   # Only the tf.Variables behind the Keras variables are saved. (Keras' ExportArchive
   # saves both kinds, which doubles the size of an export.)
   module.generator_variables = [v.value for v in model.sampling_generator.variables]
+  z_spec = tf.TensorSpec([None, z_dim], tf.float32, name="z")
+  labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
 
-  @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
-  def serving_default(z):
-    images = model.generate(z)
+  def images_of(z, labels=None):
+    images = model.generate(z) if labels is None else model.generate(z, labels)
     return {"images": images, "images_uint8": to_uint8(images)}
+
+  if conditional:
+    @tf.function(input_signature=[z_spec])
+    def serving_default(z):
+      labels = labels_lib.labels_from_z(z, model.num_classes, model.label_probabilities)
+      return {**images_of(z, labels), "labels": labels}
+
+    @tf.function(input_signature=[z_spec, labels_spec])
+    def with_labels(z, labels):
+      return images_of(z, labels)
+  else:
+    @tf.function(input_signature=[z_spec])
+    def serving_default(z):
+      return images_of(z)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"),
                                 tf.TensorSpec([], tf.int64, name="seed")])
@@ -130,24 +159,37 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
 
   @tf.function(input_signature=[])
   def metadata_signature():
-    return {key: tf.constant(value, tf.int64 if isinstance(value, int) else None)
+    return {key: tf.constant(value, tf.int64 if _all_ints(value) else None)
             for key, value in constants.items()}
 
   signatures = {"serving_default": serving_default, "sample": sample,
                 "metadata": metadata_signature}
+  if conditional:
+    signatures["with_labels"] = with_labels
   if include_discriminator:
     discriminator = model.discriminator
     module.discriminator_variables = [v.value for v in discriminator.variables]
-
-    @tf.function(input_signature=[tf.TensorSpec([None, resolution, resolution, channels],
-                                                tf.float32, name="images")])
-    def discriminate(images):
-      return discriminator(images, training=False)
+    images_spec = tf.TensorSpec([None, resolution, resolution, channels], tf.float32,
+                                name="images")
+    if conditional:
+      @tf.function(input_signature=[images_spec, labels_spec])
+      def discriminate(images, labels):
+        return discriminator(images, labels=labels, training=False)
+    else:
+      @tf.function(input_signature=[images_spec])
+      def discriminate(images):
+        return discriminator(images, training=False)
 
     signatures["discriminate"] = discriminate
   for name, function in signatures.items():
     setattr(module, name, function)  # Also callable as attributes of the loaded model.
   return module, signatures
+
+
+def _all_ints(value):
+  """An int, or a non-empty list of ints (label_counts): int64 in the metadata signature."""
+  values = value if isinstance(value, list) and value else [value]
+  return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def to_uint8(images):
@@ -156,13 +198,15 @@ def to_uint8(images):
 
 
 class ExportedGenerator:
-  """A loaded export as evaluation sees a model (`generate`, `sample_z`), so that the
-  number a user reports belongs to the artefact they ship.
+  """A loaded export as evaluation sees a model (`generate`, `sample_z`; conditional:
+  `num_classes`, `sample_labels`), so that the number a user reports belongs to the
+  artefact they ship.
 
-  Images come from the export's `serving_default` signature; noise is drawn with the
-  export's recorded z distribution by the same `ssgan.draw_z` as training's, so an
-  export and its checkpoint evaluated with one seed see the same z and give the same
-  metrics (up to float round-off).
+  Images come from the export's `serving_default` signature (`with_labels` when labels are
+  given); noise (and labels) are drawn with the export's recorded z distribution (and
+  label distribution) by the same `ssgan.draw_z` (`labels.draw_labels`) as training's,
+  so an export and its checkpoint evaluated with one seed see the same z and labels and
+  give the same metrics (up to float round-off).
   """
 
   def __init__(self, export_dir):
@@ -172,17 +216,32 @@ class ExportedGenerator:
     with tf.io.gfile.GFile(os.path.join(export_dir, EXTRA_DIR, METADATA_FILE)) as f:
       self.metadata = json.load(f)
     self.z_dim, self.z_distribution = self.metadata["z_dim"], self.metadata["z_distribution"]
+    # Exports of unconditional models (and those from before labels) have no num_classes.
+    self.num_classes = self.metadata.get("num_classes")
+    self.label_probabilities = (
+        labels_lib.probabilities(self.num_classes, self.metadata.get("label_counts"))
+        if self.num_classes else None)
     # What it serves, as `SSGAN.generator_kind`: evaluation names its metrics by it.
     self.generator_kind = self.metadata.get("generator", "raw")
     # The loaded object owns the variables: the signature alone would outlive them.
     self._loaded = tf.saved_model.load(export_dir)
     self._serve = self._loaded.signatures["serving_default"]
 
-  def generate(self, z):
-    return self._serve(z=z)["images"]
+  def generate(self, z, labels=None):
+    if labels is None:
+      return self._serve(z=z)["images"]
+    if self.num_classes is None:
+      raise ValueError("this export is unconditional; it takes no labels.")
+    return self._loaded.signatures["with_labels"](
+        z=z, labels=tf.cast(labels, tf.int32))["images"]
 
   def sample_z(self, num, rng):
     return ssgan.draw_z([num, self.z_dim], self.z_distribution, rng)
+
+  def sample_labels(self, num, rng):
+    if self.num_classes is None:
+      raise ValueError("sample_labels of an unconditional export.")
+    return labels_lib.draw_labels(num, self.num_classes, self.label_probabilities, rng)
 
 
 def load_for_evaluation(export_dir):

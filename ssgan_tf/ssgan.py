@@ -19,13 +19,19 @@ computed and tracked (loss/d, loss/g), not optimized.
 With `ema_decay`, an exponential moving average of G's weights (ema.py) is updated after
 every G step, and `generate` samples from it by default.
 
+Conditional (G and D built with `networks.conditional`, the Cond-GAN baseline; labels.py):
+D scores each real image with its dataset label and each fake with the label G made it
+from, drawn i.i.d. from the model's label distribution; rotated copies keep their image's
+label. alpha = beta = 0 is the paper's Cond-GAN, alpha, beta > 0 compare_gan's conditional
+SS-GAN (with its rotated-fake labels corrected, see `generator_step`).
+
 Losses are per-example vectors reduced once with the GLOBAL count
 (`tf.nn.compute_average_loss`); Keras' optimizers sum gradients over replicas.
 
 The model is the one way to get images out of G: `generate(z)` (eval mode, through
 `sampling_generator`: the EMA of G when there is one; `generate(z, ema=False)`: G), with
 noise from `sample_z` (the training stream, another `tf.random.Generator`, or a stateless
-seed).
+seed), and for a conditional G labels from `sample_labels` (likewise) or from z itself.
 """
 
 import gin
@@ -34,6 +40,7 @@ import tensorflow as tf
 
 from ssgan_tf import ema as ema_lib
 from ssgan_tf import errors
+from ssgan_tf import labels as labels_lib
 from ssgan_tf import losses
 from ssgan_tf import multi_step
 from ssgan_tf import nonfinite
@@ -46,6 +53,7 @@ METRIC_NAMES = ("loss/d", "loss/g", "loss/d_rotation", "loss/g_rotation",
                 "accuracy/d_rotation_real", "accuracy/d_rotation_fake")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 SELF_SUPERVISION = ("rotation_gan", "rotation_only")
+LABEL_DISTRIBUTIONS = ("train", "uniform")
 
 
 def draw_z(shape, distribution, rng=None, seed=None):
@@ -71,8 +79,12 @@ class SSGAN(multi_step.MultiStepTraining):
     {"images": as above, "z": `[(disc_iters + 1) * per_replica_batch, z_dim]`}, noise
       supplied by the input pipeline (compare_gan's features["z"]); rows
       `[i*B, (i+1)*B)` feed D step i, the last B rows the G step.
-  Without "z", noise comes from `self.noise`, a `tf.random.Generator` created in the
-  strategy scope, which gives every replica its own stream.
+  A conditional model's elements are dicts with also
+    "labels": `[disc_iters * per_replica_batch]` int, the real images' labels, and
+      optionally "fake_labels": `[(disc_iters + 1) * per_replica_batch]` int, the fakes'
+      labels, split like z.
+  Without "z" (and "fake_labels"), they come from `self.noise`, a `tf.random.Generator`
+  created in the strategy scope, which gives every replica its own stream.
 
   Spectral norm's `u` advances once per D call with `training=True`, so one generator
   step runs `power_iterations_per_step` power iterations in each SN layer of D.
@@ -85,6 +97,8 @@ class SSGAN(multi_step.MultiStepTraining):
     ema_start_step: generator steps before the averaging starts (the average is G
       until then).
     sampling_generator: what `generate` runs when there is no EMA (default G).
+    label_counts: a conditional G's label distribution: per-class counts (e.g. the
+      training split's), or None for uniform.
   """
 
   def __init__(self, generator, discriminator, *, batch: BatchSizes, z_dim,
@@ -92,11 +106,19 @@ class SSGAN(multi_step.MultiStepTraining):
                rotation_weight_d=1.0, disc_iters=1, z_distribution="normal", seed=0,
                penalties=(), self_supervision="rotation_gan", ema_decay=None,
                ema_start_step=ema_lib.START_STEP, make_generator=None,
-               sampling_generator=None, **kwargs):
+               sampling_generator=None, label_counts=None, **kwargs):
     super().__init__(**kwargs)
     _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
                     z_distribution, self_supervision, penalties)
     self.generator, self.discriminator = generator, discriminator
+    # int K for a conditional model (G and D take labels), None otherwise.
+    self.num_classes = getattr(generator, "num_classes", None)
+    if getattr(discriminator, "num_classes", None) != self.num_classes:
+      raise ValueError("G and D must be both conditional on the same classes, or neither.")
+    self.label_counts = (None if self.num_classes is None or label_counts is None
+                         else tuple(int(c) for c in label_counts))
+    self.label_probabilities = (labels_lib.probabilities(self.num_classes, self.label_counts)
+                                if self.num_classes else None)
     self.self_supervision = self_supervision
     self.ema = None
     if ema_decay is not None:
@@ -120,16 +142,44 @@ class SSGAN(multi_step.MultiStepTraining):
     self.first_nonfinite = nonfinite.FirstNonFiniteStep()
     self(tf.zeros([1, z_dim]))  # Marks the model built, which fit() needs under a strategy.
 
-  def call(self, z, training=False):
-    return self.generator(z, training=training)
+  def call(self, z, labels=None, training=False):
+    return self._run_generator(self.generator, z, labels, training)
 
-  def generate(self, z, ema=True):
+  def generate(self, z, labels=None, ema=True):
     """Images `[N, H, H, C]` float32 in [-1, 1] from `z` `[N, z_dim]`, in eval mode.
 
     What sample grids, evaluation and export all show: `sampling_generator` (the EMA of
     G when the model keeps one); with `ema=False`, G itself.
+
+    Args:
+      z: `[N, z_dim]` float32.
+      labels: a conditional G's `[N]` int labels; None: each row's label is drawn from
+        the label distribution by a hash of that row of z (`labels.labels_from_z`), so
+        images stay a function of z and no random state moves. Unconditional: None.
+      ema: False samples G itself.
     """
-    return (self.sampling_generator if ema else self.generator)(z, training=False)
+    return self._run_generator(self.sampling_generator if ema else self.generator, z,
+                               labels, training=False)
+
+  def _run_generator(self, network, z, labels, training):
+    """`network(z)`, or for a conditional model `network(z, labels=...)`."""
+    if self.num_classes is None:
+      if labels is not None:
+        raise ValueError("this model is unconditional; it takes no labels.")
+      return network(z, training=training)
+    if labels is None:
+      labels = labels_lib.labels_from_z(z, self.num_classes, self.label_probabilities)
+    return network(z, labels=labels, training=training)
+
+  def sample_labels(self, num, rng=None, seed=None):
+    """`[num]` int32 labels of a conditional model, i.i.d. from its label distribution
+    (`labels.draw_labels`); `rng` / `seed` as in `sample_z` (default: this replica's
+    training stream)."""
+    if self.num_classes is None:
+      raise ValueError("sample_labels of an unconditional model.")
+    if seed is None:
+      rng = rng or self.noise
+    return labels_lib.draw_labels(num, self.num_classes, self.label_probabilities, rng, seed)
 
   @property
   def ema_generator(self):
@@ -168,8 +218,14 @@ class SSGAN(multi_step.MultiStepTraining):
   @property
   def info(self):
     """What describes this model apart from its weights (workdirs and exports record it)."""
-    return {"architecture": self.generator.architecture, "z_dim": self.z_dim,
+    info = {"architecture": self.generator.architecture, "z_dim": self.z_dim,
             "z_distribution": self.z_distribution}
+    if self.num_classes is not None:
+      # Only then: unconditional models keep describing themselves as before.
+      info["num_classes"] = self.num_classes
+      if self.label_counts is not None:
+        info["label_counts"] = list(self.label_counts)
+    return info
 
   def compile(self, d_optimizer, g_optimizer, **kwargs):
     # No `optimizer`: Keras would otherwise create an unused default one.
@@ -186,14 +242,16 @@ class SSGAN(multi_step.MultiStepTraining):
     return [*self.trackers.values(), self.first_nonfinite]
 
   def train_step(self, data):
-    real_batches, noise_batches = self._split_step_inputs(data)
+    real_batches, real_labels, noise_batches, fake_labels = self._split_step_inputs(data)
     step_values = []
-    for real, z in zip(real_batches, noise_batches[:-1]):
-      step_values += self._track(self.discriminator_step(real, z))
-    step_values += self._track(self.generator_step(noise_batches[-1]))
+    for real, y_real, z, y_fake in zip(real_batches, real_labels, noise_batches[:-1],
+                                       fake_labels[:-1]):
+      step_values += self._track(self.discriminator_step(real, z, y_real, y_fake))
+    step_values += self._track(self.generator_step(noise_batches[-1], fake_labels[-1]))
     self.first_nonfinite.update_state(self.g_optimizer.iterations, step_values)
     if self.ema:
-      self.ema.update(self.generator, self.g_optimizer.iterations, noise_batches[-1])
+      self.ema.update(self.generator, self.g_optimizer.iterations, noise_batches[-1],
+                      fake_labels[-1])
     logs = {name: tracker.result() for name, tracker in self.trackers.items()}
     logs[nonfinite.LOG_NAME] = self.first_nonfinite.result()
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
@@ -202,14 +260,22 @@ class SSGAN(multi_step.MultiStepTraining):
       logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
     return logs
 
-  def discriminator_step(self, real, z):
-    """One D update on `real` `[B, H, H, C]` and G(z); returns per-replica metrics."""
-    fake = self.generator(z, training=True)  # Outside the tape: no gradient reaches G.
+  def discriminator_step(self, real, z, real_labels=None, fake_labels=None):
+    """One D update on `real` `[B, H, H, C]` and G(z); returns per-replica metrics.
+
+    Conditional: `real_labels` `[B]`, the reals' labels, and `fake_labels` `[B]`, those
+    G(z) is made from; every row D scores carries its own image's label.
+    """
+    # Outside the tape: no gradient reaches G.
+    fake = self._run_generator(self.generator, z, fake_labels, training=True)
     n = self.batch.rotated_per_angle if self.rotation_weight_d else 0
     real_and_rotated = rotation.with_rotations(real, n)
+    row_labels = None
+    if self.num_classes is not None:
+      row_labels = tf.concat([labels_lib.with_rotations(real_labels, n), fake_labels], 0)
     with tf.GradientTape() as tape:
       # One D call on real, rotated real and fake images (D has no batch norm).
-      out = self.discriminator(tf.concat([real_and_rotated, fake], 0), training=True)
+      out = self._discriminate(tf.concat([real_and_rotated, fake], 0), row_labels)
       num_real = tf.shape(real_and_rotated)[0]
       real_logits = out["logits"][:self.batch.per_replica_batch]
       fake_logits = out["logits"][num_real:]
@@ -221,20 +287,31 @@ class SSGAN(multi_step.MultiStepTraining):
         ce, accuracy = self._rotation_terms(rotation_logits, n)
         total += self.rotation_weight_d * self._global_mean(ce, self.batch.rotated_batch_size)
         metrics.update({"loss/d_rotation": ce, "accuracy/d_rotation_real": accuracy})
+      scored = (self.discriminator if self.num_classes is None
+                else _ScoredWithLabels(self.discriminator, real_labels))
       for penalty in self.penalties:
         with tf.name_scope("penalty"):
-          values = penalty.fn(self.discriminator, real, fake, self.noise)
+          values = penalty.fn(scored, real, fake, self.noise)
         total += penalty.weight * self._global_mean(values)
         metrics[penalty.name] = values
     self._apply(self.d_optimizer, tape, total, self.discriminator)
     return metrics
 
-  def generator_step(self, z):
-    """One G update from noise `z` `[B, z_dim]`; returns per-replica metrics."""
+  def generator_step(self, z, fake_labels=None):
+    """One G update from noise `z` `[B, z_dim]` (conditional: and labels `fake_labels`
+    `[B]`); returns per-replica metrics."""
     n = self.batch.rotated_per_angle if self.rotation_weight_g else 0
+    row_labels = None
+    if self.num_classes is not None:
+      # Each fake, rotated or not, is scored with the label that generated it. compare_gan's
+      # conditional SS-GAN (gans/ssgan.py:154-157) gives the rotated fakes the REAL labels
+      # (`sampled_y_rotated = tile(y[-n:])`), a bug; in its nets and ours it changes no
+      # loss (the rotation head reads label-free features, the GAN loss upright rows only),
+      # but any use of those rows' logits would see the wrong class.
+      row_labels = labels_lib.with_rotations(fake_labels, n)
     with tf.GradientTape() as tape:
-      fake = self.generator(z, training=True)
-      out = self.discriminator(rotation.with_rotations(fake, n), training=True)
+      fake = self._run_generator(self.generator, z, fake_labels, training=True)
+      out = self._discriminate(rotation.with_rotations(fake, n), row_labels)
       gan_loss = self.gan_loss.generator(out["logits"][:self.batch.per_replica_batch])
       total = self._gan_term(gan_loss)
       metrics = {"loss/g": gan_loss}
@@ -248,14 +325,34 @@ class SSGAN(multi_step.MultiStepTraining):
   # Helpers of train_step, in the order it uses them.
 
   def _split_step_inputs(self, data):
-    """Per-replica element -> (disc_iters real batches, disc_iters + 1 noise batches)."""
+    """Per-replica element -> (disc_iters real batches, their label batches,
+    disc_iters + 1 noise batches, their fake-label batches); the label batches are None
+    for an unconditional model."""
     images, z = (data["images"], data.get("z")) if isinstance(data, dict) else (data, None)
     rotation.check_square(images)
     b = self.batch.per_replica_batch
-    real_batches = [images[i * b:(i + 1) * b] for i in range(self.disc_iters)]
+    chunks = lambda x, count: [x[i * b:(i + 1) * b] for i in range(count)]
     if z is None:
       z = self.sample_z((self.disc_iters + 1) * b)
-    return real_batches, [z[i * b:(i + 1) * b] for i in range(self.disc_iters + 1)]
+    if self.num_classes is None:
+      return (chunks(images, self.disc_iters), [None] * self.disc_iters,
+              chunks(z, self.disc_iters + 1), [None] * (self.disc_iters + 1))
+    if not isinstance(data, dict) or "labels" not in data:
+      raise errors.DataError("a conditional model trains on {'images', 'labels'} elements "
+                             "(data.train_pipeline(..., with_labels=True)).")
+    real_labels = tf.cast(data["labels"], tf.int32)
+    fake_labels = data.get("fake_labels")
+    if fake_labels is None:
+      fake_labels = self.sample_labels((self.disc_iters + 1) * b)
+    return (chunks(images, self.disc_iters), chunks(real_labels, self.disc_iters),
+            chunks(z, self.disc_iters + 1),
+            chunks(tf.cast(fake_labels, tf.int32), self.disc_iters + 1))
+
+  def _discriminate(self, images, labels):
+    """D in training mode on `images`; a conditional D scores each row with its label."""
+    if labels is None:
+      return self.discriminator(images, training=True)
+    return self.discriminator(images, labels=labels, training=True)
 
   def _gan_term(self, per_example):
     """The GAN loss's part of a total: its global mean, or 0 in rotation_only mode."""
@@ -298,6 +395,21 @@ class SSGAN(multi_step.MultiStepTraining):
     return means
 
 
+class _ScoredWithLabels:
+  """A conditional D as a penalty sees it: called on images alone (real, perturbed real or
+  interpolated rows of the D step), it scores each with that step's real label, as
+  compare_gan's penalties pass y (penalty_lib.py:33-88); anything else is D's."""
+
+  def __init__(self, discriminator, labels):
+    self._discriminator, self._labels = discriminator, labels
+
+  def __call__(self, images, training=False):
+    return self._discriminator(images, labels=self._labels, training=training)
+
+  def __getattr__(self, name):
+    return getattr(self._discriminator, name)
+
+
 def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
                     z_distribution, self_supervision, penalties):
   """One-line ConfigErrors, named after the gin bindings, for settings that cannot work."""
@@ -326,17 +438,24 @@ def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_ite
                              "ssgan.penalty = None.")
 
 
-@gin.configurable("ssgan", denylist=["image_shape", "num_replicas"])
+@gin.configurable("ssgan",
+                  denylist=["image_shape", "num_replicas", "num_classes", "label_counts"])
 def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_saturating",
                 rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
                 rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0,
                 self_supervision="rotation_gan", penalty=None, penalty_weight=1.0,
-                ema_decay=None, ema_start_step=ema_lib.START_STEP):
+                ema_decay=None, ema_start_step=ema_lib.START_STEP, num_classes=None,
+                label_counts=None, label_distribution="train"):
   """Builds G, D and the SSGAN model; call inside `strategy.scope()`.
 
   Args:
     image_shape: `(H, H, C)` of the data.
     num_replicas: `strategy.num_replicas_in_sync`.
+    num_classes: the data's classes (`ImageSource.num_classes`, None if unlabelled);
+      used only by a conditional model (`networks.conditional = True`).
+    label_counts: the training split's per-class counts, or a no-argument callable
+      returning them (called only for a conditional model with label_distribution
+      "train"), for the fakes' label distribution.
     global_batch_size: real images per D step over all replicas (one dataset element
       holds `disc_iters` of these batches).
     gan_loss: "non_saturating" (paper), "hinge", "wasserstein" or "least_squares".
@@ -357,6 +476,10 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     ema_decay: None (no average), or the decay of an EMA of G's weights that sampling,
       evaluation and export then use (ema.py; compare_gan: 0.9999).
     ema_start_step: generator steps before the averaging starts (compare_gan: 40000).
+    label_distribution: a conditional model's fake labels: "train" (i.i.d. from the
+      training split's class frequencies, `label_counts`) or "uniform" (compare_gan's
+      default; the same for balanced data such as CIFAR-10 and our MNIST, and no
+      counting pass over the labels, which for ImageNet reads all 1.28M records).
   """
   # Checked before the (slow) network construction.
   batch = BatchSizes(global_batch_size, num_replicas,
@@ -366,20 +489,30 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
   if ema_decay is not None:
     errors.check_range("ssgan.ema_decay", ema_decay, minimum=0, maximum=1)
     errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
+  if label_distribution not in LABEL_DISTRIBUTIONS:
+    raise errors.ConfigError(f"unknown ssgan.label_distribution {label_distribution!r}; "
+                             f"choose one of {list(LABEL_DISTRIBUTIONS)}.")
 
   def make_generator():
     return build_networks(image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim,
-                          generator_only=True)[0]
+                          generator_only=True, num_classes=num_classes)[0]
 
   generator, discriminator = build_networks(
-      image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim)
+      image_shape, synchronized_bn=num_replicas > 1, z_dim=z_dim, num_classes=num_classes)
+  counts = None
+  if generator.num_classes is not None and label_distribution == "train":
+    counts = label_counts() if callable(label_counts) else label_counts
+    if counts is None:
+      raise errors.ConfigError("ssgan.label_distribution = 'train' needs the training "
+                               "split's label counts; none were given (or set 'uniform').")
   return SSGAN(generator, discriminator, batch=batch, z_dim=z_dim, gan_loss=adversarial_loss,
                rotation_weight_g=rotation_weight_g, rotation_weight_d=rotation_weight_d,
                disc_iters=disc_iters, z_distribution=z_distribution, seed=seed,
                self_supervision=self_supervision,
                penalties=[chosen_penalty] if chosen_penalty else [],
                ema_decay=ema_decay, ema_start_step=ema_start_step,
-               make_generator=make_generator if ema_decay is not None else None)
+               make_generator=make_generator if ema_decay is not None else None,
+               label_counts=counts)
 
 
 @gin.configurable("optimizers")
@@ -404,11 +537,13 @@ def build_optimizers(g_lr=2e-4, d_lr=None, beta_1=0.5, beta_2=0.999, epsilon=1e-
   return d_opt, g_opt
 
 
-def build_model(strategy, image_shape, jit_compile=False):
+def build_model(strategy, image_shape, jit_compile=False, num_classes=None, label_counts=None):
   """The compiled SSGAN (gin: `ssgan.*`, `networks.*`, `optimizers.*`), its variables and
-  optimizers created in `strategy`'s scope."""
+  optimizers created in `strategy`'s scope. `num_classes`, `label_counts`: the data's
+  labels, for a conditional model (`build_ssgan`)."""
   with strategy.scope():
-    model = build_ssgan(image_shape, strategy.num_replicas_in_sync)
+    model = build_ssgan(image_shape, strategy.num_replicas_in_sync, num_classes=num_classes,
+                        label_counts=label_counts)
     d_optimizer, g_optimizer = build_optimizers()
     model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, jit_compile=jit_compile)
   return model

@@ -82,7 +82,9 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   source = data.get_source()
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
   keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
-  model = ssgan.build_model(strategy, source.image_shape, jit_compile)
+  model = ssgan.build_model(strategy, source.image_shape, jit_compile,
+                            num_classes=source.num_classes,
+                            label_counts=lambda: source.label_counts("train"))
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
   lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
   try:
@@ -205,7 +207,8 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
 def _training_data(source, model, seed, start_step):
   """The training batches from generator step `start_step` on (exact resume)."""
   batch = model.batch.global_batch_size * model.disc_iters
-  dataset = data.train_pipeline(source, "train", batch, seed=seed, start_batch=start_step)
+  dataset = data.train_pipeline(source, "train", batch, seed=seed, start_batch=start_step,
+                                with_labels=model.num_classes is not None)
   options = tf.data.Options()
   # Multi-worker: every worker reads the whole pipeline and keeps its share of each batch.
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

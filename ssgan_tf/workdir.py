@@ -4,7 +4,9 @@ Training, evaluation, export and the probe all read and write a workdir through 
 module. A workdir only grows:
   operative_config.gin      every gin parameter of the run, written after its first step
                             (a resumed run with other settings adds operative_config-<step>.gin)
-  model_info.json           image shape, architecture, z_dim, z_distribution
+  model_info.json           image shape, architecture, z_dim, z_distribution; for a
+                            conditional model also num_classes and (label_distribution
+                            "train") label_counts, the fakes' label distribution
   lock.json                 while a trainer runs: its host and pid (workdir_lock.py)
   checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG,
                             the EMA of G (if any) (checkpoints.py: unreadable ones renamed
@@ -94,6 +96,11 @@ def _remove(path):
 
 # Model description.
 
+# Keys model_info.json gained after workdirs existed without them: a saved description
+# that lacks one still describes the configured model. (num_classes is not among them: an
+# unconditional workdir is not a conditional model's, nor the other way round.)
+_ADDED_LATER = ("z_distribution",)
+
 def model_info(model, image_shape):
   """The model_info.json dict of `model` (an SSGAN) trained on `image_shape` images."""
   return {"image_shape": list(image_shape), **model.info}
@@ -112,7 +119,7 @@ def check_model_info(workdir, info, write):
   if tf.io.gfile.exists(path):
     saved = read_model_info(workdir)
     # Workdirs from before z_distribution was recorded describe the same models.
-    if {k: v for k, v in info.items() if k in saved} != saved:
+    if {k: v for k, v in info.items() if k in saved or k not in _ADDED_LATER} != saved:
       raise WorkdirError(
           f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); use "
           f"a new --workdir, or the config it was trained with (its {OPERATIVE_CONFIG}).")
@@ -215,9 +222,13 @@ def restore_for_inference(workdir, checkpoint=None):
   """
   path = checkpoint_path(workdir, checkpoint)
   gin.parse_config_file(os.path.join(workdir, OPERATIVE_CONFIG), skip_unknown=True)
-  image_shape = tuple(read_model_info(workdir)["image_shape"])
+  info = read_model_info(workdir)
+  image_shape = tuple(info["image_shape"])
   precision.set_precision("float32")
-  model = ssgan.build_model(tf.distribute.get_strategy(), image_shape)
+  # A conditional model's classes and label distribution as trained, without the data.
+  model = ssgan.build_model(tf.distribute.get_strategy(), image_shape,
+                            num_classes=info.get("num_classes"),
+                            label_counts=info.get("label_counts"))
   checkpoints.restore(make_checkpoint(model), path)
   return Restored(model, model.step, path, image_shape)
 

@@ -35,6 +35,11 @@ def _image_shape(name):
   return (resolution, resolution, 3)
 
 
+def _num_classes(name):
+  """A dataset's classes (None: unlabelled), known without reading it."""
+  return 10 if name == "mnist" else data.TFDS_DATASETS[name].num_classes
+
+
 def test_configs_are_found():
   names = {os.path.basename(path) for path in CONFIGS}
   assert {"quickstart.gin", "ssgan_cifar10_resnet.gin"} | set(BASELINES) <= names
@@ -46,9 +51,13 @@ def test_config_builds_its_models(path):
   try:
     assert gin.query_parameter("train.total_steps") > 0
     image_shape = _image_shape(gin.query_parameter("dataset.name"))
-    model = ssgan.build_model(tf.distribute.get_strategy(), image_shape)
+    num_classes = _num_classes(gin.query_parameter("dataset.name"))
+    model = ssgan.build_model(tf.distribute.get_strategy(), image_shape,
+                              num_classes=num_classes,
+                              label_counts=[1] * num_classes if num_classes else None)
     assert model.generate(model.sample_z(2)).shape == (2,) + image_shape
-    out = model.discriminator(tf.zeros((2,) + image_shape))
+    labels = {"labels": tf.zeros([2], tf.int32)} if model.num_classes else {}
+    out = model.discriminator(tf.zeros((2,) + image_shape), **labels)
     assert out["logits"].shape == (2,) and out["rotation_logits"].shape == (2, 4)
     assert model.g_optimizer.iterations.numpy() == 0
   finally:
@@ -74,3 +83,14 @@ def test_baseline_is_its_ssgan_config_without_rotation_losses(baseline, parent):
   assert bindings[baseline] - bindings[parent] == {
       "ssgan.rotation_weight_d = 0.0", "ssgan.rotation_weight_g = 0.0"}
   assert len(bindings[parent] - bindings[baseline]) == 2
+
+
+def test_the_conditional_quickstart_is_the_quickstart_with_labels_and_no_rotation_losses():
+  bindings = {}
+  for name in ("quickstart_cond.gin", "quickstart.gin"):
+    _parse(os.path.join(ROOT, "gin_configs", name))
+    bindings[name] = set(gin.config_str().splitlines())
+  gin.clear_config()
+  assert bindings["quickstart_cond.gin"] - bindings["quickstart.gin"] == {
+      "networks.conditional = True", "ssgan.label_distribution = 'train'",
+      "ssgan.rotation_weight_d = 0.0", "ssgan.rotation_weight_g = 0.0"}

@@ -69,30 +69,47 @@ def _heads(features):
   return _dense(features, 1) + _dense(features, 4)
 
 
-def _resnet_cifar_compare_gan_counts(channels, g, d, z_dim, kind, hierarchical=False):
+def _resnet_cifar_compare_gan_counts(channels, g, d, z_dim, kind, hierarchical=False,
+                                     num_classes=None):
+  """`num_classes`: conditional (kind "conditional"): the blocks' cBN reads the one-hot y,
+  or hierarchically [z chunk, y], the final one y; D's projection `[K, d]`, no bias
+  (resnet_cifar.py:76-107, 160-165)."""
   chunk = z_dim // 4 if hierarchical else z_dim  # 3 blocks + the dense layer.
-  gen = _dense(chunk, 4 * 4 * g) + 3 * _g_block(g, g, 3, kind, chunk)
-  gen += _norm(kind, g, z_dim) + _conv(3, g, channels)  # The final norm reads all of z.
+  block_cond = final_cond = z_dim
+  if num_classes:
+    block_cond, final_cond = (chunk + num_classes if hierarchical else num_classes), num_classes
+  elif hierarchical:
+    block_cond = chunk
+  gen = _dense(chunk, 4 * 4 * g) + 3 * _g_block(g, g, 3, kind, block_cond)
+  gen += _norm(kind, g, final_cond) + _conv(3, g, channels)  # Final norm: all of z, or y.
   disc = _d_block(channels, d, 3) + 3 * _d_block(d, d, 3) + _heads(d)
+  disc += num_classes * d if num_classes else 0
   return gen, disc
 
 
-def _resnet5_counts(channels, ch, z_dim, kind):
+def _resnet5_counts(channels, ch, z_dim, kind, num_classes=None):
+  """`num_classes`: every cBN reads the one-hot y; D's projection `[K, F]` (ours:
+  compare_gan's resnet5 D has no project_y)."""
+  cond = num_classes or z_dim
   gm, dm = (8, 8, 4, 4, 2, 1), (1, 2, 4, 4, 8, 8)
   gen = _dense(z_dim, 4 * 4 * ch * gm[0])
-  gen += sum(_g_block(ch * gm[i], ch * gm[i + 1], 3, kind, z_dim) for i in range(5))
-  gen += _norm(kind, ch * gm[5], z_dim) + _conv(3, ch * gm[5], channels)
+  gen += sum(_g_block(ch * gm[i], ch * gm[i + 1], 3, kind, cond) for i in range(5))
+  gen += _norm(kind, ch * gm[5], cond) + _conv(3, ch * gm[5], channels)
   disc = _d_block(channels, ch, 3)
   disc += sum(_d_block(ch * dm[i], ch * dm[i + 1], 3) for i in range(5)) + _heads(ch * dm[5])
+  disc += num_classes * ch * dm[5] if num_classes else 0
   return gen, disc
 
 
-def _resnet_stl_counts(channels, ch, z_dim, kind):
+def _resnet_stl_counts(channels, ch, z_dim, kind, num_classes=None):
+  """As `_resnet5_counts` for `num_classes`."""
+  cond = num_classes or z_dim
   gen = _dense(z_dim, 6 * 6 * 8 * ch)
-  gen += sum(_g_block(a * ch, b * ch, 3, kind, z_dim) for a, b in [(8, 4), (4, 2), (2, 1)])
-  gen += _norm(kind, ch, z_dim) + _conv(3, ch, channels)
+  gen += sum(_g_block(a * ch, b * ch, 3, kind, cond) for a, b in [(8, 4), (4, 2), (2, 1)])
+  gen += _norm(kind, ch, cond) + _conv(3, ch, channels)
   widths = [channels, ch, 2 * ch, 4 * ch, 8 * ch, 16 * ch]
   disc = sum(_d_block(a, b, 3) for a, b in zip(widths, widths[1:])) + _heads(16 * ch)
+  disc += num_classes * 16 * ch if num_classes else 0
   return gen, disc
 
 
@@ -137,8 +154,64 @@ def test_biggan_count_formula_reproduces_compare_gans_published_counts():
                                rotation_head=False) == (70_433_988, 87_982_370)
 
 
+def test_conditional_biggan_128_has_compare_gans_published_parameter_counts():
+  # The real layers: networks.conditional with 1000 classes at compare_gan's BigGAN
+  # settings; D adds only our rotation head [1536 -> 4] to compare_gan's 87,982,370.
+  generator, discriminator = _build("resnet_biggan", 128, 120, conditional=True,
+                                    num_classes=1000)
+  rotation_head = _dense(16 * 96, 4)
+  assert (_count(generator.trainable_weights), _count(discriminator.trainable_weights)) == (
+      70_433_988, 87_982_370 + rotation_head)
+  assert generator.embed_y.kernel.shape == (1000, 128)
+  assert generator.blocks[0].bn1.gamma.kernel.shape == (20 + 128, 16 * 96)  # [z_i, e(y)].
+  assert discriminator.projection.embedding.kernel.shape == (1000, 16 * 96)
+
+
+# Tiny conditional networks: (architecture, resolution, z_dim, G kwargs, D kwargs).
+# (resnet_stl shares resnet5's conditioning code; its formula is checked at one width.)
+TINY_CONDITIONAL = [
+    ("resnet_cifar_compare_gan", 32, 12, {"g_channels": 8, "hierarchical_z": True},
+     {"d_channels": 8}),
+    ("resnet5", 32, 12, {"ch": 4}, {"ch": 4}),
+    ("resnet_biggan", 32, 12, {"ch": 8}, {"ch": 8}),
+]
+
+
+@pytest.mark.parametrize("architecture, resolution, z_dim, g_kwargs, d_kwargs",
+                         TINY_CONDITIONAL)
+def test_tiny_conditional_counts_and_a_pass_reaching_every_variable(
+    architecture, resolution, z_dim, g_kwargs, d_kwargs):
+  k = 5
+  generator, discriminator = _build(architecture, resolution, z_dim, g_kwargs=g_kwargs,
+                                    d_kwargs=d_kwargs, conditional=True, num_classes=k)
+  expected = {
+      "resnet_cifar_compare_gan": lambda: _resnet_cifar_compare_gan_counts(
+          3, 8, 8, z_dim, "conditional", g_kwargs.get("hierarchical_z", False), k),
+      "resnet5": lambda: _resnet5_counts(3, 4, z_dim, "conditional", k),
+      "resnet_stl": lambda: _resnet_stl_counts(3, 4, z_dim, "conditional", k),
+      "resnet_biggan": lambda: _resnet_biggan_counts(32, 3, 8, z_dim, "conditional",
+                                                     labels=(k, 128)),
+  }[architecture]()
+  assert (_count(generator.trainable_weights), _count(discriminator.trainable_weights)) == expected
+  labels = tf.constant([0, 4])
+  z = tf.random.stateless_normal([2, z_dim], seed=[0, 1])
+  with tf.GradientTape() as tape:
+    images = generator(z, labels=labels, training=True)
+    out = discriminator(images, labels=labels, training=True)
+    loss = tf.reduce_sum(out["logits"] * [1.0, -0.7]) + tf.reduce_sum(out["rotation_logits"])
+  variables = generator.trainable_variables + discriminator.trainable_variables
+  grads = tape.gradient(loss, variables)
+  missing = [v.path for v, g in zip(variables, grads) if g is None]
+  assert not missing
+  # Every label-reading weight moves: the cBN maps, the embeddings, the projection.
+  dead = [v.path for v, g in zip(variables, grads)
+          if ("conditional_batch_norm" in v.path or "embed" in v.path)
+          and not np.any(g.numpy())]
+  assert not dead
+
+
 def _build(architecture, resolution, z_dim, normalization="batch_norm", g_kwargs=None,
-           d_kwargs=None, **kwargs):
+           d_kwargs=None, **kwargs):  # kwargs: build_networks'.
   keras.utils.set_random_seed(0)
   return build_networks((resolution, resolution, 3), architecture=architecture, z_dim=z_dim,
                         generator_normalization=normalization, generator_kwargs=g_kwargs,

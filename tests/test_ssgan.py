@@ -418,11 +418,12 @@ def _traced_op_names(model):
   return [op.name for op in graph.get_operations()]
 
 
-def test_the_default_step_traces_no_penalty_and_no_average():
-  # With no penalty and no EMA, train_step is the graph it was before either existed;
-  # each feature's ops live under its own name scope, which the default graph lacks.
+def test_the_default_step_traces_no_penalty_no_average_and_no_labels():
+  # With no penalty, no EMA and no labels, train_step is the graph it was before any of
+  # them existed; each feature's ops live under its own name scope (the labels' one-hot
+  # encodings are "one_hot"), which the default graph lacks.
   default = _traced_op_names(_tiny_ssgan())
-  assert not [n for n in default if "penalty" in n or "generator_ema" in n]
+  assert not [n for n in default if "penalty" in n or "generator_ema" in n or "one_hot" in n]
   penalized = _traced_op_names(_penalized_ssgan(penalties.wgan_gp(1.0)))
   assert [n for n in penalized if "penalty/" in n]
 

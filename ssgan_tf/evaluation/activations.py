@@ -57,18 +57,24 @@ def stream_activations(classifier, image_batches, num):
 
 
 def generated_batches(model, num, batch_size, rng):
-  """Yields `ceil(num / batch_size)` full batches of `model.generate(z)`.
+  """Yields `ceil(num / batch_size)` full batches of `model.generate(z)`, or for a
+  conditional model `model.generate(z, labels)` (labels from the model's label
+  distribution, drawn after each batch's z from the same `rng`).
 
   Args:
-    model: has `generate(z)` and `sample_z(num, rng)` (an `ssgan.SSGAN`).
+    model: has `generate(z)` and `sample_z(num, rng)` (an `ssgan.SSGAN`); a conditional
+      one (`num_classes` not None) also `generate(z, labels)` and
+      `sample_labels(num, rng)`.
     num, batch_size: images wanted, and per generator call.
     rng: the evaluation's own `tf.random.Generator` (not the model's training stream,
       which checkpoints save), so evaluating is reproducible and never perturbs
       training.
   """
   sample = tf.function(model.generate)
+  conditional = getattr(model, "num_classes", None) is not None
   for _ in range(math.ceil(num / batch_size)):
-    yield sample(model.sample_z(batch_size, rng))
+    z = model.sample_z(batch_size, rng)
+    yield sample(z, model.sample_labels(batch_size, rng)) if conditional else sample(z)
 
 
 def real_activations(classifier, source, split, num, batch_size, cache_dir=None):

@@ -147,12 +147,16 @@ class _RawGenerator:
 
   def __init__(self, model):
     self.model = model
+    self.num_classes = getattr(model, "num_classes", None)
 
-  def generate(self, z):
-    return self.model.generate(z, ema=False)
+  def generate(self, z, labels=None):
+    return self.model.generate(z, labels, ema=False)
 
   def sample_z(self, num, rng):
     return self.model.sample_z(num, rng)
+
+  def sample_labels(self, num, rng):
+    return self.model.sample_labels(num, rng)
 
 
 def _sampler(model, generator):

@@ -5,6 +5,14 @@
 `DiscriminatorTrunk` (images in [-1, 1] -> features; `block_outputs(images)`, the list of
 each block's output, for the linear probe), which `Discriminator` wraps with the real/fake
 and rotation heads. G's normalisation is chosen by name (`nets/normalization.py`).
+
+Conditional networks (`networks.conditional = True`, the Cond-GAN baseline): G's BNs
+become class-conditional BN and D gets a projection head; both then take int labels
+`[B]` in 0..num_classes-1 (`G(z, labels=...)`, `D(images, labels=...)`), and carry
+`.num_classes` (None for unconditional networks). An architecture module may set
+`PROJECTION_INITIALIZER` for D's class embedding (resnet_biggan: compare_gan's Glorot).
+Labels are ints at this boundary (what datasets yield and samplers draw); the networks
+one-hot encode them, as compare_gan does before its linear maps.
 """
 
 import gin
@@ -36,11 +44,12 @@ def architecture_module(name):
   return ARCHITECTURES[name]
 
 
-@gin.configurable("networks",
-                  denylist=["image_shape", "synchronized_bn", "z_dim", "generator_only"])
+@gin.configurable("networks", denylist=["image_shape", "synchronized_bn", "z_dim",
+                                         "generator_only", "num_classes"])
 def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED,
                    z_dim=128, d_spectral_norm=True, generator_normalization="batch_norm",
-                   generator_kwargs=None, discriminator_kwargs=None, generator_only=False):
+                   generator_kwargs=None, discriminator_kwargs=None, generator_only=False,
+                   conditional=False, num_classes=None):
   """Builds (G, D) for `image_shape = (H, H, C)` and runs each once to create variables.
 
   Args:
@@ -60,28 +69,68 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
       for resnet_cifar and resnet_cifar_compare_gan, `{"ch": 64}` for resnet5 /
       resnet_stl / resnet_biggan (default 96); see each module.
     generator_only: build G alone (a second G, e.g. for a weight average).
+    conditional: the conditional baseline (Cond-GAN): every BN of G that
+      "batch_norm" selects becomes class-conditional BN (resnet_biggan's final BN stays
+      plain, as compare_gan's), and D adds a projection term `<embed(y), features>` to
+      its logit. Needs `generator_normalization = "batch_norm"` and a labelled dataset.
+    num_classes: the data's classes (`ImageSource.num_classes`; set by `ssgan`); read
+      only when `conditional`.
 
   Returns:
     `(generator, discriminator)`, built Keras models (discriminator None with
     `generator_only`); each records the name of its architecture as `.architecture`
-    (workdirs and exports describe the model by it).
+    (workdirs and exports describe the model by it) and its `.num_classes` (None
+    unless conditional).
   """
   module = architecture_module(architecture)
   resolution, width, channels = image_shape
   if resolution != width:
     raise errors.ConfigError(f"images must be square; got {resolution}x{width}.")
   module.check_resolution(resolution)
+  normalization, classes = _conditioning(conditional, num_classes, generator_normalization)
   generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
-                               normalization=generator_normalization, name="generator",
-                               **(generator_kwargs or {}))
+                               normalization=normalization, name="generator",
+                               **(generator_kwargs or {}), **classes)
   # Subclassed models create variables on their first call (Model.build does not).
-  images = generator(tf.zeros([1, z_dim]))
+  labels = tf.zeros([1], tf.int32) if conditional else None
+  images = generator(tf.zeros([1, z_dim]), **_labels_kwarg(labels))
   generator.architecture = architecture
   if generator_only:
     return generator, None
   trunk = module.DiscriminatorTrunk(spectral_norm=d_spectral_norm,
                                     **(discriminator_kwargs or {}))
-  discriminator = Discriminator(trunk, spectral_norm=d_spectral_norm, name="discriminator")
-  discriminator(images)
+  discriminator = Discriminator(
+      trunk, spectral_norm=d_spectral_norm, name="discriminator",
+      num_classes=num_classes if conditional else None,
+      projection_initializer=getattr(module, "PROJECTION_INITIALIZER", None))
+  discriminator(images, **_labels_kwarg(labels))
   discriminator.architecture = architecture
   return generator, discriminator
+
+
+def _conditioning(conditional, num_classes, generator_normalization):
+  """`(G's normalisation, G's extra kwargs)`; ConfigError where labels cannot be used."""
+  if not conditional:
+    if generator_normalization == "conditional":
+      raise errors.ConfigError(
+          "generator_normalization 'conditional' needs class labels: set "
+          "networks.conditional = True (with a labelled dataset) instead.")
+    return generator_normalization, {}
+  if num_classes is None:
+    raise errors.ConfigError(
+        "networks.conditional = True needs class labels, and this dataset has none; use a "
+        "labelled one (mnist, cifar10, imagenet*, a folder with class subfolders).")
+  errors.check_range("num_classes", num_classes, minimum=1, integer=True)
+  if generator_normalization != "batch_norm":
+    why = {"self_modulated": "compare_gan's self-modulated BN ignores the labels",
+           "none": "a G without BN has nowhere to read them"}.get(generator_normalization,
+                                                              "it is not 'batch_norm'")
+    raise errors.ConfigError(
+        f"networks.conditional = True turns G's BN into class-conditional BN; with "
+        f"generator_normalization {generator_normalization!r} {why}. Set it to 'batch_norm'.")
+  return "conditional", {"num_classes": num_classes}
+
+
+def _labels_kwarg(labels):
+  """`{"labels": labels}`, or nothing for an unconditional network (its call as before)."""
+  return {} if labels is None else {"labels": labels}

@@ -8,9 +8,10 @@ reads only what it needs (compare_gan's `call_with_accepted_args` over `batch_no
                     small MLP (Chen et al., ICLR 2019; compare_gan
                     `arch_ops.self_modulated_batch_norm`, arch_ops.py:370-420).
   "conditional"     BN with per-example gamma(y), beta(y), linear in y (compare_gan
-                    `arch_ops.conditional_batch_norm`, arch_ops.py:423-445). No generator
-                    takes labels yet, so G cannot select it; it is here for the
-                    conditional baseline.
+                    `arch_ops.conditional_batch_norm`, arch_ops.py:423-445). G gets it
+                    in place of "batch_norm" with `networks.conditional = True` (the
+                    Cond-GAN baseline); y is what the architecture conditions on (the
+                    one-hot label, or a z chunk concatenated with an embedded label).
   "none"            the identity (compare_gan `no_batch_norm`).
 
 x is `[B, C]` or `[B, H, W, C]`; z `[B, z_dim]`; y `[B, num_classes]` one-hot (float) or
@@ -155,30 +156,36 @@ NORMALIZERS = {
     "none": (lambda o: NoNormalization(), ()),
 }
 
-# Normalisers G can select: G's call has no labels yet.
+# Normalisers `networks.generator_normalization` selects; "conditional" comes with
+# `networks.conditional = True` instead, which also gives D its projection.
 GENERATOR_NORMALIZERS = tuple(name for name, (_, reads) in NORMALIZERS.items()
                               if "y" not in reads)
 
 
 def generator_factory(name, synchronized=False, momentum=0.9, epsilon=1e-5,
-                      sbn_hidden_units=32, spectral_norm=False):
+                      sbn_hidden_units=32, spectral_norm=False, num_classes=None):
   """A zero-argument callable making a new normaliser of G, a fresh layer each call.
 
   Args:
-    name: one of GENERATOR_NORMALIZERS (`networks.generator_normalization`).
+    name: one of GENERATOR_NORMALIZERS (`networks.generator_normalization`), or
+      "conditional" (G of a conditional model; needs `num_classes`).
     synchronized: statistics over all replicas' batches.
     momentum, epsilon: of the moving statistics and the standardisation.
     sbn_hidden_units: hidden width of the self-modulation MLP (0: linear in z).
-    spectral_norm: spectral norm on the self-modulation MLP (G's spectral norm).
+    spectral_norm: spectral norm on the self-modulation MLP and the conditional BN's
+      linear maps (G's spectral norm, compare_gan's `use_sn`).
+    num_classes: classes of a conditional G (what its int labels one-hot encode to).
   """
-  if name in NORMALIZERS and name not in GENERATOR_NORMALIZERS:
+  if name == "conditional" and num_classes is None:
     raise errors.ConfigError(
-        f"generator_normalization {name!r} needs class labels, which no generator takes yet.")
+        "generator_normalization 'conditional' needs class labels: set "
+        "networks.conditional = True (with a labelled dataset) instead.")
   if name not in NORMALIZERS:
     raise errors.ConfigError(f"unknown generator_normalization {name!r}; "
                              f"choose one of {list(GENERATOR_NORMALIZERS)}.")
   errors.check_range("sbn_hidden_units", sbn_hidden_units, minimum=0, integer=True)
-  options = Options(synchronized, momentum, epsilon, sbn_hidden_units, spectral_norm)
+  options = Options(synchronized, momentum, epsilon, sbn_hidden_units, spectral_norm,
+                    num_classes)
   make = NORMALIZERS[name][0]
   return lambda: make(options)
 
@@ -186,3 +193,26 @@ def generator_factory(name, synchronized=False, momentum=0.9, epsilon=1e-5,
 def reads_z(name):
   """Whether normaliser `name` is conditioned on z."""
   return "z" in NORMALIZERS[name][1]
+
+
+def reads_labels(name):
+  """Whether normaliser `name` is conditioned on class labels (y)."""
+  return "y" in NORMALIZERS[name][1]
+
+
+def one_hot_labels(labels, num_classes, dtype=tf.float32):
+  """A G's class conditioning: int labels `[B]` in 0..num_classes-1 -> one-hot `[B, K]`
+  of `dtype` (compare_gan's `_get_one_hot_labels`). An unconditional G
+  (`num_classes` None) takes no labels and conditions on nothing (None).
+
+  Raises:
+    ValueError: labels missing for a conditional G, or given to an unconditional one.
+  """
+  if num_classes is None:
+    if labels is not None:
+      raise ValueError("this generator is unconditional; it takes no labels.")
+    return None
+  if labels is None:
+    raise ValueError(f"this generator is conditional ({num_classes} classes); pass "
+                     "labels [B] int.")
+  return tf.one_hot(labels, num_classes, dtype=dtype)

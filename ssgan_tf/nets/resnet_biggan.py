@@ -1,5 +1,5 @@
-"""compare_gan's BigGAN ResNet (`architectures/resnet_biggan.py`), unconditional;
-32, 64, 128, 256 or 512 px.
+"""compare_gan's BigGAN ResNet (`architectures/resnet_biggan.py`), unconditional or
+conditional; 32, 64, 128, 256 or 512 px.
 
 G: z -> dense 4x4x(ch*m_0) -> one up-block per doubling, `ch*m_i -> ch*m_{i+1}`
   (m = [4,4,4,4] at 32, [16,16,8,4,2] at 64, [16,16,8,4,2,1] at 128, [16,16,8,8,4,2,1]
@@ -19,9 +19,20 @@ Hierarchical z (resnet_biggan.py:249-258): z in `num_G_blocks + 1` equal chunks,
 first to the dense layer, one to both normalisers of each block. Unconditional,
 compare_gan's blocks then condition on their chunk only (y is None, so `y_per_block` stays
 None): with self-modulated BN each block's MLPs read that chunk; with plain BN the chunks
-would be dropped, so `hierarchical_z=True` needs "self_modulated" here (ConfigError), and
-the default `None` means "on iff the normalisation reads z". z_dim must be divisible by the
+would be dropped, so `hierarchical_z=True` needs "self_modulated" or a conditional G here
+(ConfigError), and the default `None` means "on iff the normalisation reads z or labels".
+z_dim must be divisible by the
 number of chunks (compare_gan: z_dim 120 at 128 px, 6 chunks of 20).
+
+Conditional (`networks.conditional`; compare_gan's biggan_imagenet128.gin): the one-hot
+label is embedded (`embed_y`, default on: a dense `[K, embed_y_dim = 128]` without bias or
+spectral norm, resnet_biggan.py:238-241) and every block's normalisers are
+class-conditional BN reading `concat([z_i, embed(y)])` (hierarchical z, the default for
+conditional BN) or `embed(y)`; the final BN stays plain. D adds the projection
+`<embed_D(y), features>`, embed_D `[K, F]` without bias, Glorot-normal init (compare_gan's
+choice here, resnet_biggan.py:425-431), spectrally normalised with D. At 128 px, z_dim 120,
+ch 96, 1000 classes: G 70,433,988 and D 87,982,370 parameters, compare_gan's published
+counts (resnet_biggan.py:37-40), plus our rotation head (6,148).
 
 Attention: `blocks_with_attention`, comma-separated block names "B1", "B2", ... (compare_gan
 defaults "B4" in G, "B1" in D, = 64x64 at 128 px). `None` means those defaults, ignored where
@@ -31,7 +42,7 @@ must exist. "" means none.
 Pixel ranges: G's `(tanh + 1) / 2` and our map back to [-1, 1] cancel: G returns tanh.
 D maps our [-1, 1] images to compare_gan's [0, 1] first.
 
-Parameters equal compare_gan's unconditional Generator / Discriminator (`embed_y=False`,
+Parameters equal compare_gan's Generator / Discriminator (unconditional: `embed_y=False`,
 `project_y=False`) plus the rotation head `[F -> 4]` of SS-GAN (`gans/ssgan.py:97-101`).
 Not matched: compare_gan's BigGAN config also sets orthogonal init (here N(0, 0.02)),
 `spectral_norm.singular_value = "auto"` (here "left"; same sigma, other u shape), and
@@ -55,6 +66,8 @@ G_MULTIPLIERS = {32: [4, 4, 4, 4], 64: [16, 16, 8, 4, 2], 128: [16, 16, 8, 4, 2,
 D_MULTIPLIERS = {32: [2, 2, 2, 2], 64: [2, 4, 8, 16, 16], 128: [1, 2, 4, 8, 16, 16],
                  256: [1, 2, 4, 8, 8, 16, 16], 512: [1, 1, 2, 4, 8, 8, 16, 16]}
 G_ATTENTION, D_ATTENTION = "B4", "B1"
+# compare_gan initialises D's class embedding Glorot-normal here (resnet_biggan.py:428).
+PROJECTION_INITIALIZER = "glorot_normal"
 
 
 def check_resolution(resolution):
@@ -77,19 +90,24 @@ def _attention_blocks(blocks_with_attention, default, num_blocks, net):
 
 
 class Generator(keras.Model):
-  """`z [B, z_dim]` -> images `[B, R, R, C]` float32 in [-1, 1]."""
+  """`z [B, z_dim]` (and, conditional, `labels [B]` int) -> images `[B, R, R, C]`
+  float32 in [-1, 1]. `embed_y` / `embed_y_dim`: the label embedding of a conditional G
+  (ignored by an unconditional one)."""
 
   def __init__(self, resolution, channels, ch=96, blocks_with_attention=None,
                hierarchical_z=None, normalization="batch_norm", sbn_hidden_units=32,
                spectral_norm=False, bn_momentum=0.9, bn_epsilon=1e-5, synchronized_bn=False,
-               **kwargs):
+               num_classes=None, embed_y=True, embed_y_dim=128, **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     widths = [ch * m for m in G_MULTIPLIERS[resolution]]
     self.num_blocks = len(widths) - 1
     self.seed_channels = widths[0]
     norm = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
-                                   sbn_hidden_units, spectral_norm)
+                                   sbn_hidden_units, spectral_norm, num_classes)
+    self.num_classes = num_classes if norms.reads_labels(normalization) else None
+    self.embed_y = (sn.dense(embed_y_dim, spectral_norm=False, name="embed_y", use_bias=False)
+                    if self.num_classes and embed_y else None)
     self.hierarchical_z = resnet_ops.check_hierarchical_z(
         "resnet_biggan", hierarchical_z, normalization)
     self.fc = sn.dense(4 * 4 * widths[0], spectral_norm)
@@ -102,12 +120,16 @@ class Generator(keras.Model):
                                               bn_epsilon)()
     self.to_image = sn.conv2d(channels, 3, spectral_norm=spectral_norm)
 
-  def call(self, z, training=False):
-    z0, z_per_block = resnet_ops.split_z(z, self.num_blocks, self.hierarchical_z,
-                                         "resnet_biggan")
+  def call(self, z, labels=None, training=False):
+    y = norms.one_hot_labels(labels, self.num_classes)
+    if self.embed_y is not None:
+      y = self.embed_y(y)
+    z0, z_per_block, y_per_block = resnet_ops.split_z(
+        z, self.num_blocks, self.hierarchical_z, "resnet_biggan", y)
     x = tf.reshape(self.fc(z0, training=training), [-1, 4, 4, self.seed_channels])
-    for block, attention, z_block in zip(self.blocks, self.attention, z_per_block):
-      x = block(x, z=z_block, training=training)
+    for block, attention, z_block, y_block in zip(self.blocks, self.attention, z_per_block,
+                                                  y_per_block):
+      x = block(x, z=z_block, y=y_block, training=training)
       if attention is not None:
         x = attention(x, training=training)
     x = tf.nn.relu(self.final_norm(x, training=training))

@@ -40,26 +40,31 @@ class Generator(keras.Model):
   `normalization`: every BN of G (one of `normalization.GENERATOR_NORMALIZERS`); a
   self-modulated one reads the whole z in every block, as compare_gan's resnet_cifar
   without hierarchical z (resnet_cifar.py:80-103).
+  Conditional (`num_classes` set, `normalization="conditional"`, from
+  `networks.conditional`): every BN is class-conditional on the one-hot label; `call`
+  then takes `labels` `[B]` int in 0..num_classes-1.
   """
 
   def __init__(self, resolution, channels, g_channels=256, normalization="batch_norm",
                sbn_hidden_units=32, bn_momentum=0.9, bn_epsilon=1e-5, synchronized_bn=False,
-               **kwargs):
+               num_classes=None, **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     self.g_channels = g_channels
     norm = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
-                                   sbn_hidden_units)
+                                   sbn_hidden_units, num_classes=num_classes)
+    self.num_classes = num_classes if norms.reads_labels(normalization) else None
     self.fc = sn.dense(4 * 4 * g_channels, spectral_norm=False)
     self.blocks = [GeneratorBlock(g_channels, norm) for _ in range(3)]
     self.final_bn = norm()
     self.to_image = sn.conv2d(channels, 3)
 
-  def call(self, z, training=False):
+  def call(self, z, labels=None, training=False):
+    y = norms.one_hot_labels(labels, self.num_classes)
     x = tf.reshape(self.fc(z), [-1, 4, 4, self.g_channels])
     for block in self.blocks:
-      x = block(x, z, training=training)
-    x = tf.nn.relu(self.final_bn(x, z=z, training=training))
+      x = block(x, z, y, training=training)
+    x = tf.nn.relu(self.final_bn(x, z=z, y=y, training=training))
     return tf.cast(tf.tanh(self.to_image(x)), tf.float32)
 
 

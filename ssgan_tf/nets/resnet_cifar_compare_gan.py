@@ -16,9 +16,14 @@ Normalisation: `normalization` (`networks.generator_normalization`) for all 7 BN
 a self-modulated BN reads the whole z, or with `hierarchical_z` (compare_gan's option,
 off by default) z is split in 4 chunks: the first to the dense layer, one to each block,
 the whole z to the final norm (resnet_cifar.py:80-112).
+Conditional (`networks.conditional`; compare_gan's `project_y`, no `embed_y`): every
+normaliser is class-conditional BN, reading the one-hot label y, or with `hierarchical_z`
+`concat([z_i, y])` in block i and y in the final norm (resnet_cifar.py:80-107); D adds
+the projection `<embed(y), features>`, embed `[K, 128]` without bias, N(0, 0.02), SN
+(resnet_cifar.py:160-165).
 
-Parameters equal compare_gan's Generator / Discriminator (no `embed_z`, `embed_y`,
-`project_y`: unconditional) plus SS-GAN's rotation head `[128 -> 4]` (compare_gan
+Parameters equal compare_gan's Generator / Discriminator (no `embed_z`, `embed_y`; the
+conditional ones with `project_y`) plus SS-GAN's rotation head `[128 -> 4]` (compare_gan
 `gans/ssgan.py:97-101`), which our `Discriminator` adds. Widths `g_channels` / `d_channels`
 are fixed at 256 / 128 in compare_gan; here they are arguments with those defaults.
 """
@@ -48,12 +53,13 @@ class Generator(keras.Model):
 
   def __init__(self, resolution, channels, g_channels=256, hierarchical_z=False,
                normalization="batch_norm", sbn_hidden_units=32, bn_momentum=0.9,
-               bn_epsilon=1e-5, synchronized_bn=False, **kwargs):
+               bn_epsilon=1e-5, synchronized_bn=False, num_classes=None, **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     self.g_channels = g_channels
     norm = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
-                                   sbn_hidden_units)
+                                   sbn_hidden_units, num_classes=num_classes)
+    self.num_classes = num_classes if norms.reads_labels(normalization) else None
     self.hierarchical_z = resnet_ops.check_hierarchical_z(
         "resnet_cifar_compare_gan", hierarchical_z, normalization)
     self.fc = sn.dense(4 * 4 * g_channels, spectral_norm=False)
@@ -61,13 +67,14 @@ class Generator(keras.Model):
     self.final_norm = norm()
     self.to_image = sn.conv2d(channels, 3)
 
-  def call(self, z, training=False):
-    z0, z_per_block = resnet_ops.split_z(z, NUM_G_BLOCKS, self.hierarchical_z,
-                                         "resnet_cifar_compare_gan")
+  def call(self, z, labels=None, training=False):
+    y = norms.one_hot_labels(labels, self.num_classes)
+    z0, z_per_block, y_per_block = resnet_ops.split_z(
+        z, NUM_G_BLOCKS, self.hierarchical_z, "resnet_cifar_compare_gan", y)
     x = tf.reshape(self.fc(z0), [-1, 4, 4, self.g_channels])
-    for block, z_block in zip(self.blocks, z_per_block):
-      x = block(x, z=z_block, training=training)
-    x = tf.nn.relu(self.final_norm(x, z=z, training=training))
+    for block, z_block, y_block in zip(self.blocks, z_per_block, y_per_block):
+      x = block(x, z=z_block, y=y_block, training=training)
+    x = tf.nn.relu(self.final_norm(x, z=z, y=y, training=training))
     return tf.cast(resnet_ops.sigmoid_to_symmetric(self.to_image(x)), tf.float32)
 
 

@@ -61,7 +61,8 @@ class GeneratorBlock(keras.layers.Layer):
   """Pre-activation up-block: `[B, H, H, C] -> [B, 2H, 2H, C']`.
 
   `normalization`: a zero-argument factory of normalisers (`normalization.generator_factory`);
-  `z` `[B, z_dim]` reaches both, for those conditioned on it.
+  `z` `[B, z_dim]` and `y` (a conditional G's `[B, K]` one-hot labels) reach both, for
+  those conditioned on them.
   """
 
   def __init__(self, filters, normalization, **kwargs):
@@ -71,9 +72,9 @@ class GeneratorBlock(keras.layers.Layer):
     self.conv2 = sn.conv2d(filters, 3)
     self.shortcut = sn.conv2d(filters, 1)
 
-  def call(self, x, z=None, training=False):
-    h = upsample2x(tf.nn.relu(self.bn1(x, z=z, training=training)))
-    h = tf.nn.relu(self.bn2(self.conv1(h), z=z, training=training))
+  def call(self, x, z=None, y=None, training=False):
+    h = upsample2x(tf.nn.relu(self.bn1(x, z=z, y=y, training=training)))
+    h = tf.nn.relu(self.bn2(self.conv1(h), z=z, y=y, training=training))
     return self.conv2(h) + self.shortcut(upsample2x(x))
 
 
@@ -214,34 +215,50 @@ def sigmoid_to_symmetric(logits):
 
 
 def check_hierarchical_z(architecture, hierarchical_z, normalization):
-  """Resolves `hierarchical_z` (None: on iff the normalisation reads z) and rejects it
-  where G would ignore all but z's first chunk."""
-  reads_z = normalization in norms.NORMALIZERS and norms.reads_z(normalization)
+  """Resolves `hierarchical_z` (None: on iff the normalisation reads z, or the labels,
+  which compare_gan then concatenates with each block's chunk) and rejects it where G
+  would ignore all but z's first chunk."""
+  known = normalization in norms.NORMALIZERS
+  uses_chunks = known and (norms.reads_z(normalization) or norms.reads_labels(normalization))
   if hierarchical_z is None:
-    return reads_z
-  if hierarchical_z and not reads_z:
+    return uses_chunks
+  if hierarchical_z and not uses_chunks:
     raise errors.ConfigError(
         f"{architecture}: hierarchical_z needs a normalisation that reads z "
-        f"('self_modulated'); with {normalization!r} G would use only z's first chunk.")
+        f"('self_modulated') or labels (networks.conditional); with {normalization!r} G "
+        "would use only z's first chunk.")
   return bool(hierarchical_z)
 
 
-def split_z(z, num_blocks, hierarchical, architecture):
-  """compare_gan's z plumbing (resnet_cifar.py:80-103, resnet_biggan.py:249-258).
+def split_z(z, num_blocks, hierarchical, architecture, y=None):
+  """compare_gan's z (and label) plumbing (resnet_cifar.py:76-103,
+  resnet_biggan.py:238-258).
 
-  Returns `(z0, [z_1, ..., z_num_blocks])`: what the first dense layer reads and what each
-  block's normalisers read. Hierarchical: `num_blocks + 1` equal chunks of z; else the
-  whole z everywhere.
+  Args:
+    z: `[B, z_dim]`.
+    num_blocks: G's blocks.
+    hierarchical: split z into chunks.
+    architecture: for the error message.
+    y: a conditional G's conditioning `[B, d]` (one-hot or embedded labels), or None.
+
+  Returns:
+    `(z0, [z_1, ..., z_num_blocks], [y_1, ..., y_num_blocks])`: what the first dense
+    layer reads, and what each block's normalisers read as z and as y. Hierarchical:
+    `num_blocks + 1` equal chunks of z, and (conditional) `y_i = concat([z_i, y])`; else
+    the whole z and y everywhere. `y_i` is None for an unconditional G.
   """
   if not hierarchical:
-    return z, [z] * num_blocks
+    return z, [z] * num_blocks, [y] * num_blocks
   z_dim = z.shape[-1]
   if z_dim % (num_blocks + 1):
     raise errors.ConfigError(
         f"{architecture} with hierarchical_z splits z into {num_blocks + 1} equal chunks; "
         f"z_dim {z_dim} is not divisible by {num_blocks + 1}.")
   chunks = tf.split(z, num_blocks + 1, axis=1)
-  return chunks[0], chunks[1:]
+  z_per_block = chunks[1:]
+  y_per_block = ([None] * num_blocks if y is None
+                 else [tf.concat([zi, tf.cast(y, zi.dtype)], 1) for zi in z_per_block])
+  return chunks[0], z_per_block, y_per_block
 
 
 def block_outputs(blocks, x, training):

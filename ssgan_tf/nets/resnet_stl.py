@@ -32,26 +32,33 @@ def check_resolution(resolution):
 
 
 class Generator(keras.Model):
-  """`z [B, z_dim]` -> images `[B, 48, 48, C]` float32 in [-1, 1]."""
+  """`z [B, z_dim]` -> images `[B, 48, 48, C]` float32 in [-1, 1].
+
+  Conditional (`num_classes`, from `networks.conditional`): every normaliser, the final
+  one included, is class-conditional BN on the one-hot label (compare_gan passes y to
+  them all); `call` then takes `labels` `[B]` int.
+  """
 
   def __init__(self, resolution, channels, ch=64, normalization="batch_norm",
                sbn_hidden_units=32, bn_momentum=0.9, bn_epsilon=1e-5, synchronized_bn=False,
-               **kwargs):
+               num_classes=None, **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     self.seed_channels = 8 * ch
     norm = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
-                                   sbn_hidden_units)
+                                   sbn_hidden_units, num_classes=num_classes)
+    self.num_classes = num_classes if norms.reads_labels(normalization) else None
     self.fc = sn.dense(6 * 6 * self.seed_channels, spectral_norm=False)
     self.blocks = [CompareGanBlock(m * ch, "up", norm) for m in (4, 2, 1)]
     self.final_norm = norm()
     self.to_image = sn.conv2d(channels, 3)
 
-  def call(self, z, training=False):
+  def call(self, z, labels=None, training=False):
+    y = norms.one_hot_labels(labels, self.num_classes)
     x = tf.reshape(self.fc(z), [-1, 6, 6, self.seed_channels])
     for block in self.blocks:
-      x = block(x, z=z, training=training)
-    x = tf.nn.relu(self.final_norm(x, z=z, training=training))
+      x = block(x, z=z, y=y, training=training)
+    x = tf.nn.relu(self.final_norm(x, z=z, y=y, training=training))
     return tf.cast(resnet_ops.sigmoid_to_symmetric(self.to_image(x)), tf.float32)
 
 

@@ -28,18 +28,22 @@ class Generator(keras.Model):
 
   `normalization`: every BN of G (one of `normalization.GENERATOR_NORMALIZERS`); a
   self-modulated one reads the whole z, as compare_gan's sndcgan (sndcgan.py:59-78).
+  Conditional (`num_classes` set, `normalization="conditional"`, from
+  `networks.conditional`): every BN is class-conditional on the one-hot label; `call`
+  then takes `labels` `[B]` int in 0..num_classes-1.
   """
 
   def __init__(self, resolution, channels, base_channels=64, normalization="batch_norm",
                sbn_hidden_units=32, bn_momentum=0.9, bn_epsilon=1e-5, synchronized_bn=False,
-               **kwargs):
+               num_classes=None, **kwargs):
     super().__init__(**kwargs)
     check_resolution(resolution)
     self.bottom = resolution // 8
     self.top_channels = 8 * base_channels
     init = sn.default_initializer()
     bn = norms.generator_factory(normalization, synchronized_bn, bn_momentum, bn_epsilon,
-                                 sbn_hidden_units)
+                                 sbn_hidden_units, num_classes=num_classes)
+    self.num_classes = num_classes if norms.reads_labels(normalization) else None
 
     self.fc = keras.layers.Dense(self.bottom * self.bottom * self.top_channels,
                                  kernel_initializer=init)
@@ -51,11 +55,12 @@ class Generator(keras.Model):
     self.to_image = keras.layers.Conv2DTranspose(channels, 3, 1, padding="same",
                                                  kernel_initializer=init)
 
-  def call(self, z, training=False):
-    x = tf.nn.relu(self.fc_bn(self.fc(z), z=z, training=training))
+  def call(self, z, labels=None, training=False):
+    y = norms.one_hot_labels(labels, self.num_classes)
+    x = tf.nn.relu(self.fc_bn(self.fc(z), z=z, y=y, training=training))
     x = tf.reshape(x, [-1, self.bottom, self.bottom, self.top_channels])
     for deconv, bn in zip(self.deconvs, self.deconv_bns):
-      x = tf.nn.relu(bn(deconv(x), z=z, training=training))
+      x = tf.nn.relu(bn(deconv(x), z=z, y=y, training=training))
     return tf.cast(tf.tanh(self.to_image(x)), tf.float32)
 
 

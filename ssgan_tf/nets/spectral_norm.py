@@ -114,11 +114,15 @@ class SNConv2D(_SpectralNorm):
     return self._add_bias(outputs)
 
 
-def dense(units, spectral_norm, name=None, use_bias=True, bias_initializer="zeros"):
-  """A Dense layer, spectrally normalized iff `spectral_norm`; compare_gan's init."""
+def dense(units, spectral_norm, name=None, use_bias=True, bias_initializer="zeros",
+          kernel_initializer=None):
+  """A Dense layer, spectrally normalized iff `spectral_norm`; compare_gan's init unless
+  `kernel_initializer` is given."""
+  kernel_initializer = kernel_initializer or default_initializer()
   if spectral_norm:
-    return SNDense(units, name=name, use_bias=use_bias, bias_initializer=bias_initializer)
-  return keras.layers.Dense(units, kernel_initializer=default_initializer(), name=name,
+    return SNDense(units, name=name, use_bias=use_bias, bias_initializer=bias_initializer,
+                   kernel_initializer=kernel_initializer)
+  return keras.layers.Dense(units, kernel_initializer=kernel_initializer, name=name,
                             use_bias=use_bias, bias_initializer=bias_initializer)
 
 
