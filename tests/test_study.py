@@ -397,7 +397,7 @@ def test_the_shipped_studies(monkeypatch):
   assert [a.name for a in mnist.arms] == ["gan", "ssgan"] and mnist.seeds == (0, 1, 2)
   assert [a.gin_files for a in mnist.arms] == [("gin_configs/quickstart_baseline.gin",),
                                                ("gin_configs/quickstart.gin",)]
-  assert mnist.metric == "fmd500_test"
+  assert mnist.metric == "fmd500_test_ema"
   with open(mnist.path) as f:
     text = f.read()
   assert "measured: TODO" in text
