@@ -1,9 +1,10 @@
 """gin_configs/: every file parses through the CLI's parser (its `include "base.gin"`
 found next to it whatever the working directory and whatever was parsed before), binds
 the run length, builds its models and optimizers at full size for its dataset's image
-shape (without reading any data), and names its own command, the paper's number and the
-metric in its header; within a dataset folder the arms differ from each other only by
-what makes the arm (the baselines: alpha = beta = 0; sBN: G's normalisation).
+shape (without reading any data; configs that build the same model share one build),
+and names its own command, the paper's number and the metric in its header; within a
+dataset folder the arms differ only by what makes the arm (the baselines: alpha = beta =
+0; sBN: G's normalisation).
 
 (tests/test_every_config.py runs every config end to end at tiny widths.)
 """
@@ -74,19 +75,39 @@ def test_every_table1_cell_has_a_config():
           "quickstart_baseline.gin"} <= names
 
 
+# Bindings that decide what ssgan.build_model builds; configs equal in these and in the
+# image shape (e.g. the 128-px arms of three datasets) build the same model, built once.
+MODEL_KEY_PREFIXES = ("networks.", "ssgan.")
+_BUILT = {}
+
+
+def _build(image_shape):
+  """{generated image shape, D output shapes, G optimizer step} of the gin config's model
+  at `image_shape`, built once per distinct model."""
+  key = (image_shape, tuple(sorted(
+      line for line in gin.config_str().splitlines() if line.startswith(MODEL_KEY_PREFIXES)
+      and not line.startswith("ssgan.rotation_weight"))))
+  if key not in _BUILT:
+    model = ssgan.build_model(tf.distribute.get_strategy(), image_shape)
+    out = model.discriminator(tf.zeros((2,) + image_shape))
+    _BUILT[key] = {"generated": tuple(model.generate(model.sample_z(2)).shape),
+                   "logits": tuple(out["logits"].shape),
+                   "rotation_logits": tuple(out["rotation_logits"].shape),
+                   "g_step": int(model.g_optimizer.iterations.numpy())}
+  return _BUILT[key]
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=_name)
 def test_config_builds_its_models(path):
   _parse(path)
   try:
     assert gin.query_parameter("train.total_steps") > 0
     image_shape = _image_shape(gin.query_parameter("dataset.name"))
-    model = ssgan.build_model(tf.distribute.get_strategy(), image_shape)
-    assert model.generate(model.sample_z(2)).shape == (2,) + image_shape
-    out = model.discriminator(tf.zeros((2,) + image_shape))
-    assert out["logits"].shape == (2,) and out["rotation_logits"].shape == (2, 4)
-    assert model.g_optimizer.iterations.numpy() == 0
+    built = _build(image_shape)
   finally:
     gin.clear_config()
+  assert built == {"generated": (2,) + image_shape, "logits": (2,), "rotation_logits": (2, 4),
+                   "g_step": 0}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=_name)
