@@ -6,6 +6,7 @@ function. Bad input (errors.UserError) ends with a one-line error and exit statu
 other exception is a bug and keeps its traceback.
 """
 
+import contextlib
 import json
 import os
 import tokenize
@@ -85,16 +86,40 @@ def check_gin_syntax(files, params):
                                "bracket or string?)") from None
 
 
-def parse_gin(files, params):
-  """Parses the gin files, then the bindings; one-line errors for missing files and
-  unknown or malformed bindings. Included files are looked up next to each file."""
-  check_gin_syntax(files, params)
-  for path in files:
-    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+@contextlib.contextmanager
+def _includes_next_to(path):
+  """While `path` is parsed, gin finds the files it includes in `path`'s folder first.
+
+  gin looks an `include "x.gin"` up in one process-wide list of prefixes: '' (the
+  working directory) first, then every folder added so far, in order. Appending the
+  folder of each file, as gin's API allows, would let `include "base.gin"` in
+  gin_configs/imagenet128/ssgan.gin read a base.gin in the working directory, or
+  gin_configs/cifar10/base.gin once a CIFAR-10 config had been parsed in the same process
+  (a test, a notebook). gin has no public way to put a folder first, so its list is edited
+  here and restored afterwards.
+  """
+  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
+  saved = list(prefixes)
+  prefixes[:] = [os.path.dirname(os.path.abspath(path))] + saved
   try:
+    yield
+  finally:
+    prefixes[:] = saved
+
+
+def parse_gin(files, params):
+  """One-line ConfigErrors for missing or malformed gin files and bindings, and unknown
+  bindings. A file's includes are looked up next to it first (then in the working
+  directory), whatever the working directory and whatever was parsed before."""
+  check_gin_syntax(files, params)
+  try:
+    for path in files:
+      with _includes_next_to(path):
+        # Absolute: gin then tries no prefix for the file itself, only for its includes.
+        gin.parse_config_file(os.path.abspath(path))
     # Not finalized (locked): configure() binds the other flags afterwards.
-    gin.parse_config_files_and_bindings(files, params, finalize_config=False)
-  except (ValueError, KeyError, SyntaxError) as e:
+    gin.parse_config_files_and_bindings([], params, finalize_config=False)
+  except (ValueError, KeyError, SyntaxError, IOError) as e:
     message = " ".join(str(e).split())
     raise errors.ConfigError(f"bad gin config: {message}") from None
 

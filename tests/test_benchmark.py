@@ -1,5 +1,6 @@
 """tools/benchmark.py end to end on a tiny SNDCGAN: one JSON line with the hardware,
-exact FLOP counts, the time budget, the input-pipeline mode (--data) and one-line errors."""
+exact FLOP counts, the time budget, the input-pipeline mode (--data), the mode that runs
+each architecture at its resolution (--architectures) and one-line errors."""
 
 import json
 import os
@@ -21,7 +22,7 @@ HARDWARE_TYPES = {"cpu_model": (str, type(None)), "cpu_isa": (list, type(None)),
 def run_benchmark(*args, env=None):
   """tools/benchmark.py on the tiny SNDCGAN (CPU only); returns the finished process."""
   command = [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"),
-             "--gin_file", os.path.join(ROOT, "gin_configs", "ssgan_cifar10_resnet.gin"),
+             "--gin_file", os.path.join(ROOT, "gin_configs", "cifar10", "ssgan.gin"),
              *[f"--gin_param={p}" for p in TINY_PARAMS], *args]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **(env or {}))
   return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -100,6 +101,32 @@ def test_data_mode_times_each_source_against_the_step_within_a_spent_budget(tmp_
     assert row["meets_target"] == (row["ratio"] >= 3)
   assert {s["source"] for s in report["skipped"]} >= {"cifar10", "celeb_a"}
   assert all("not prepared" in s["reason"] for s in report["skipped"])
+
+
+def test_architectures_mode_gives_a_line_and_a_table_row_per_architecture():
+  # Two of them, tiny, within a spent budget (1 warm-up + 1 timed step each): sndcgan, and
+  # resnet_stl at its own 48 px. The config's sndcgan widths (TINY_PARAMS) are replaced by
+  # each architecture's tiny ones.
+  result = run_benchmark("--architectures=sndcgan,resnet_stl", "--tiny_widths",
+                         "--warmup=1", "--steps=1", "--max_seconds=0.001")
+  assert result.returncode == 0, result.stderr[-3000:]
+  reports = [json.loads(line) for line in result.stdout.strip().splitlines()]
+  assert [(r["arch"], r["image_shape"]) for r in reports] == [
+      ("sndcgan", [32, 32, 3]), ("resnet_stl", [48, 48, 3])]
+  for report in reports:
+    assert report["g_params"] > 0 and report["d_params"] > 0
+    assert report["flops_per_gen_step"] > 0 and report["steps_measured"] == 1
+    assert (report["global_batch_size"], report["disc_iters"]) == (BATCH, 2)
+  # sndcgan G of width 4 at 32 px: fc z -> 4x4x32 (with bias), deconvs 32 -> 16 -> 8 -> 4
+  # (4x4 kernels, with bias), a BN (scale and offset) after the fc and each deconv, and a
+  # 3x3 transposed conv 4 -> 3 (with bias).
+  fc = Z_DIM * 512 + 512
+  deconvs = sum(16 * c_in * (c_in // 2) + c_in // 2 for c_in in (32, 16, 8))
+  bns = 2 * (512 + 16 + 8 + 4)
+  assert reports[0]["g_params"] == fc + deconvs + bns + 9 * 4 * 3 + 3
+  table = result.stderr[result.stderr.index("| architecture |"):].splitlines()
+  assert [row.split("|")[1].strip() for row in table[2:4]] == ["sndcgan", "resnet_stl"]
+  assert f"{reports[1]['g_params']:,}" in table[3]
 
 
 def test_emulated_bf16_and_bad_flags_end_in_one_line_errors():

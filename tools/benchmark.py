@@ -7,15 +7,27 @@ the strategy scope, under `precision.set_precision`), stepped with Keras' own tr
 function; the data are random images in [-1, 1] (`global_batch_size * disc_iters` per
 step), so the input pipeline costs nothing.
 
-  python tools/benchmark.py --gin_file=gin_configs/ssgan_cifar10_resnet.gin \
+  python tools/benchmark.py --gin_file=gin_configs/cifar10/ssgan.gin \
       --gin_param=ssgan.disc_iters=5 [--precision=mixed_bfloat16] [--xla] \
       [--max_seconds=300] [--peer_script=PATH/peer_mimicry_bench.py] [--profile_dir=DIR]
+  python tools/benchmark.py --gin_file=gin_configs/cifar10/ssgan.gin --architectures=all \
+      --gin_param=ssgan.global_batch_size=16 --gin_param=ssgan.rotated_batch_size=16 \
+      [--max_seconds=60]
   python tools/benchmark.py --gin_file=gin_configs/quickstart.gin --data \
       [--make_folder=2000 | --image_dir=DIR] [--data_dir=TFDS_DIR]
 
 Prints ONE JSON line on stdout (with the CPU model and ISA flags, the GPUs and whether
 they compute bf16 natively: `precision.hardware_summary()`); progress and the profile
 table go to stderr.
+
+--architectures=all (or a comma-separated list of names from nets.ARCHITECTURES): the
+step benchmark once per architecture, each at its own resolution (ARCHITECTURE_RESOLUTIONS:
+32 for the CIFAR nets and sndcgan, 48 resnet_stl, 128 resnet5 and resnet_biggan) with its
+default widths (`--tiny_widths`: small ones, for tests), everything else as the gin
+files say (loss, batch, disc_iters, normalisation); `--max_seconds` is per architecture.
+One JSON line per architecture on stdout (the step report plus `g_params`, `d_params`),
+then a Markdown table on stderr: architecture x {G params, D params, GFLOP per generator
+step, generator steps/s}.
 
 Time budget: warm-up and timed steps together stop at `--max_seconds` (wall clock,
 counted from the first warm-up step; model building and FLOP counting come before it,
@@ -69,6 +81,7 @@ from ssgan_tf import data  # noqa: E402
 from ssgan_tf import distribute  # noqa: E402
 from ssgan_tf import errors  # noqa: E402
 from ssgan_tf import precision  # noqa: E402
+from ssgan_tf import nets  # noqa: E402
 from ssgan_tf import ssgan  # noqa: E402
 # Registers every configurable a config file binds (dataset.*, train.*, ...).
 from ssgan_tf import train_lib  # noqa: E402,F401  pylint: disable=unused-import
@@ -91,7 +104,8 @@ flags.DEFINE_integer("steps", 5, "Timed generator steps (at most: see --max_seco
 flags.DEFINE_float("max_seconds", 300.0,
                    "Wall-clock budget of warm-up + timed steps, in seconds (per step "
                    "timing); at least 1 warm-up and 1 timed step run whatever it is.")
-flags.DEFINE_integer("resolution", 32, "Height = width of the synthetic images.")
+flags.DEFINE_integer("resolution", 32, "Height = width of the synthetic images (not read "
+                     "with --architectures: each has its own).")
 flags.DEFINE_integer("channels", 3, "Channels of the synthetic images.")
 flags.DEFINE_string("peer_script", None,
                     "peer_mimicry_bench.py: after our timing, time torch-mimicry's SSGAN at "
@@ -114,12 +128,31 @@ flags.DEFINE_multi_integer("folder_resolutions", [64, 128],
                            "--data: resolutions (px) at which to time the folder source.")
 flags.DEFINE_string("data_dir", None, "--data: TFDS data directory; every dataset prepared "
                     "there is timed.")
+flags.DEFINE_list("architectures", None, "'all' or architecture names: the step benchmark "
+                  "once per architecture at its own resolution and default widths (see the "
+                  "module docstring).")
+flags.DEFINE_bool("tiny_widths", False, "--architectures: small widths instead of the "
+                  "defaults (for tests).")
 flags.mark_flag_as_required("gin_file")
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3")
 # The networks' name scopes; their gradient ops live under "gradient_tape/<scope>".
 NETWORKS = ("generator", "discriminator")
+# --architectures: each architecture's resolution (the paper's use of it; sndcgan takes any
+# multiple of 8, resnet5 powers of two to 128, resnet_biggan 32 to 512).
+ARCHITECTURE_RESOLUTIONS = {"sndcgan": 32, "resnet_cifar": 32, "resnet_cifar_compare_gan": 32,
+                            "resnet_stl": 48, "resnet5": 128, "resnet_biggan": 128}
+# --architectures --tiny_widths: (generator_kwargs, discriminator_kwargs); resnet_biggan's
+# non-local blocks need C // 8 >= 1 where they sit.
+TINY_WIDTHS = {
+    "sndcgan": ({"base_channels": 4}, {"base_channels": 4}),
+    "resnet_cifar": ({"g_channels": 4}, {"d_channels": 4}),
+    "resnet_cifar_compare_gan": ({"g_channels": 4}, {"d_channels": 4}),
+    "resnet_stl": ({"ch": 1}, {"ch": 1}),
+    "resnet5": ({"ch": 1}, {"ch": 1}),
+    "resnet_biggan": ({"ch": 4}, {"ch": 8}),
+}
 # The torch-mimicry model that is the same network as each of our architectures.
 PEER_MODELS = {"resnet_cifar": "ssgan32"}
 # Environment settings that change the speed, recorded in the report when set.
@@ -140,9 +173,23 @@ def log(message):
 
 
 def parse_gin(files, params):
-  """Parses the configs (their data and training-loop bindings go unused); returns the
-  architecture name."""
-  gin.parse_config_files_and_bindings(files, params)
+  """Parses the configs (their data and training-loop bindings go unused), their
+  `include`s found next to each file as main.py finds them; returns the architecture
+  name.
+
+  (main.parse_gin does this, but importing ssgan_tf.main would define its flags, which
+  clash with these; so the same few lines are here.)
+  """
+  gin.clear_config()
+  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
+  saved = list(prefixes)
+  try:
+    for path in files:
+      prefixes[:] = [os.path.dirname(os.path.abspath(path))] + saved
+      gin.parse_config_file(os.path.abspath(path))
+  finally:
+    prefixes[:] = saved
+  gin.parse_config_files_and_bindings([], params, finalize_config=False)
   return gin.query_parameter("networks.architecture")
 
 
@@ -289,6 +336,13 @@ def check_flags(arch):
   if FLAGS.peer_script and not os.path.isfile(FLAGS.peer_script):
     raise errors.ConfigError(f"--peer_script {FLAGS.peer_script!r} not found; pass the path "
                              "of peer_mimicry_bench.py.")
+  if FLAGS.architectures:
+    architecture_names()  # Unknown names fail here.
+    if FLAGS.data or FLAGS.peer_script or FLAGS.profile_dir:
+      raise errors.ConfigError("--architectures times each architecture's step; drop "
+                               "--data, --peer_script and --profile_dir.")
+  elif FLAGS.tiny_widths:
+    raise errors.ConfigError("--tiny_widths is read with --architectures only.")
   if FLAGS.data:
     if FLAGS.peer_script or FLAGS.profile_dir:
       raise errors.ConfigError("--data times the input pipeline; drop --peer_script and "
@@ -361,9 +415,15 @@ def environment_fields():
   }
 
 
-def step_report(strategy, arch):
-  """The step benchmark: timing, FLOPs, optional profile and peer."""
-  image_shape = (FLAGS.resolution, FLAGS.resolution, FLAGS.channels)
+def trainable_parameters(network):
+  return int(sum(np.prod(w.shape) for w in network.trainable_weights))
+
+
+def step_report(strategy, arch, resolution=None):
+  """The step benchmark: timing, FLOPs, optional profile and peer; at `resolution`
+  (default: --resolution)."""
+  resolution = resolution or FLAGS.resolution
+  image_shape = (resolution, resolution, FLAGS.channels)
   model = ssgan.build_model(strategy, image_shape, FLAGS.xla)
   log("counting FLOPs")
   flops, flops_breakdown = count_flops(strategy, model, image_shape)
@@ -372,7 +432,10 @@ def step_report(strategy, arch):
   timing = time_steps(model, iterator)
   result = {
       "mode": "step", **config_fields(arch, strategy, model),
-      "image_shape": list(image_shape), **timing,
+      "image_shape": list(image_shape),
+      # Trainable weights (D's include the rotation head; the EMA of G is not counted).
+      "g_params": trainable_parameters(model.generator),
+      "d_params": trainable_parameters(model.discriminator), **timing,
       "flops_per_gen_step": flops, "flops_breakdown": flops_breakdown,
       "achieved_gflops": flops * timing["gen_steps_per_sec"] / 1e9,
       **environment_fields(),
@@ -529,6 +592,56 @@ def data_report(strategy, arch):
   }
 
 
+# --architectures.
+
+def architecture_names():
+  if FLAGS.architectures == ["all"]:
+    return list(nets.ARCHITECTURES)
+  unknown = [a for a in FLAGS.architectures if a not in nets.ARCHITECTURES]
+  if unknown:
+    raise errors.ConfigError(f"--architectures: unknown {unknown}; choose 'all' or names "
+                             f"from {sorted(nets.ARCHITECTURES)}.")
+  return list(FLAGS.architectures)
+
+
+def architectures_report(strategy):
+  """The step report of each architecture at its resolution and default (or tiny)
+  widths, as JSON lines on stdout; then a table on stderr. Returns the reports."""
+  reports = []
+  for arch in architecture_names():
+    g_kwargs, d_kwargs = TINY_WIDTHS[arch] if FLAGS.tiny_widths else ({}, {})
+    parse_gin(FLAGS.gin_file, FLAGS.gin_param + [
+        f'networks.architecture = "{arch}"', f"networks.generator_kwargs = {g_kwargs!r}",
+        f"networks.discriminator_kwargs = {d_kwargs!r}"])
+    log(f"--- {arch} at {ARCHITECTURE_RESOLUTIONS[arch]} px")
+    report = step_report(strategy, arch, ARCHITECTURE_RESOLUTIONS[arch])
+    print(json.dumps(report), flush=True)
+    reports.append(report)
+    gc.collect()  # The last model's memory, before the next one is built.
+  log(architectures_table(reports))
+  return reports
+
+
+def architectures_table(reports):
+  """Markdown: architecture x {G params, D params, GFLOP per generator step, steps/s}."""
+  first = reports[0]
+  lines = [
+      f"batch {first['global_batch_size']} (global), disc_iters {first['disc_iters']}, "
+      f"{first['precision']}, {first['replicas']} replica(s); {first.get('cpu_model')}, "
+      f"{first['cpu_count']} cores; GFLOP = 2 x multiply-adds of convs and matmuls, "
+      "forward + backward, of one generator step (disc_iters D updates + 1 G update)",
+      "",
+      "| architecture | resolution | G params | D params | GFLOP / G step "
+      "| G steps/s | s / G step | steps timed |",
+      "|---|---|---|---|---|---|---|---|"]
+  for r in reports:
+    lines.append(
+        f"| {r['arch']} | {r['image_shape'][0]} | {r['g_params']:,} | {r['d_params']:,} "
+        f"| {r['flops_per_gen_step'] / 1e9:,.1f} | {r['gen_steps_per_sec']:.3g} "
+        f"| {r['step_ms_median'] / 1e3:.3g} | {r['steps_measured']} |")
+  return "\n".join(lines)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -540,6 +653,9 @@ def main(argv):
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
     # After the strategy: the bf16 check may list TPU devices, which starts the runtime.
     precision.set_precision(FLAGS.precision, allow_emulated_bf16=FLAGS.allow_emulated_bf16)
+    if FLAGS.architectures:
+      architectures_report(strategy)
+      return
     result = data_report(strategy, arch) if FLAGS.data else step_report(strategy, arch)
   except (errors.UserError, ValueError) as e:
     # Bad input: one line, as main.py does (-v 1 shows the traceback).

@@ -9,7 +9,7 @@
 #   nvidia_smi   the GPU, driver, memory and compute capability, first
 #   setup        Python, TF, whether a venv was made, the port's hardware_summary()
 #   benchmark    tools/benchmark.py for quickstart.gin (sndcgan, MNIST shape 32x32x1) and
-#                ssgan_cifar10_resnet.gin with ssgan.disc_iters=5 (32x32x3), each in
+#                cifar10/ssgan.gin with ssgan.disc_iters=5 (32x32x3), each in
 #                float32, mixed_bfloat16 and float32 + XLA; "result" is its JSON line
 #   train        a ~2-minute real training run of the quickstart (python -m ssgan_tf.main),
 #                its total_steps sized from the quickstart float32 step rate measured above
@@ -202,7 +202,7 @@ fi
 
 # ---------------------------------------------------------------- benchmarks
 QUICKSTART=(--gin_file=gin_configs/quickstart.gin --resolution=32 --channels=1)
-RESNET=(--gin_file=gin_configs/ssgan_cifar10_resnet.gin --gin_param=ssgan.disc_iters=5
+RESNET=(--gin_file=gin_configs/cifar10/ssgan.gin --gin_param=ssgan.disc_iters=5
         --resolution=32 --channels=3)
 if [ "$SMOKE" = 1 ]; then  # Tiny widths and batches: seconds per step on a CPU.
   QUICKSTART+=('--gin_param=networks.generator_kwargs={"base_channels": 8}'
