@@ -264,7 +264,11 @@ def test_export_is_evaluated_with_the_standin(run):
   loaded = tf.saved_model.load(run["export_dir"])
   images = loaded.signatures["sample"](num_samples=tf.constant(2),
                                        seed=tf.constant(0, tf.int64))["images"]
-  out = loaded.signatures["discriminate"](images=images)
+  discriminate = loaded.signatures["discriminate"]
+  # A conditional D scores each image with a label (here class 0).
+  labels = ({"labels": tf.zeros([2], tf.int32)}
+            if "labels" in discriminate.structured_input_signature[1] else {})
+  out = discriminate(images=images, **labels)
   assert images.shape[0] == 2 and float(tf.reduce_max(tf.abs(images))) <= 1.0
   assert out["rotation_logits"].shape == (2, 4)
   print(f"\n{run['name']}: {run['cpu_seconds']:.1f} CPU s")
