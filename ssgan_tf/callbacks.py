@@ -221,9 +221,10 @@ class SampleGrids(keras.callbacks.Callback):
 
 
 def grid(images):
-  """`[N, H, W, C]` in [-1, 1], N a square number -> one uint8 `[rH, rW, C]` image."""
+  """`[N, H, W, C]` in [-1, 1] -> one uint8 `[rH, rW, C]` image of the first r * r, r =
+  floor(sqrt(N)) (N = 8: a 2 x 2 grid)."""
   n, h, w, c = images.shape
-  rows = int(round(math.sqrt(n)))
+  rows = math.isqrt(n)  # The largest square that fits.
   pixels = tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
   pixels = tf.reshape(pixels[:rows * rows], [rows, rows, h, w, c])
   return tf.reshape(tf.transpose(pixels, [0, 2, 1, 3, 4]), [rows * h, rows * w, c])

@@ -100,7 +100,10 @@ flags.DEFINE_bool("xla", False, "Compile the step with XLA (jit_compile=True); o
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0 = TF's default).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = TF's default).")
 flags.DEFINE_integer("warmup", 2, "Untimed generator steps first (tracing, compilation).")
-flags.DEFINE_integer("steps", 5, "Timed generator steps (at most: see --max_seconds).")
+flags.DEFINE_integer("steps", 5, "Timed calls of the train function (at most: see "
+                     "--max_seconds), each --steps_per_execution generator steps.")
+flags.DEFINE_integer("steps_per_execution", 1, "Generator steps per call of the compiled "
+                     "step, as train.steps_per_execution (step times are per step).")
 flags.DEFINE_float("max_seconds", 300.0,
                    "Wall-clock budget of warm-up + timed steps, in seconds (per step "
                    "timing); at least 1 warm-up and 1 timed step run whatever it is.")
@@ -202,7 +205,8 @@ def synthetic_iterator(strategy, model, image_shape):
 
 
 def run_steps(model, iterator, num_steps, deadline=None, min_steps=0):
-  """Runs up to `num_steps` generator steps; returns the seconds of each.
+  """Runs up to `num_steps` calls of the train function (each `model.steps_per_execution`
+  generator steps); returns the seconds per generator step of each call.
 
   Args:
     deadline: a `time.perf_counter()` value: once `min_steps` ran, a step is not started
@@ -218,7 +222,7 @@ def run_steps(model, iterator, num_steps, deadline=None, min_steps=0):
     start = time.perf_counter()
     logs = model.train_function(iterator)
     float(logs["loss/g"])  # Fetching a value waits for the step to finish.
-    seconds.append(time.perf_counter() - start)
+    seconds.append((time.perf_counter() - start) / model.steps_per_execution)
   return seconds
 
 
@@ -427,11 +431,13 @@ def step_report(strategy, arch, resolution=None):
   model = ssgan.build_model(strategy, image_shape, FLAGS.xla)
   log("counting FLOPs")
   flops, flops_breakdown = count_flops(strategy, model, image_shape)
-  model.make_train_function()
+  model.steps_per_execution = FLAGS.steps_per_execution
+  model.make_train_function(force=True)
   iterator = synthetic_iterator(strategy, model, image_shape)
   timing = time_steps(model, iterator)
   result = {
       "mode": "step", **config_fields(arch, strategy, model),
+      "steps_per_execution": model.steps_per_execution,
       "image_shape": list(image_shape),
       # Trainable weights (D's include the rotation head; the EMA of G is not counted).
       "g_params": trainable_parameters(model.generator),
