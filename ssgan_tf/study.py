@@ -64,6 +64,7 @@ import time
 from gin import config_parser
 
 from ssgan_tf import errors
+from ssgan_tf import gin_files
 from ssgan_tf import study_report
 from ssgan_tf.study_report import STUDY_LOG
 from ssgan_tf.study_report import run_dir
@@ -125,16 +126,6 @@ class _Literals(config_parser.ParserDelegate):
     raise errors.ConfigError(f"a study file takes literal values only, not %{macro_name}.")
 
 
-class _SyntaxOnly(config_parser.ParserDelegate):
-  """Reads a training config without knowing its configurables (references are None)."""
-
-  def configurable_reference(self, scoped_name, evaluate):
-    return None
-
-  def macro(self, macro_name):
-    return None
-
-
 def _statements(text, where, delegate):
   """The statements of gin `text`; one-line ConfigError naming `where` on bad syntax."""
   try:
@@ -154,13 +145,12 @@ def _statements(text, where, delegate):
     raise
 
 
-def load_study(path, check_files=True):
-  """Parses and validates a study file; one-line ConfigErrors.
+def load_study(path):
+  """Parses and validates a study file and its arms' gin files (they exist, parse and
+  bind train.total_steps as a number); one-line ConfigErrors.
 
   Args:
     path: the study file (gin syntax, `study.*` bindings only).
-    check_files: also check the arms' gin files (exist, parse, bind train.total_steps as
-      a number); False only parses the study file itself (its arms get total_steps None).
 
   Returns:
     A `Study`.
@@ -219,7 +209,7 @@ def load_study(path, check_files=True):
       for s in probe_steps):
     raise errors.ConfigError(f"{where('probe_steps')} must be a list of checkpoint steps "
                              f"(integers >= 1) and/or 'final'; got {probe_steps!r}.")
-  arms = _parse_arms(values["arms"], where("arms"), tuple(gin_params), check_files)
+  arms = _parse_arms(values["arms"], where("arms"), tuple(gin_params))
   name = os.path.splitext(os.path.basename(path))[0]
   return Study(path=path, name=name, arms=arms, seeds=tuple(seeds), eval_every=eval_every,
                gin_params=tuple(gin_params), metric=metric,
@@ -234,7 +224,7 @@ def _string_list(value, where):
 
 def _check_binding(binding, where):
   """A gin binding string: parses, and binds nothing the study owns."""
-  for statement in _statements(binding, f"{where} binding {binding!r}", _SyntaxOnly()):
+  for statement in _statements(binding, f"{where} binding {binding!r}", gin_files.SyntaxOnly()):
     if not isinstance(statement, config_parser.BindingStatement):
       raise errors.ConfigError(f"{where}: {binding!r} is not a binding; put includes in a "
                                "gin file.")
@@ -244,7 +234,7 @@ def _check_binding(binding, where):
           "study sets for every run (study.seeds, study.eval_every); drop it.")
 
 
-def _parse_arms(arms, where, study_params, check_files):
+def _parse_arms(arms, where, study_params):
   if not isinstance(arms, dict) or not arms:
     raise errors.ConfigError(f"{where} must be a non-empty dict {{name: [gin files..., "
                              f"bindings...]}}; got {arms!r}.")
@@ -268,16 +258,14 @@ def _parse_arms(arms, where, study_params, check_files):
         raise errors.ConfigError(f"{where}[{name!r}]: gin file {binding!r} after a binding; "
                                  "list the files first.")
       _check_binding(binding, f"{where}[{name!r}]")
-    total_steps = None
-    if check_files:
-      total_steps = _total_steps(files, list(study_params) + items, f"{where}[{name!r}]")
+    total_steps = _total_steps(files, list(study_params) + items, f"{where}[{name!r}]")
     parsed.append(Arm(name, tuple(files), tuple(items), total_steps))
   return tuple(parsed)
 
 
 def _total_steps(files, params, where):
   """train.total_steps as the run will see it: the last unscoped binding over the files
-  (their includes first, found next to the including file as main.parse_gin does), then
+  (their includes first, found next to the including file as gin_files.parse does), then
   the bindings."""
   found = [None]
 
@@ -297,12 +285,12 @@ def _total_steps(files, params, where):
       raise errors.ConfigError(f"{where}: gin file {path!r} not found (paths are relative "
                                f"to the directory the study runs from, {os.getcwd()!r}).")
     with open(existing[0]) as f:
-      visit(_statements(f.read(), existing[0], _SyntaxOnly()), existing[0])
+      visit(_statements(f.read(), existing[0], gin_files.SyntaxOnly()), existing[0])
 
   for path in files:
     read_file(path, None)
   for param in params:
-    visit(_statements(param, f"binding {param!r}", _SyntaxOnly()), "--gin_param")
+    visit(_statements(param, f"binding {param!r}", gin_files.SyntaxOnly()), "--gin_param")
   value, source = found[0] or (None, None)
   if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 1:
     raise errors.ConfigError(

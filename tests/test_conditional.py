@@ -30,7 +30,7 @@ from ssgan_tf import errors
 from ssgan_tf import export_lib
 from ssgan_tf import labels
 from ssgan_tf import losses
-from ssgan_tf import main
+from ssgan_tf import gin_files
 from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf import train_lib
@@ -429,7 +429,7 @@ def test_model_info_of_an_unconditional_workdir_refuses_a_conditional_model(tmp_
 
 def _train(workdir, total_steps):
   gin.clear_config()
-  main.parse_gin([QUICKSTART_COND], tiny_bindings(log_every=1) + [  # Resolves its include.
+  gin_files.parse([QUICKSTART_COND], tiny_bindings(log_every=1) + [  # Resolves its include.
       f"train.total_steps = {total_steps}", "train.checkpoint_every = 1",
       "optimizers.g_lr = 0.05"])
   try:

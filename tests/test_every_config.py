@@ -2,7 +2,7 @@
 whole way: it trains 2 steps and checkpoints, resumes and trains a third, exports G and D
 as a SavedModel, and that export is evaluated with a stand-in Inception.
 
-What is real: each config file, parsed by the CLI's parser (main.parse_gin, includes and
+What is real: each config file, parsed by the CLI's parser (gin_files.parse, includes and
 all), trained in-process by `train_lib.train` as `python -m ssgan_tf.main` would, and
 each config's own dataset: TFDS datasets under `tfds.testing.mock_data` (random examples
 of the dataset's features through our real TFDS loading and preprocessing, at its own
@@ -49,7 +49,7 @@ from tiny_runs import ROOT
 from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import export_lib
-from ssgan_tf import main
+from ssgan_tf import gin_files
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import classifiers
@@ -94,7 +94,7 @@ def _name(path):
 def _parse_or_skip(path, params=()):
   gin.clear_config()
   try:
-    main.parse_gin([path], list(params))
+    gin_files.parse([path], list(params))
   except errors.ConfigError as e:
     if any(s in str(e) for s in UNKNOWN_BINDING):
       gin.clear_config()
@@ -140,7 +140,7 @@ def _model_key(path):
   loss is on; None where the config does not parse here."""
   gin.clear_config()
   try:
-    main.parse_gin([path], [])
+    gin_files.parse([path], [])
     lines = tuple(sorted(line for line in gin.config_str().splitlines()
                          if line.startswith(MODEL_KEY_PREFIXES)))
     rotation = bool(_bound("ssgan.rotation_weight_d", 1.0) or

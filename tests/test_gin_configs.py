@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from ssgan_tf import data
 from ssgan_tf import errors
-from ssgan_tf import main
+from ssgan_tf import gin_files
 from ssgan_tf import ssgan
 from ssgan_tf import train_lib  # noqa: F401  (registers the train.* configurable)
 
@@ -52,7 +52,7 @@ def _name(path):
 
 def _parse(path):
   gin.clear_config()
-  main.parse_gin([path], [])
+  gin_files.parse([path], [])
 
 
 def _bindings(name):

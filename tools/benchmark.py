@@ -80,6 +80,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssgan_tf import data  # noqa: E402
 from ssgan_tf import distribute  # noqa: E402
 from ssgan_tf import errors  # noqa: E402
+from ssgan_tf import gin_files  # noqa: E402
 from ssgan_tf import precision  # noqa: E402
 from ssgan_tf import nets  # noqa: E402
 from ssgan_tf import ssgan  # noqa: E402
@@ -176,23 +177,10 @@ def log(message):
 
 
 def parse_gin(files, params):
-  """Parses the configs (their data and training-loop bindings go unused), their
-  `include`s found next to each file as main.py finds them; returns the architecture
-  name.
-
-  (main.parse_gin does this, but importing ssgan_tf.main would define its flags, which
-  clash with these; so the same few lines are here.)
-  """
+  """Parses the configs as main.py does (their data and training-loop bindings go unused);
+  returns the architecture name."""
   gin.clear_config()
-  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
-  saved = list(prefixes)
-  try:
-    for path in files:
-      prefixes[:] = [os.path.dirname(os.path.abspath(path))] + saved
-      gin.parse_config_file(os.path.abspath(path))
-  finally:
-    prefixes[:] = saved
-  gin.parse_config_files_and_bindings([], params, finalize_config=False)
+  gin_files.parse(files, params)
   return gin.query_parameter("networks.architecture")
 
 
