@@ -9,7 +9,8 @@ step), so the input pipeline costs nothing.
 
   python tools/benchmark.py --gin_file=gin_configs/cifar10/ssgan.gin \
       --gin_param=ssgan.disc_iters=5 [--precision=mixed_bfloat16] [--xla] \
-      [--max_seconds=300] [--peer_script=PATH/peer_mimicry_bench.py] [--profile_dir=DIR]
+      [--max_seconds=300] [--peer_script=PATH/peer_mimicry_bench.py] [--profile_dir=DIR] \
+      [--steps_per_execution=K]
   python tools/benchmark.py --gin_file=gin_configs/cifar10/ssgan.gin --architectures=all \
       --gin_param=ssgan.global_batch_size=16 --gin_param=ssgan.rotated_batch_size=16 \
       [--max_seconds=60]
