@@ -23,6 +23,9 @@ import tensorflow_datasets as tfds
 import strategies
 from tiny_runs import ROOT
 from tiny_runs import tiny_bindings
+from test_export import block_means_classifier
+from test_ssgan import _one_device_order
+from test_train_lib import _state
 
 from ssgan_tf import callbacks
 from ssgan_tf import data
@@ -35,7 +38,6 @@ from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
-from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import eval_lib
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import normalization as norms
@@ -338,17 +340,6 @@ def mirrored():
   return strategies.own_mirrored_strategy(40_000_000)
 
 
-def _one_device_order(num_replicas, chunks, rows, rotated):
-  """Row order giving one device the replicas' examples (as in test_ssgan.py): replica r
-  holds slice r; each of its `chunks` batches of `rows` rotates its last `rotated`."""
-  order = []
-  for c in range(chunks):
-    starts = [(r * chunks + c) * rows for r in range(num_replicas)]
-    order += [s + i for s in starts for i in range(rows - rotated)]
-    order += [s + i for s in starts for i in range(rows - rotated, rows)]
-  return np.array(order)
-
-
 def test_two_replicas_take_the_conditional_ssgan_step_of_one_device(mirrored):
   one = _cond_ssgan(optimizers=_sgd)
   with mirrored.scope():
@@ -438,12 +429,6 @@ def _train(workdir, total_steps):
     gin.clear_config()
 
 
-def _state(model):
-  variables = (model.generator.variables + model.discriminator.variables
-               + model.d_optimizer.variables + model.g_optimizer.variables)
-  return [v.numpy() for v in variables] + [model.noise.state.numpy()]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """quickstart_cond, tiny: 2 steps straight (checkpoints 1 and 2); a copy of its workdir
@@ -514,10 +499,7 @@ def test_an_exported_conditional_g_serves_z_alone_or_with_labels(runs, export_di
 
 
 def test_a_conditional_export_evaluates_to_its_checkpoints_numbers(runs, export_dir):
-  network = lambda images: {  # noqa: E731
-      "pool_3": tf.reshape(tf.nn.avg_pool2d(images, 4, 4, "VALID"), [tf.shape(images)[0], -1]),
-      "logits": tf.reshape(tf.nn.avg_pool2d(images, 8, 8, "VALID"), [tf.shape(images)[0], -1])}
-  classifier = classifiers.Classifier(network, name="blocks", family="inception", channels=1)
+  classifier = block_means_classifier()
   try:
     restored = export_lib.load_for_evaluation(export_dir)
     source = restored.source

@@ -294,12 +294,17 @@ def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy):
   assert "discriminate" in tf.saved_model.load(first).signatures
 
 
-def test_an_export_evaluates_to_its_checkpoints_numbers(trained, export_dir):
-  # Features: 4x4 block means of the digits, a 64-D summary every image has.
+def block_means_classifier():
+  """A classifier of 32x32 grey digits whose features are their 4x4 block means (a 64-D
+  summary every image has) and whose "logits" their 8x8 block means."""
   network = lambda images: {  # noqa: E731
       "pool_3": tf.reshape(tf.nn.avg_pool2d(images, 4, 4, "VALID"), [tf.shape(images)[0], -1]),
       "logits": tf.reshape(tf.nn.avg_pool2d(images, 8, 8, "VALID"), [tf.shape(images)[0], -1])}
-  classifier = classifiers.Classifier(network, name="blocks", family="inception", channels=1)
+  return classifiers.Classifier(network, name="blocks", family="inception", channels=1)
+
+
+def test_an_export_evaluates_to_its_checkpoints_numbers(trained, export_dir):
+  classifier = block_means_classifier()
   try:
     restored = export_lib.load_for_evaluation(export_dir)
     source = restored.source
