@@ -337,7 +337,7 @@ def test_every_row_d_scores_carries_its_own_images_label():
 
 @pytest.fixture(scope="module")
 def mirrored():
-  return strategies.own_mirrored_strategy(40_000_000)
+  return strategies.own_mirrored_strategy()
 
 
 def test_two_replicas_take_the_conditional_ssgan_step_of_one_device(mirrored):

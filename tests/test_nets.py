@@ -136,7 +136,7 @@ def test_one_forward_and_backward_pass_with_each_normalization_reaches_every_var
 
 @pytest.fixture(scope="module")
 def mirrored():
-  return strategies.own_mirrored_strategy(30_000_000)
+  return strategies.own_mirrored_strategy()
 
 
 @pytest.mark.parametrize("architecture", ["sndcgan", "resnet_cifar"])

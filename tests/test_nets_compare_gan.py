@@ -360,7 +360,7 @@ def test_biggan_with_spectral_norm_in_g_only_counts_and_passes_forward_and_backw
 
 @pytest.fixture(scope="module")
 def mirrored():
-  return strategies.own_mirrored_strategy(20_000_000)
+  return strategies.own_mirrored_strategy()
 
 
 def _split(strategy, tensor):

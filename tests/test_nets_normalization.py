@@ -26,7 +26,7 @@ def _per_channel(v, x):
 
 @pytest.fixture(scope="module")
 def mirrored():
-  return strategies.own_mirrored_strategy(10_000_000)
+  return strategies.own_mirrored_strategy()
 
 
 def test_plain_batch_norm_is_keras_batch_normalization_with_the_normalisers_signature():

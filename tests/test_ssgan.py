@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import strategies
 import tiny_nets
 
 from ssgan_tf import distribute
@@ -503,9 +504,7 @@ def _replica_values(variable):
 
 @pytest.fixture(scope="module")
 def mirrored():
-  strategy = distribute.make_strategy("mirrored", num_cpu_devices=2)
-  assert strategy.num_replicas_in_sync == 2
-  return strategy
+  return strategies.own_mirrored_strategy()
 
 
 @pytest.mark.parametrize("disc_iters", [1, 2])

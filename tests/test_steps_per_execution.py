@@ -80,7 +80,7 @@ def test_a_run_stopped_inside_an_interval_resumes_exactly(runs):
 
 def test_two_replicas_with_several_steps_per_call_train_as_with_one(tmp_path):
   # Keras' own loop for several steps fails under MirroredStrategy (multi_step.py).
-  strategy = strategies.own_mirrored_strategy(40_000_000)
+  strategy = strategies.own_mirrored_strategy()
   _, one = _train(tmp_path / "one", 4, "train.steps_per_execution = 1", strategy=strategy)
   model, auto = _train(tmp_path / "auto", 4, strategy=strategy)
   assert model.steps_per_execution == 4

@@ -26,6 +26,7 @@ from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf import workdir_lock
 
+import strategies
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
 from tiny_runs import tiny_bindings
@@ -236,8 +237,7 @@ def test_workdir_of_another_model_is_refused_and_left_alone(runs, tmp_path, bind
 
 
 def test_global_batch_not_divisible_by_the_replicas(tmp_path):
-  strategy = tf.distribute.MirroredStrategy(
-      [d.name for d in tf.config.list_logical_devices("CPU")[:2]])
+  strategy = strategies.own_mirrored_strategy()
   with pytest.raises(ValueError) as error:
     _train(tmp_path / "w", 2, "ssgan.global_batch_size = 7", strategy=strategy)
   assert _first_line(error).startswith(
