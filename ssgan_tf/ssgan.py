@@ -42,6 +42,7 @@ from ssgan_tf import ema as ema_lib
 from ssgan_tf import errors
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import losses
+from ssgan_tf import lr_schedule
 from ssgan_tf import multi_step
 from ssgan_tf import nonfinite
 from ssgan_tf import penalties as penalties_lib
@@ -515,12 +516,22 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
                label_counts=counts)
 
 
-@gin.configurable("optimizers")
-def build_optimizers(g_lr=2e-4, d_lr=None, beta_1=0.5, beta_2=0.999, epsilon=1e-8):
+@gin.configurable("optimizers", denylist=["total_steps", "disc_iters"])
+def build_optimizers(total_steps=None, disc_iters=1, g_lr=2e-4, d_lr=None, beta_1=0.5,
+                     beta_2=0.999, epsilon=1e-8, lr_decay="constant", decay_start=0.0):
   """Adam for D and G; `d_lr=None` means `g_lr`.
 
   Defaults are compare_gan's resnet_cifar10 config; epsilon 1e-8 is tf.train.Adam's
   (Keras' default is 1e-7).
+
+  Args:
+    total_steps: generator steps of the whole run (a decay's length), or None when the
+      optimizers will only be restored from a checkpoint.
+    disc_iters: D updates per generator step.
+    lr_decay: "constant", or "linear": both rates fall linearly to 0 over the last
+      `1 - decay_start` of the run (lr_schedule.py; with decay_start 0, SN-GAN's and
+      torch-mimicry's `lr_decay='linear'`; compare_gan keeps the rates constant).
+    decay_start: fraction of the run at the full rates, in [0, 1).
 
   Returns:
     `(d_optimizer, g_optimizer)`; create them inside the strategy scope.
@@ -531,19 +542,26 @@ def build_optimizers(g_lr=2e-4, d_lr=None, beta_1=0.5, beta_2=0.999, epsilon=1e-
   for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
     errors.check_range(f"optimizers.{name}", beta, minimum=0, maximum=1)
   errors.check_range("optimizers.epsilon", epsilon, minimum=0, exclusive_minimum=True)
-  d_opt = keras.optimizers.Adam(g_lr if d_lr is None else d_lr, beta_1, beta_2, epsilon,
-                                name="d_adam")
-  g_opt = keras.optimizers.Adam(g_lr, beta_1, beta_2, epsilon, name="g_adam")
+  def rate(initial, updates_per_step):
+    total = None if total_steps is None else total_steps * updates_per_step
+    return lr_schedule.learning_rate(initial, lr_decay, decay_start, total)
+
+  d_opt = keras.optimizers.Adam(rate(g_lr if d_lr is None else d_lr, disc_iters), beta_1,
+                                beta_2, epsilon, name="d_adam")
+  g_opt = keras.optimizers.Adam(rate(g_lr, 1), beta_1, beta_2, epsilon, name="g_adam")
   return d_opt, g_opt
 
 
-def build_model(strategy, image_shape, jit_compile=False, num_classes=None, label_counts=None):
+def build_model(strategy, image_shape, total_steps=None, jit_compile=False, num_classes=None,
+                label_counts=None):
   """The compiled SSGAN (gin: `ssgan.*`, `networks.*`, `optimizers.*`), its variables and
-  optimizers created in `strategy`'s scope. `num_classes`, `label_counts`: the data's
-  labels, for a conditional model (`build_ssgan`)."""
+  optimizers created in `strategy`'s scope. `total_steps`: generator steps of the run to
+  train (a learning-rate decay's length); None for a model that only restores a
+  checkpoint. `num_classes`, `label_counts`: the data's labels, for a conditional model
+  (`build_ssgan`)."""
   with strategy.scope():
     model = build_ssgan(image_shape, strategy.num_replicas_in_sync, num_classes=num_classes,
                         label_counts=label_counts)
-    d_optimizer, g_optimizer = build_optimizers()
+    d_optimizer, g_optimizer = build_optimizers(total_steps, model.disc_iters)
     model.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, jit_compile=jit_compile)
   return model

@@ -21,6 +21,7 @@ from ssgan_tf import checkpoints
 from ssgan_tf import data
 from ssgan_tf import distribute
 from ssgan_tf import errors
+from ssgan_tf import lr_schedule
 from ssgan_tf import preemption
 from ssgan_tf import progress
 from ssgan_tf import precision as precision_lib
@@ -82,7 +83,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   source = data.get_source()
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
   keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
-  model = ssgan.build_model(strategy, source.image_shape, jit_compile,
+  model = ssgan.build_model(strategy, source.image_shape, total_steps, jit_compile,
                             num_classes=source.num_classes,
                             label_counts=lambda: source.label_counts("train"))
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
@@ -182,7 +183,8 @@ def _device_kind(strategy):
 
 def resume(checkpoint, model, workdir, set_aside_unreadable):
   """Restores the workdir's newest readable checkpoint, if any, keeping the configured
-  learning rates (so that a run can resume with lower ones, e.g. after a divergence).
+  learning rates (so that a run can resume with lower ones, e.g. after a divergence; a
+  decaying rate is no checkpoint variable: it follows the configured schedule anyway).
   Every worker resumes from the chief's checkpoints, so that all start equal.
 
   Args:
@@ -192,10 +194,16 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     set_aside_unreadable: rename unreadable newer checkpoints out of the way of the
       CheckpointManager (checkpoints.quarantine; the chief only: it owns the files).
   """
-  optimizers = (model.d_optimizer, model.g_optimizer)
+  optimizers = [o for o in (model.d_optimizer, model.g_optimizer)
+                if not lr_schedule.is_scheduled(o)]
   learning_rates = [float(o.learning_rate.numpy()) for o in optimizers]
   ckpt_dir = workdir_lib.checkpoint_dir(workdir)
-  path, unreadable = checkpoints.restore_newest_readable(checkpoint, ckpt_dir)
+  try:
+    path, unreadable = checkpoints.restore_newest_readable(checkpoint, ckpt_dir)
+  except checkpoints.CheckpointMismatchError as e:
+    lr_schedule.check_same_kind(e.path, {"d_optimizer": model.d_optimizer,
+                                         "g_optimizer": model.g_optimizer})
+    raise
   if unreadable and set_aside_unreadable:
     checkpoints.quarantine(unreadable, ckpt_dir, restored=path)
   if path:

@@ -261,6 +261,11 @@ def flops_by_part(graph):
   return dict(sorted(parts.items()))
 
 
+def _steps_timed():
+  """Generator steps a benchmark runs at most (a learning-rate decay's length)."""
+  return (FLAGS.warmup + FLAGS.steps) * FLAGS.steps_per_execution
+
+
 def count_flops(strategy, model, image_shape):
   """FLOPs of one generator step (`train_step`: disc_iters D updates + 1 G update) over
   all replicas; and of one D update and one G update by part, with totals."""
@@ -417,7 +422,7 @@ def step_report(strategy, arch, resolution=None):
   (default: --resolution)."""
   resolution = resolution or FLAGS.resolution
   image_shape = (resolution, resolution, FLAGS.channels)
-  model = ssgan.build_model(strategy, image_shape, FLAGS.xla)
+  model = ssgan.build_model(strategy, image_shape, _steps_timed(), FLAGS.xla)
   log("counting FLOPs")
   flops, flops_breakdown = count_flops(strategy, model, image_shape)
   model.steps_per_execution = FLAGS.steps_per_execution
@@ -513,7 +518,7 @@ def time_step_at(strategy, image_shape):
   when its architecture cannot be built at that shape."""
   log(f"step timing at {image_shape}")
   try:
-    model = ssgan.build_model(strategy, image_shape, FLAGS.xla)
+    model = ssgan.build_model(strategy, image_shape, _steps_timed(), FLAGS.xla)
   except ValueError as e:  # E.g. resnet_cifar at 64 px; also errors.ConfigError.
     return None, str(e).strip().splitlines()[0]
   model.make_train_function()
