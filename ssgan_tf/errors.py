@@ -49,14 +49,14 @@ class TrainingDiverged(UserError):
 
 
 def check_range(name, value, *, minimum=None, maximum=None, integer=False,
-                exclusive_minimum=False):
+                exclusive_minimum=False, exclusive_maximum=False):
   """Returns `value` if it is a number in range, else raises a one-line ConfigError.
 
   Args:
     name: the binding or argument as the user writes it, e.g. "train.log_every".
     value: the value read.
-    minimum, maximum: inclusive bounds (None: unbounded); `exclusive_minimum` makes the
-      lower bound exclusive (e.g. a learning rate > 0).
+    minimum, maximum: inclusive bounds (None: unbounded); `exclusive_minimum` and
+      `exclusive_maximum` make them exclusive (e.g. a learning rate > 0).
     integer: the value must be an int (bool is not accepted).
   """
   kind = "an integer" if integer else "a number"
@@ -64,9 +64,10 @@ def check_range(name, value, *, minimum=None, maximum=None, integer=False,
   if isinstance(value, bool) or not is_number or value != value:  # NaN != NaN.
     raise ConfigError(f"{name} must be {kind}; got {value!r}.")
   low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
-  if not low_ok or (maximum is not None and value > maximum):
+  high_ok = maximum is None or (value < maximum if exclusive_maximum else value <= maximum)
+  if not low_ok or not high_ok:
     low = "" if minimum is None else (f"> {minimum}" if exclusive_minimum else f">= {minimum}")
-    high = "" if maximum is None else f"<= {maximum}"
+    high = "" if maximum is None else (f"< {maximum}" if exclusive_maximum else f"<= {maximum}")
     allowed = " and ".join(part for part in (low, high) if part)
     raise ConfigError(f"{name} must be {allowed}; got {value!r}.")
   return value

@@ -75,10 +75,8 @@ def learning_rate(initial, decay, decay_start, total_updates):
   if decay not in DECAYS:
     raise errors.ConfigError(f"unknown optimizers.lr_decay {decay!r}; "
                              f"choose one of {list(DECAYS)}.")
-  errors.check_range("optimizers.decay_start", decay_start, minimum=0, maximum=1)
-  if decay_start == 1:
-    raise errors.ConfigError("optimizers.decay_start must be below 1 (the fraction of "
-                             "training before the decay); got 1. Use lr_decay = 'constant'.")
+  errors.check_range("optimizers.decay_start", decay_start, minimum=0, maximum=1,
+                     exclusive_maximum=True)
   if decay == "constant":
     return initial
   total = 1 if total_updates is None else total_updates

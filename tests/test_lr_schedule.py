@@ -32,8 +32,8 @@ def test_constant_is_the_plain_float_rate():
 
 @pytest.mark.parametrize("decay, start, match", [
     ("cosine", 0.5, "unknown optimizers.lr_decay 'cosine'; choose one of"),
-    ("linear", 1.0, "optimizers.decay_start must be below 1"),
-    ("linear", -0.1, "optimizers.decay_start"),
+    ("linear", 1.0, r"optimizers.decay_start must be >= 0 and < 1; got 1.0."),
+    ("linear", -0.1, r"optimizers.decay_start must be >= 0 and < 1; got -0.1."),
 ])
 def test_bad_settings_are_one_line_config_errors(decay, start, match):
   with pytest.raises(errors.ConfigError, match=match):
