@@ -17,7 +17,6 @@ instead of sum pooling, and a sigmoid output with D reading [0, 1] images unmapp
 import keras
 import tensorflow as tf
 
-from ssgan_tf import errors
 from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import spectral_norm as sn
@@ -28,10 +27,7 @@ RESOLUTION = 32
 
 
 def check_resolution(resolution):
-  if resolution != RESOLUTION:
-    raise errors.ConfigError(
-        f"resnet_cifar is a {RESOLUTION}x{RESOLUTION} architecture; got resolution "
-        f"{resolution}. Resize the data to {RESOLUTION} or choose architecture 'sndcgan'.")
+  resnet_ops.check_fixed_resolution("resnet_cifar", RESOLUTION, resolution)
 
 
 class Generator(keras.Model):

@@ -31,7 +31,6 @@ are fixed at 256 / 128 in compare_gan; here they are arguments with those defaul
 import keras
 import tensorflow as tf
 
-from ssgan_tf import errors
 from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import spectral_norm as sn
@@ -42,10 +41,7 @@ NUM_G_BLOCKS = 3
 
 
 def check_resolution(resolution):
-  if resolution != RESOLUTION:
-    raise errors.ConfigError(
-        f"resnet_cifar_compare_gan is a {RESOLUTION}x{RESOLUTION} architecture; got "
-        f"resolution {resolution}.")
+  resnet_ops.check_fixed_resolution("resnet_cifar_compare_gan", RESOLUTION, resolution)
 
 
 class Generator(keras.Model):

@@ -214,6 +214,14 @@ def sigmoid_to_symmetric(logits):
   return tf.tanh(logits / 2.0)
 
 
+def check_fixed_resolution(architecture, expected, resolution):
+  """Rejects any resolution but `expected` (pixels) for a fixed-size architecture."""
+  if resolution != expected:
+    raise errors.ConfigError(
+        f"{architecture} is a {expected}x{expected} architecture; got resolution "
+        f"{resolution}. Resize the data to {expected} or choose architecture 'sndcgan'.")
+
+
 def check_hierarchical_z(architecture, hierarchical_z, normalization):
   """Resolves `hierarchical_z` (None: on iff the normalisation reads z, or the labels,
   which compare_gan then concatenates with each block's chunk) and rejects it where G

@@ -16,7 +16,6 @@ compare_gan's (unconditional) plus the rotation head `[1024 -> 4]` of SS-GAN.
 import keras
 import tensorflow as tf
 
-from ssgan_tf import errors
 from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import spectral_norm as sn
@@ -26,9 +25,7 @@ RESOLUTION = 48
 
 
 def check_resolution(resolution):
-  if resolution != RESOLUTION:
-    raise errors.ConfigError(
-        f"resnet_stl is a {RESOLUTION}x{RESOLUTION} architecture; got resolution {resolution}.")
+  resnet_ops.check_fixed_resolution("resnet_stl", RESOLUTION, resolution)
 
 
 class Generator(keras.Model):
