@@ -42,7 +42,9 @@ ARM_PAIRS = [(f"{d}/gan.gin", f"{d}/ssgan.gin", ROTATION_OFF, ROTATION_ON)
     for d in TABLE1_DATASETS] + [
     ("quickstart_baseline.gin", "quickstart.gin", ROTATION_OFF, ROTATION_ON),
     ("quickstart_cond.gin", "quickstart.gin", ROTATION_OFF | {
-        "networks.conditional = True", "ssgan.label_distribution = 'train'"}, ROTATION_ON)] + [
+        "networks.conditional = True", "ssgan.label_distribution = 'train'",
+        "networks.generator_normalization = 'batch_norm'"},
+     ROTATION_ON | {"networks.generator_normalization = 'self_modulated'"})] + [
     (f"{d}/cond_gan.gin", f"{d}/gan.gin", COND[d], set()) for d in COND]
 
 

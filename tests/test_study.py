@@ -391,7 +391,7 @@ def test_the_cli_prints_one_error_line(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-def test_the_shipped_studies(monkeypatch):
+def test_the_shipped_studies(monkeypatch, tmp_path):
   monkeypatch.chdir(ROOT)  # Their paths are relative to the repository root.
   mnist = study_lib.load_study(os.path.join(ROOT, "studies", "mnist_table1.gin"))
   assert [a.name for a in mnist.arms] == ["gan", "ssgan"] and mnist.seeds == (0, 1, 2)
@@ -402,10 +402,17 @@ def test_the_shipped_studies(monkeypatch):
     text = f.read()
   # The header says what the whole study took, on which CPU.
   assert re.search(r"measured: \d+ min \d+ s for the whole study", text) and "AVX-512" in text
-  for optional in ('# "ssgan_sbn": ["gin_configs/quickstart.gin",',
-                   '#               \'networks.generator_normalization = "self_modulated"\'],',
+  for optional in ('# "ssgan_bn": ["gin_configs/quickstart.gin",',
+                   '#              \'networks.generator_normalization = "batch_norm"\'],',
                    '# "cond_gan": ["gin_configs/quickstart_cond.gin"],'):
     assert optional in text
+  # Uncommented, the optional arms are a valid study: their files and bindings parse.
+  uncommented = tmp_path / "mnist_all_arms.gin"
+  uncommented.write_text(re.sub(r"^    # (\"|  )", r"    \1", text, flags=re.M))
+  arms = {a.name: a for a in study_lib.load_study(str(uncommented)).arms}
+  assert list(arms) == ["gan", "ssgan", "ssgan_bn", "cond_gan"]
+  assert arms["ssgan_bn"].gin_files == ("gin_configs/quickstart.gin",)
+  assert arms["ssgan_bn"].gin_params == ('networks.generator_normalization = "batch_norm"',)
   cifar = study_lib.load_study(os.path.join(ROOT, "studies", "cifar10_table1.gin"))
   assert {a.name: a.gin_files for a in cifar.arms} == {
       name: (f"gin_configs/cifar10/{name}.gin",) for name in ("gan", "cond_gan", "ssgan",
