@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 import strategies
 from tiny_runs import ROOT
 from tiny_runs import tiny_bindings
-from test_export import block_means_classifier
+from test_export import assert_export_evaluates_like
 from test_ssgan import _one_device_order
 from test_train_lib import _state
 
@@ -38,7 +38,6 @@ from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
-from ssgan_tf.evaluation import eval_lib
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import spectral_norm as sn_lib
@@ -499,19 +498,8 @@ def test_an_exported_conditional_g_serves_z_alone_or_with_labels(runs, export_di
 
 
 def test_a_conditional_export_evaluates_to_its_checkpoints_numbers(runs, export_dir):
-  classifier = block_means_classifier()
-  try:
-    restored = export_lib.load_for_evaluation(export_dir)
-    source = restored.source
-  finally:
-    gin.clear_config()
+  restored = assert_export_evaluates_like(export_dir, runs["model"], num_fake_sets=1)
   assert restored.model.num_classes == 10
-  kwargs = dict(num_samples=40, metrics=("fid", "is"), batch_size=20, num_fake_sets=1)
-  from_export = eval_lib.compute_metrics(restored.model, source, classifier, **kwargs)
-  from_checkpoint = eval_lib.compute_metrics(runs["model"], source, classifier, **kwargs)
-  for exported, checkpointed in zip(from_export, from_checkpoint):
-    assert exported["metric"] == checkpointed["metric"]
-    np.testing.assert_allclose(exported["values"], checkpointed["values"], rtol=1e-4)
 
 
 def test_restore_for_inference_rebuilds_the_conditional_model(runs):
