@@ -521,4 +521,18 @@ def train_pipeline(source, split, batch_size, seed=0, shuffle_buffer=10000, star
              .batch(batch_size, drop_remainder=True))
   if with_labels:
     batches = batches.map(lambda x, y: {"images": x, "labels": y})
-  return batches.prefetch(tf.data.AUTOTUNE)
+  return prefetched(batches)
+
+
+def prefetched(dataset):
+  """`dataset.prefetch(tf.data.AUTOTUNE)`, without tf.data's autotuning model thread.
+
+  That thread sleeps between optimisations, up to a minute once an iterator is old, and
+  destroying the iterator waits for the sleep to end (TF 2.21): training ended 25-50 s
+  after its last step in about a third of the runs, the process idle. Without it, the
+  prefetch buffer and the parallel decoding (`num_parallel_calls=AUTOTUNE`) keep TF's
+  static defaults; `tools/benchmark.py --data` measures what they deliver.
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -142,6 +142,17 @@ def test_train_pipeline_keeps_small_splits_decoded_and_gives_the_same_stream(mni
   assert _caches(data.train_pipeline(mnist, "test", batch_size=64))
 
 
+def test_pipelines_run_without_the_autotuning_thread_whose_sleep_delays_exit(mnist):
+  # Destroying an iterator waits for that thread's sleep (up to a minute): data.prefetched.
+  training = data.train_pipeline(mnist, "test", batch_size=8)
+  # train_lib adds its sharding options on top; the setting must survive that merge.
+  merged = training.with_options(tf.data.Options())
+  real_images = data.prefetched(mnist.images("test").batch(8))
+  for dataset in (training, merged, real_images):
+    assert dataset.options().autotune.enabled is False
+  assert next(iter(merged)).shape == (8, 32, 32, 1)
+
+
 def _caches(dataset):
   """Whether `dataset`'s graph (its functions included) has a cache op."""
   graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())  # pylint: disable=protected-access

@@ -19,6 +19,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import progress
 from ssgan_tf import workdir
@@ -100,7 +101,7 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
     with tf.io.gfile.GFile(path, "rb") as f:
       with np.load(f) as cached:
         return {key: cached[key] for key in classifiers.OUTPUTS}
-  images = source.images(split).take(num).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+  images = data.prefetched(source.images(split).take(num).batch(batch_size))
   activations = stream_activations(classifier, progress.progress_bar(
       images, math.ceil(num / batch_size), f"real {split} images", unit="batches"), num)
   buffer = io.BytesIO()  # np.savez seeks, which a GFile opened for writing cannot.

@@ -19,6 +19,7 @@ from sklearn import pipeline
 from sklearn import preprocessing
 import tensorflow as tf
 
+from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf.evaluation import records as records_lib
 
@@ -40,7 +41,7 @@ def discriminator_features(discriminator, labelled_images, num=None, batch_size=
   featurize = tf.function(discriminator.probe_features)
   dataset = labelled_images if num is None else labelled_images.take(num)
   features, labels = {}, []
-  for images, batch_labels in dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+  for images, batch_labels in data.prefetched(dataset.batch(batch_size)):
     for name, values in featurize(images).items():
       features.setdefault(name, []).append(values.numpy())
     labels.append(batch_labels.numpy())
