@@ -528,8 +528,8 @@ def prefetched(dataset):
   """`dataset.prefetch(tf.data.AUTOTUNE)`, without tf.data's autotuning model thread.
 
   That thread sleeps between optimisations, up to a minute once an iterator is old, and
-  destroying the iterator waits for the sleep to end (TF 2.21): training ended 25-50 s
-  after its last step in about a third of the runs, the process idle. Without it, the
+  destroying the iterator waits for the sleep to end (TF 2.21): the quickstart ended
+  25-33 s after its last step in 5 of 10 runs, the process idle. Without it, the
   prefetch buffer and the parallel decoding (`num_parallel_calls=AUTOTUNE`) keep TF's
   static defaults; `tools/benchmark.py --data` measures what they deliver.
   """
