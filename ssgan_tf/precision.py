@@ -7,7 +7,8 @@
   CPU  x86 `avx512_bf16` or `amx_bf16` (Cooper Lake, Sapphire Rapids, Zen 4 and later),
        or aarch64 `bf16` (e.g. Graviton3), in /proc/cpuinfo; and oneDNN on (TensorFlow's
        default on Linux x86): without oneDNN, TF's CPU kernels convert bf16 to float32
-       and back around every op.
+       and back around every op; nor may oneDNN be capped below its bf16 kernels
+       (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA, set to e.g. AVX2 to time an older CPU).
 Elsewhere bf16 is emulated, and much slower than float32: ResNet-CIFAR training measured
 >6x slower on an AVX2-only CPU (25+ minutes vs 4 for the same 7 generator steps). So
 `set_precision("mixed_bfloat16")` refuses there with a one-line ConfigError unless
@@ -36,6 +37,10 @@ CPUINFO_PATH = "/proc/cpuinfo"
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
+# oneDNN's CPU ISA caps (x86) below its first bf16 level, AVX512_CORE_BF16; the others
+# (that level and up, ALL, DEFAULT) keep bf16 native where the CPU has it.
+ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                         "AVX512_CORE_VNNI")
 # What the issue measured (ResNet-CIFAR, AVX2-only CPU): the slowdown the messages quote.
 EMULATED_SLOWDOWN = ">6x"
 
@@ -98,6 +103,18 @@ def onednn_enabled():
       "0", "false", "no", "off")
 
 
+def onednn_isa_cap():
+  """`(variable, value)` of the oneDNN CPU ISA cap in force (value upper-case), or None.
+
+  oneDNN reads ONEDNN_MAX_CPU_ISA, and DNNL_MAX_CPU_ISA when that is not set.
+  """
+  for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    value = os.environ.get(variable, "").strip()
+    if value:
+      return variable, value.upper()
+  return None
+
+
 def gpu_info():
   """The visible GPUs: `[{"name": str, "compute_capability": "8.0" or None}]`.
 
@@ -156,6 +173,10 @@ def bf16_support(cpu=None, gpus=None):
   if not onednn_enabled():
     return False, (f"CPU {name} (its bf16 units are unused: oneDNN is off, "
                    "TF_ENABLE_ONEDNN_OPTS=0)")
+  cap = onednn_isa_cap()
+  if cap and cap[1] in ISA_CAPS_WITHOUT_BF16:
+    return False, (f"CPU {name} (its bf16 units are unused: oneDNN is capped at "
+                   f"{cap[0]}={cap[1]})")
   return True, f"CPU {name}"
 
 

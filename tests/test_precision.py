@@ -38,6 +38,8 @@ def fake_host(tmp_path, monkeypatch):
   oneDNN on) and those GPUs; the dtype policy and the log-once memory are restored."""
   monkeypatch.setattr(precision, "_logged", set())
   monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+  for cap in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    monkeypatch.delenv(cap, raising=False)
   monkeypatch.setattr(precision.sys, "platform", "linux")
 
   def use(text, gpus=()):
@@ -89,6 +91,22 @@ def test_onednn_off_makes_a_bf16_cpu_emulated(monkeypatch):
   monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
   native, device = precision.bf16_support(precision.parse_cpuinfo(AMX), [])
   assert native is False and "TF_ENABLE_ONEDNN_OPTS=0" in device
+
+
+@pytest.mark.parametrize("variable, value, native", [
+    ("ONEDNN_MAX_CPU_ISA", "AVX2", False), ("ONEDNN_MAX_CPU_ISA", "avx512_core", False),
+    ("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI", False),
+    ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", True), ("ONEDNN_MAX_CPU_ISA", "ALL", True)])
+def test_a_onednn_isa_cap_below_bf16_makes_a_bf16_cpu_emulated(fake_host, monkeypatch,
+                                                              variable, value, native):
+  fake_host(AMX)
+  monkeypatch.setenv(variable, value)
+  assert precision.bf16_support()[0] is native
+  if not native:
+    with pytest.raises(errors.ConfigError) as error:
+      precision.set_precision("mixed_bfloat16")
+    message = str(error.value)
+    assert "\n" not in message and f"{variable}={value.upper()}" in message, message
 
 
 def test_mixed_bfloat16_is_refused_on_an_avx2_only_cpu_in_one_line(fake_host):
