@@ -37,8 +37,10 @@ CPUINFO_PATH = "/proc/cpuinfo"
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
-# oneDNN's CPU ISA caps (x86) below its first bf16 level, AVX512_CORE_BF16; the others
-# (that level and up, ALL, DEFAULT) keep bf16 native where the CPU has it.
+# The variables oneDNN reads its CPU ISA cap from, in its order, and the caps (x86) below
+# its first bf16 level, AVX512_CORE_BF16; the others (that level and up, ALL, DEFAULT)
+# keep bf16 native where the CPU has it.
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
                          "AVX512_CORE_VNNI")
 # What the issue measured (ResNet-CIFAR, AVX2-only CPU): the slowdown the messages quote.
@@ -108,7 +110,7 @@ def onednn_isa_cap():
 
   oneDNN reads ONEDNN_MAX_CPU_ISA, and DNNL_MAX_CPU_ISA when that is not set.
   """
-  for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+  for variable in ISA_CAP_VARIABLES:
     value = os.environ.get(variable, "").strip()
     if value:
       return variable, value.upper()

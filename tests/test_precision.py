@@ -38,8 +38,8 @@ def fake_host(tmp_path, monkeypatch):
   oneDNN on) and those GPUs; the dtype policy and the log-once memory are restored."""
   monkeypatch.setattr(precision, "_logged", set())
   monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
-  for cap in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
-    monkeypatch.delenv(cap, raising=False)
+  for variable in precision.ISA_CAP_VARIABLES:
+    monkeypatch.delenv(variable, raising=False)
   monkeypatch.setattr(precision.sys, "platform", "linux")
 
   def use(text, gpus=()):

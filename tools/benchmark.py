@@ -161,8 +161,8 @@ TINY_WIDTHS = {
 # The torch-mimicry model that is the same network as each of our architectures.
 PEER_MODELS = {"resnet_cifar": "ssgan32"}
 # Environment settings that change the speed, recorded in the report when set.
-ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_DEFAULT_FPMATH_MODE", "ONEDNN_MAX_CPU_ISA",
-            "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_DEFAULT_FPMATH_MODE",
+            *precision.ISA_CAP_VARIABLES, "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
             "TF_NUM_INTEROP_THREADS", "TF_XLA_FLAGS")
 # A kernel event of the TF profiler is named "<op name>:<op type>".
 KERNEL_EVENT = re.compile(r"^[^\s:]+:(\w+)$")
