@@ -60,9 +60,8 @@ COMMANDS = {
     "unknown_dataset": (TINY + ["--gin_param=dataset.name = 'nosuch'"], "new"),
     "tfds_not_prepared": (TINY + ["--gin_param=dataset.name = 'cifar10'",
                                   "--data_dir={tmp}/empty"], "new"),
-    # The offline classifier (built-in mnist); its weights are trained into {tmp}/cache.
+    # The offline classifier (built-in mnist); the real activations go to {tmp}/cache.
     "eval": (["--mode=eval", "--gin_param=evaluation.num_samples = 100",
-              "--gin_param=classifier.cache_dir = '{tmp}/cache'",
               "--gin_param=evaluation.cache_dir = '{tmp}/cache'"], "copy"),
     "probe": (["--mode=probe", "--gin_param=probe.num_train = 100",
                "--gin_param=probe.num_test = 50"], "copy"),
@@ -110,7 +109,7 @@ def test_eval_appends_protocol_named_records(runs):
       "mnist_recall100_test"]
   for record in records:
     assert record["step"] == 4 and record["checkpoint"].endswith("ckpt-4")
-    assert record["num_fake"] == 100 and record["classifier"] == "mnist_cnn_v1"
+    assert record["num_fake"] == 100 and record["classifier"] == "mnist_cnn_v2"
     assert np.isfinite(record["value"]) and record["runs"] == 3
     # Printed as mean +- std over the 3 fake sets.
     assert re.search(rf"{record['metric']} = [\d.e+-]+ \+- [\d.e+-]+ over 3 fake set",

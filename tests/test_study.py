@@ -49,33 +49,19 @@ def _runner(*args):
 
 
 @pytest.fixture(scope="module")
-def standin_classifier(tmp_path_factory):
-  """An untrained MNIST CNN cached as the real one, so that no child trains it."""
-  from ssgan_tf.evaluation import mnist_classifier
-  cache = tmp_path_factory.mktemp("cache")
-  folder = cache / "mnist_classifier"
-  folder.mkdir()
-  mnist_classifier.build_network().save_weights(
-      str(folder / f"{mnist_classifier.VERSION}.weights.h5"))
-  (folder / f"{mnist_classifier.VERSION}.json").write_text(
-      json.dumps({"test_accuracy": None, "stand_in": "untrained, for tests"}))
-  return str(cache)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, standin_classifier):
+def study(tmp_path_factory):
   """Runs the tiny study, SIGTERMs it during its second run, runs it again.
 
   Returns a dict: workdir, study file, the first runner's (status, output), what the
   folders held in between, and the second runner's (status, output).
   """
   tmp = tmp_path_factory.mktemp("study")
-  cache = standin_classifier
+  cache = tmp / "cache"
   path = _write_study(
       tmp / "tiny.gin", {"gan": [BASELINE], "ssgan": [QUICKSTART]}, [0, 1],
       tiny_bindings(log_every=2) + [
           "train.checkpoint_every = 1", "train.total_steps = 4",
-          f"classifier.cache_dir = '{cache}'", f"evaluation.cache_dir = '{cache}'",
+          f"evaluation.cache_dir = '{cache}'",
           "evaluation.num_samples = 64", "evaluation.num_fake_sets = 2",
           "evaluation.batch_size = 64", 'evaluation.metrics = ("fid", "is", "pr")'])
   workdir = tmp / "workdir"

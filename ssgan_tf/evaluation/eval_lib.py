@@ -50,14 +50,17 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
       "mnist" for the built-in "mnist" source, else "inception".
     source: the evaluated `data.ImageSource` (only read when `name` is None).
     inception_path, allow_download: see `classifiers.load_inception`.
-    cache_dir: where the MNIST CNN's weights are cached (activations.py).
+    cache_dir: unused: where mnist_cnn_v1 cached the MNIST CNN it trained; v2's weights
+      ship with the package. Kept so that the operative configs of older workdirs
+      (which bind it) still load.
   """
+  del cache_dir  # Unused: see above.
   if name is None:
     name = "mnist" if source is not None and source.name == "mnist" else "inception"
   if name == "inception":
     return classifiers.load_inception(inception_path, allow_download)
   if name == "mnist":
-    return mnist_classifier.load_mnist_classifier(cache_dir)
+    return mnist_classifier.load_mnist_classifier()
   raise errors.ConfigError(f"unknown classifier.name {name!r}; choose one of {list(CLASSIFIERS)}.")
 
 

@@ -1,28 +1,33 @@
-"""An offline metric classifier: a small CNN trained once on the built-in MNIST digits.
+"""The offline metric classifier: a small CNN for 32x32 digits, with weights shipped here.
 
-Inception needs a download; this does not. The CNN is trained on the "train" split of
-`data.get_source("mnist")` (4,500 digits, 32x32x1 in [-1, 1]) in about 10-20 s on two CPU
-cores, and its weights are cached as `<cache_dir>/mnist_classifier/<VERSION>.weights.h5`
-with `<VERSION>.json` (its test accuracy). Its 128-D penultimate layer plays the part of
+Inception needs a download; this does not. Its 128-D penultimate layer plays the part of
 Inception's `pool_3`, so TF-GAN's functions give a Fréchet distance and a classifier
 score on its features: `fmd500_test` ("Fréchet MNIST-classifier distance") and
 `mnist_score500`. They are NOT FID/IS and compare only with each other.
+
+A metric is only comparable if its network is fixed, as FID's Inception is. The weights
+(`mnist_cnn_v2.weights.h5`, beside this file, 2.2 MB) were trained once by
+`tools/train_mnist_classifier.py` (`train_network`: seed 0, 4 epochs, 2 threads, on a
+2-core AMD EPYC) and are checked against WEIGHTS_SHA256 at every load. v1 trained them
+on each machine at first use instead; oneDNN's numerics differ with the CPU, its ISA cap
+and the environment of that first use, and so did the classifier: one generator scored
+fmd 5.27 and 6.46 under two v1 classifiers from the same machine.
 """
 
-import json
+import hashlib
 import os
 import time
 
 import keras
 
-from ssgan_tf import data
 from ssgan_tf import errors
-from ssgan_tf import workdir
-from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 
-# Bump when the architecture or training changes: the cached weights are keyed by it.
-VERSION = "mnist_cnn_v1"
+# In metric records and cache keys; a new network or new weights need a new name.
+VERSION = "mnist_cnn_v2"
+WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{VERSION}.weights.h5")
+WEIGHTS_SHA256 = "ac5d16676f6cc5faf448dae3bbf2170bb6e5decb9ec6de9b325592cfa0e0fc8f"
+TEST_ACCURACY = 0.962  # Top-1 on the 500 built-in "test" digits, measured when trained.
 FAMILY = "mnist"  # Metric names for its features: see metrics.METRICS.
 RESOLUTION = 32
 NUM_CLASSES = 10
@@ -54,6 +59,9 @@ def build_network(seed=0):
 def train_network(source, epochs=4, batch_size=64, seed=0):
   """Trains `build_network()` on `source`'s "train" split; returns (network, info).
 
+  How the shipped weights were made (tools/train_mnist_classifier.py); evaluation loads
+  them and never trains.
+
   Args:
     source: a `data.ImageSource` of 32x32x1 digits with labels 0..9 (built-in "mnist").
     epochs, batch_size, seed: training schedule (Adam 1e-3, cross-entropy).
@@ -63,7 +71,7 @@ def train_network(source, epochs=4, batch_size=64, seed=0):
   """
   if tuple(source.image_shape) != (RESOLUTION, RESOLUTION, 1):
     raise errors.DataError(f"the MNIST classifier trains on 32x32x1 digits; "
-                     f"got {source.name} with shape {source.image_shape}.")
+                           f"got {source.name} with shape {source.image_shape}.")
   network = build_network(seed)
   trainer = keras.Model(network.input, network.output["logits"])
   trainer.compile(keras.optimizers.Adam(1e-3),
@@ -79,29 +87,34 @@ def train_network(source, epochs=4, batch_size=64, seed=0):
   return network, {"test_accuracy": float(accuracy), "train_seconds": round(seconds, 1)}
 
 
-def load_mnist_classifier(cache_dir=None, source=None):
-  """The MNIST classifier as a `classifiers.Classifier`, trained on first use.
+def file_sha256(path):
+  """The hex SHA-256 of a file's bytes."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
 
-  Args:
-    cache_dir: where the weights live (see activations.py); None = the default.
-    source: digits to train on if no weights are cached; None = the built-in "mnist".
 
-  Returns:
-    The classifier; its `info` holds the test accuracy measured after training.
+def load_mnist_classifier():
+  """The MNIST classifier with the shipped weights, as a `classifiers.Classifier`.
+
+  Raises:
+    ClassifierUnavailableError: the weights file is missing or not the shipped one
+      (e.g. a Git LFS pointer, a truncated copy, or a retrained file).
   """
-  directory = os.path.join(cache_dir or activations.default_cache_dir(), "mnist_classifier")
-  weights = os.path.join(directory, f"{VERSION}.weights.h5")
-  info_path = os.path.join(directory, f"{VERSION}.json")
-  if os.path.exists(weights) and os.path.exists(info_path):
-    network = build_network()
-    network.load_weights(weights)
-    with open(info_path) as f:
-      info = json.load(f)
-  else:
-    network, info = train_network(source or data.get_source("mnist"))
-    # The weights first: the info file is what marks the cache complete.
-    with workdir.atomic_output(weights) as tmp:
-      network.save_weights(tmp)
-    workdir.write_atomically(info_path, json.dumps(info))
-  return classifiers.Classifier(network, name=VERSION, family=FAMILY, channels=1,
-                                resolution=RESOLUTION, info=info)
+  if not os.path.exists(WEIGHTS):
+    raise errors.ClassifierUnavailableError(
+        f"the MNIST classifier's weights {WEIGHTS} are missing; reinstall ssgan_tf "
+        "(they ship with the package).")
+  found = file_sha256(WEIGHTS)
+  if found != WEIGHTS_SHA256:
+    raise errors.ClassifierUnavailableError(
+        f"{WEIGHTS} has SHA-256 {found[:12]}..., not the shipped {WEIGHTS_SHA256[:12]}...: "
+        "the metric would not be comparable; restore the file from the package "
+        "(git checkout / reinstall).")
+  network = build_network()
+  network.load_weights(WEIGHTS)
+  return classifiers.Classifier(
+      network, name=VERSION, family=FAMILY, channels=1, resolution=RESOLUTION,
+      info={"test_accuracy": TEST_ACCURACY, "weights_sha256": WEIGHTS_SHA256})
