@@ -483,6 +483,10 @@ def write_report(study, workdir, out=_say):
   report = study_report.write(study, workdir)
   out(f"report: {os.path.join(workdir, 'report.md')} ({report['finished_runs']} of "
       f"{len(study.runs())} runs finished)")
+  for metrics, by_classifier in study_report.group_mixed(report["mixed_classifiers"]):
+    out(f"warning: {', '.join(metrics)} from different classifiers "
+        f"({', '.join(by_classifier)}): not comparable; report.md names the runs to "
+        "re-evaluate.")
   return report
 
 

@@ -19,7 +19,9 @@ says). Two arms are compared on a metric only with >= 2 seeds each: a difference
 within the larger of the two stds is reported as "within one std" (no winner); beyond it,
 as more than one std apart, and one arm is called better only with >= 3 seeds per arm,
 Welch's t-test p-value beside it (with 3 seeds rarely below 0.05; the report says so). A
-metric whose direction is unknown gets no "better".
+metric whose direction is unknown gets no "better". Final values of one metric that came
+from different classifiers (the records' `classifier`, e.g. mnist_cnn_v1 and v2) are
+flagged as not comparable, naming the runs to re-evaluate.
 """
 
 import dataclasses
@@ -269,7 +271,7 @@ def collect(study, workdir):
         status = f"interrupted or running (step {state.step}/{state.total_steps})"
       else:
         status = "not started"
-      final = {metric: {k: by_step[state.step][k] for k in ("value", "std", "runs")
+      final = {metric: {k: by_step[state.step][k] for k in ("value", "std", "runs", "classifier")
                         if k in by_step[state.step]}
                for metric, by_step in series.items() if state.step in by_step}
       runs[str(seed)] = {
@@ -296,6 +298,7 @@ def collect(study, workdir):
         "mean_wall_seconds": float(np.mean(known_walls)) if known_walls else None,
         "total_wall_seconds": float(np.sum(known_walls)) if known_walls else None}
   all_metrics = list(dict.fromkeys(m for arm in arms.values() for m in arm["metrics"]))
+  mixed = mixed_classifiers(arms)
   headline, headline_note = _headline(study, all_metrics)
   comparisons = {}
   for metric in all_metrics:
@@ -310,11 +313,37 @@ def collect(study, workdir):
       "gin_params": list(study.gin_params), "headline_metric": headline,
       "headline_note": headline_note, "metrics": all_metrics,
       "directions": {m: direction(m) for m in all_metrics}, "arms": arms,
-      "comparisons": comparisons,
+      "comparisons": comparisons, "mixed_classifiers": mixed,
       "finished_runs": sum(len(arm["finished_seeds"]) for arm in arms.values()),
       "statistics": "per arm over its finished seeds: mean, sample std (ddof = 1), best "
                     "(min or max by the metric's direction); a run's value is its record "
                     "at its last checkpoint step (the mean over that evaluation's fake sets)"}
+
+
+def mixed_classifiers(arms):
+  """`{metric: {classifier: ["arm/seedK", ...]}}` for each metric whose finished runs'
+  final values came from more than one classifier (e.g. runs evaluated before and after a
+  classifier's new version): those values do not compare."""
+  found = {}
+  for name, arm in arms.items():
+    for run in arm["runs"].values():
+      if run["finished"]:
+        for metric, final in run["final"].items():
+          if final.get("classifier") is not None:  # None: a record that does not say.
+            found.setdefault(metric, {}).setdefault(final["classifier"], []).append(
+                f"{name}/seed{run['seed']}")
+  return {metric: by_classifier for metric, by_classifier in found.items()
+          if len(by_classifier) > 1}
+
+
+def group_mixed(mixed):
+  """`mixed_classifiers`' metrics grouped by the same runs per classifier:
+  `[([metric, ...], {classifier: [run, ...]})]`, in first-seen order."""
+  groups = {}
+  for metric, by_classifier in mixed.items():
+    key = json.dumps(by_classifier, sort_keys=True)
+    groups.setdefault(key, ([], by_classifier))[0].append(metric)
+  return list(groups.values())
 
 
 def _headline(study, metrics):
@@ -391,6 +420,13 @@ def markdown(report):
               "confidence.**", ""]
   if report["headline_note"]:
     lines += [f"Note: {report['headline_note']}", ""]
+  for metrics, by_classifier in group_mixed(report["mixed_classifiers"]):
+    used = "; ".join(f"{name}: {', '.join(runs)}" for name, runs in by_classifier.items())
+    names = ", ".join(f"`{m}`" for m in metrics)
+    lines += [f"**Not comparable: {names} from different classifiers** ({used}). "
+              "Re-evaluate the runs that used another one (`python -m ssgan_tf.main "
+              "--mode=eval --workdir=RUN`: the last record of a step counts), then run the "
+              "study again to rewrite this report.", ""]
   if headline:
     lines += [f"## `{headline}`{_arrow(headline)} at the last step", "",
               "| arm | seeds finished | steps | mean ± std | best of n | per seed | "

@@ -1,10 +1,13 @@
 """pyproject.toml: `pip install .` gives the `ssgan-tf` command, the same program as
-`python -m ssgan_tf.main`, and installs the tested requirements."""
+`python -m ssgan_tf.main`, installs the tested requirements and ships the metric
+classifier's weights."""
 
+import fnmatch
 import importlib
 import os
 import tomllib
 
+from ssgan_tf.evaluation import mnist_classifier
 from tiny_runs import ROOT
 
 
@@ -27,3 +30,11 @@ def test_dependencies_are_the_tested_requirements():
   with open(os.path.join(ROOT, "requirements.txt")) as f:
     pins = [line for line in f if line.strip() and not line.startswith("#")]
   assert pins and all("==" in line for line in pins)
+
+
+def test_the_metric_classifiers_weights_are_package_data():
+  patterns = _pyproject()["tool"]["setuptools"]["package-data"]["ssgan_tf.evaluation"]
+  name = os.path.basename(mnist_classifier.WEIGHTS)
+  assert os.path.dirname(mnist_classifier.WEIGHTS) == os.path.dirname(
+      os.path.abspath(mnist_classifier.__file__))
+  assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns)

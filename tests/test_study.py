@@ -409,3 +409,21 @@ def test_the_shipped_studies(monkeypatch, tmp_path):
   for expected in ("GAN 19.73 [recalled]", "Cond-GAN 15.60 [recalled]",
                    "SS-GAN 17.11 [recalled]", "SS-GAN (sBN) 15.65 [verified]"):
     assert expected in text
+
+
+def test_values_from_different_classifiers_are_flagged(synthetic, capsys):
+  study, workdir, _ = synthetic
+  assert study_report.collect(study, workdir)["mixed_classifiers"] == {}
+  # gan/seed1 re-evaluated with another classifier (e.g. a new version of it).
+  with open(workdir / "gan" / "seed1" / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 4, "metric": "fid10k_test", "value": 21.5,
+                        "classifier": "y"}) + "\n")
+  report = study_lib.write_report(study, workdir)
+  assert report["mixed_classifiers"] == {"fid10k_test": {
+      "x": ["gan/seed0", "gan/seed2", "ssgan/seed0", "ssgan/seed1"], "y": ["gan/seed1"]}}
+  assert "recall10k_test" not in report["mixed_classifiers"]
+  markdown = (workdir / "report.md").read_text()
+  assert ("**Not comparable: `fid10k_test` from different classifiers** "
+          "(x: gan/seed0, gan/seed2, ssgan/seed0, ssgan/seed1; y: gan/seed1)") in markdown
+  assert ("warning: fid10k_test from different classifiers (x, y): not comparable"
+          in capsys.readouterr().out)
