@@ -7,8 +7,8 @@ dataset, split, N and classifier, so they are cached on disk as
 (characters other than letters, digits, "." and "-" in the dataset name, e.g. the path of
 a "folder:/..." source, become "_").
 The default cache dir, `$XDG_CACHE_HOME/ssgan_tf` (else `~/.cache/ssgan_tf`), is shared
-by all workdirs, like the MNIST classifier's weights; every file in it is keyed by what
-produced it, so deleting it only costs recomputation.
+by all workdirs; every file in it is keyed by what produced it, so deleting it only costs
+recomputation.
 """
 
 import io
