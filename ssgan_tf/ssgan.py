@@ -34,6 +34,7 @@ noise from `sample_z` (the training stream, another `tf.random.Generator`, or a 
 seed), and for a conditional G labels from `sample_labels` (likewise) or from z itself.
 """
 
+from absl import logging
 import gin
 import keras
 import tensorflow as tf
@@ -97,6 +98,8 @@ class SSGAN(multi_step.MultiStepTraining):
       compare_gan: 0.9999); `make_generator` must then build a new G of G's architecture.
     ema_start_step: generator steps before the averaging starts (the average is G
       until then).
+    ema_statistics_every: generator steps between the average's batch-norm statistics
+      passes (ema.py).
     sampling_generator: what `generate` runs when there is no EMA (default G).
     label_counts: a conditional G's label distribution: per-class counts (e.g. the
       training split's), or None for uniform.
@@ -106,8 +109,8 @@ class SSGAN(multi_step.MultiStepTraining):
                gan_loss: losses.AdversarialLoss, rotation_weight_g=0.2,
                rotation_weight_d=1.0, disc_iters=1, z_distribution="normal", seed=0,
                penalties=(), self_supervision="rotation_gan", ema_decay=None,
-               ema_start_step=ema_lib.START_STEP, make_generator=None,
-               sampling_generator=None, label_counts=None, **kwargs):
+               ema_start_step=ema_lib.START_STEP, ema_statistics_every=1,
+               make_generator=None, sampling_generator=None, label_counts=None, **kwargs):
     super().__init__(**kwargs)
     _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
                     z_distribution, self_supervision, penalties)
@@ -125,7 +128,16 @@ class SSGAN(multi_step.MultiStepTraining):
     if ema_decay is not None:
       if make_generator is None or sampling_generator is not None:
         raise ValueError("an EMA of G needs make_generator, and is what generate samples.")
-      self.ema = ema_lib.GeneratorEMA(generator, make_generator, ema_decay, ema_start_step)
+      if ema_statistics_every != 1 and batch.num_replicas > 1:
+        # Synchronized batch norm's cross-replica reduction cannot run inside the tf.cond
+        # that skips the pass (tf.distribute's merge_call). A speed setting: configs that
+        # use it still run on several replicas.
+        logging.warning("ssgan.ema_statistics_every = %s applies to one replica only; with "
+                        "%d replicas the EMA's statistics pass runs every step.",
+                        ema_statistics_every, batch.num_replicas)
+        ema_statistics_every = 1
+      self.ema = ema_lib.GeneratorEMA(generator, make_generator, ema_decay, ema_start_step,
+                                      ema_statistics_every)
       sampling_generator = self.ema.network
     # What `generate` runs by default: the EMA of G, else G itself unless another network
     # with G's interface is given.
@@ -445,8 +457,8 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
                 rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
                 rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0,
                 self_supervision="rotation_gan", penalty=None, penalty_weight=1.0,
-                ema_decay=None, ema_start_step=ema_lib.START_STEP, num_classes=None,
-                label_counts=None, label_distribution="train"):
+                ema_decay=None, ema_start_step=ema_lib.START_STEP, ema_statistics_every=1,
+                num_classes=None, label_counts=None, label_distribution="train"):
   """Builds G, D and the SSGAN model; call inside `strategy.scope()`.
 
   Args:
@@ -477,6 +489,8 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     ema_decay: None (no average), or the decay of an EMA of G's weights that sampling,
       evaluation and export then use (ema.py; compare_gan: 0.9999).
     ema_start_step: generator steps before the averaging starts (compare_gan: 40000).
+    ema_statistics_every: generator steps between the average's batch-norm statistics
+      passes (1: every step; ema.py).
     label_distribution: a conditional model's fake labels: "train" (i.i.d. from the
       training split's class frequencies, `label_counts`) or "uniform" (compare_gan's
       default; the same for balanced data such as CIFAR-10 and our MNIST, and no
@@ -490,6 +504,8 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
   if ema_decay is not None:
     errors.check_range("ssgan.ema_decay", ema_decay, minimum=0, maximum=1)
     errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
+    errors.check_range("ssgan.ema_statistics_every", ema_statistics_every, minimum=1,
+                       integer=True)
   if label_distribution not in LABEL_DISTRIBUTIONS:
     raise errors.ConfigError(f"unknown ssgan.label_distribution {label_distribution!r}; "
                              f"choose one of {list(LABEL_DISTRIBUTIONS)}.")
@@ -512,7 +528,7 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
                self_supervision=self_supervision,
                penalties=[chosen_penalty] if chosen_penalty else [],
                ema_decay=ema_decay, ema_start_step=ema_start_step,
-               make_generator=make_generator if ema_decay is not None else None,
+               ema_statistics_every=ema_statistics_every, make_generator=make_generator if ema_decay is not None else None,
                label_counts=counts)
 
 

@@ -41,7 +41,8 @@ def _make_generator(num_replicas=1):
                         z_dim=Z_DIM, generator_kwargs=TINY, discriminator_kwargs=TINY)[0]
 
 
-def _model(decay=0.5, start=2, num_replicas=1, seed=0, learning_rate=0.1):
+def _model(decay=0.5, start=2, num_replicas=1, seed=0, learning_rate=0.1,
+           statistics_every=1):
   """Tiny SSGAN keeping an EMA (decay None: none); call inside the strategy's scope."""
   keras.utils.set_random_seed(seed)
   generator, discriminator = build_networks(
@@ -50,6 +51,7 @@ def _model(decay=0.5, start=2, num_replicas=1, seed=0, learning_rate=0.1):
   model = ssgan.SSGAN(generator, discriminator,
                       batch=rotation.BatchSizes(BATCH, num_replicas, BATCH), z_dim=Z_DIM,
                       gan_loss=losses.NON_SATURATING, ema_decay=decay, ema_start_step=start,
+                      ema_statistics_every=statistics_every,
                       make_generator=lambda: _make_generator(num_replicas))
   model.compile(keras.optimizers.SGD(learning_rate), keras.optimizers.SGD(learning_rate))
   return model
@@ -119,6 +121,34 @@ def test_ema_batch_norm_statistics_are_its_own_after_the_start():
     assert not np.allclose(a.numpy(), b.numpy())  # Not G's statistics.
 
 
+def test_statistics_passes_run_only_after_steps_that_are_multiples_of_statistics_every():
+  model = _model(decay=0.5, start=0, statistics_every=2)
+  g, average = model.generator, model.ema_generator
+  initial = _values(_statistics(average))
+  weights_before = _values(_trainable(average))
+  model.train_step(_step_data(1))  # Step 1: the weights average, the statistics stay.
+  for a, b in zip(_statistics(average), initial):
+    np.testing.assert_array_equal(a.numpy(), b, err_msg=a.path)
+  assert any(not np.array_equal(a.numpy(), b)
+             for a, b in zip(_trainable(average), weights_before))
+  # Step 2: one pass of the averaged weights in training mode on the G step's noise.
+  previous = _values(average.variables)
+  data = _step_data(2)
+  model.train_step(data)
+  check = _make_generator()
+  for c, a, p in zip(check.variables, average.variables, previous):
+    c.assign(a.numpy() if a.trainable else p)
+  check(data["z"][BATCH:], training=True)
+  for c, a, p in zip(_statistics(check), _statistics(average), _statistics(g)):
+    np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+  assert any(not np.allclose(a.numpy(), b) for a, b in zip(_statistics(average), initial))
+
+
+def test_statistics_every_must_be_a_positive_integer():
+  with pytest.raises(errors.ConfigError, match="ssgan.ema_statistics_every"):
+    _model(statistics_every=0)
+
+
 def test_generate_samples_the_average_by_default_and_g_on_request():
   model = _model(decay=0.5, start=0)
   for step in range(1, 3):
@@ -148,15 +178,17 @@ def test_checkpoint_restore_gives_the_same_average_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
-def test_resumed_training_gives_the_same_average_as_an_uninterrupted_run(tmp_path):
-  straight = _model(decay=0.5, start=2)
+@pytest.mark.parametrize("statistics_every", [1, 3])
+def test_resumed_training_gives_the_same_average_as_an_uninterrupted_run(tmp_path,
+                                                                         statistics_every):
+  straight = _model(decay=0.5, start=2, statistics_every=statistics_every)
   for step in range(1, 5):
     straight.train_step(_step_data(step))
-  stopped = _model(decay=0.5, start=2)
+  stopped = _model(decay=0.5, start=2, statistics_every=statistics_every)
   for step in range(1, 3):
     stopped.train_step(_step_data(step))
   path = workdir_lib.make_checkpoint(stopped).save(str(tmp_path / "ckpt"))
-  resumed = _model(decay=0.5, start=2, seed=5)
+  resumed = _model(decay=0.5, start=2, seed=5, statistics_every=statistics_every)
   checkpoints.restore(workdir_lib.make_checkpoint(resumed), path)
   for step in range(3, 5):  # Averaging starts after step 2: the restored step counts.
     resumed.train_step(_step_data(step))

@@ -568,6 +568,14 @@ def test_two_replicas_keep_one_identical_ema_equal_to_one_devices(mirrored):
                          one.generator.variables[0].numpy())
 
 
+def test_statistics_passes_are_skipped_only_on_one_replica(mirrored, caplog):
+  with mirrored.scope():
+    two = _tiny_ssgan(num_replicas=2, ema_decay=0.5, ema_statistics_every=2)
+  assert two.ema.statistics_every == 1
+  assert "ssgan.ema_statistics_every = 2 applies to one replica only" in caplog.text
+  assert _tiny_ssgan(ema_decay=0.5, ema_statistics_every=2).ema.statistics_every == 2
+
+
 def test_replicas_draw_different_noise_when_no_z_is_given(mirrored):
   with mirrored.scope():
     model = _tiny_ssgan(num_replicas=2)
@@ -659,6 +667,8 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
     ({"penalty": "l2", "penalty_weight": -0.5}, r"ssgan.penalty_weight must be >= 0; got -0.5"),
     ({"ema_decay": 1.5}, r"ssgan.ema_decay must be >= 0 and <= 1; got 1.5"),
     ({"ema_decay": 0.999, "ema_start_step": -1}, r"ssgan.ema_start_step must be >= 0; got -1"),
+    ({"ema_decay": 0.999, "ema_statistics_every": 0},
+     r"ssgan.ema_statistics_every must be >= 1; got 0"),
 ])
 def test_build_ssgan_bad_arguments_raise_readable_errors(tiny_gin, kwargs, match):
   args = {"image_shape": IMAGE_SHAPE, "global_batch_size": 8, "num_replicas": 1}
