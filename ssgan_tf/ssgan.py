@@ -128,16 +128,18 @@ class SSGAN(multi_step.MultiStepTraining):
     if ema_decay is not None:
       if make_generator is None or sampling_generator is not None:
         raise ValueError("an EMA of G needs make_generator, and is what generate samples.")
-      if ema_statistics_every != 1 and batch.num_replicas > 1:
+      statistics_every = errors.check_range("ssgan.ema_statistics_every",
+                                            ema_statistics_every, minimum=1, integer=True)
+      if statistics_every > 1 and batch.num_replicas > 1:
         # Synchronized batch norm's cross-replica reduction cannot run inside the tf.cond
         # that skips the pass (tf.distribute's merge_call). A speed setting: configs that
         # use it still run on several replicas.
-        logging.warning("ssgan.ema_statistics_every = %s applies to one replica only; with "
+        logging.warning("ssgan.ema_statistics_every = %d applies to one replica only; with "
                         "%d replicas the EMA's statistics pass runs every step.",
-                        ema_statistics_every, batch.num_replicas)
-        ema_statistics_every = 1
+                        statistics_every, batch.num_replicas)
+        statistics_every = 1
       self.ema = ema_lib.GeneratorEMA(generator, make_generator, ema_decay, ema_start_step,
-                                      ema_statistics_every)
+                                      statistics_every)
       sampling_generator = self.ema.network
     # What `generate` runs by default: the EMA of G, else G itself unless another network
     # with G's interface is given.
@@ -528,7 +530,8 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
                self_supervision=self_supervision,
                penalties=[chosen_penalty] if chosen_penalty else [],
                ema_decay=ema_decay, ema_start_step=ema_start_step,
-               ema_statistics_every=ema_statistics_every, make_generator=make_generator if ema_decay is not None else None,
+               ema_statistics_every=ema_statistics_every,
+               make_generator=make_generator if ema_decay is not None else None,
                label_counts=counts)
 
 
