@@ -99,6 +99,17 @@ def test_ema_weights_follow_compare_gans_recursion(decay, start):
   assert max(np.max(np.abs(a - w)) for a, w in zip(_values(_trainable(average)), weights)) > 1e-3
 
 
+def _assert_statistics_are_one_pass_on(average, previous, z):
+  """`average`'s BN statistics are what one training-mode pass of its current weights on
+  `z` makes of `previous` (its variables' values before the step)."""
+  check = _make_generator()
+  for c, a, p in zip(check.variables, average.variables, previous):
+    c.assign(a.numpy() if a.trainable else p)
+  check(z, training=True)
+  for c, a in zip(_statistics(check), _statistics(average)):
+    np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
 def test_ema_batch_norm_statistics_are_its_own_after_the_start():
   model = _model(decay=0.5, start=1)
   g, average = model.generator, model.ema_generator
@@ -112,18 +123,14 @@ def test_ema_batch_norm_statistics_are_its_own_after_the_start():
   previous = _values(average.variables)
   data = _step_data(2)
   model.train_step(data)
-  check = _make_generator()
-  for c, a, p in zip(check.variables, average.variables, previous):
-    c.assign(a.numpy() if a.trainable else p)
-  check(data["z"][BATCH:], training=True)
-  for c, a, b in zip(_statistics(check), _statistics(average), _statistics(g)):
-    np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+  _assert_statistics_are_one_pass_on(average, previous, data["z"][BATCH:])
+  for a, b in zip(_statistics(average), _statistics(g)):
     assert not np.allclose(a.numpy(), b.numpy())  # Not G's statistics.
 
 
 def test_statistics_passes_run_only_after_steps_that_are_multiples_of_statistics_every():
   model = _model(decay=0.5, start=0, statistics_every=2)
-  g, average = model.generator, model.ema_generator
+  average = model.ema_generator
   initial = _values(_statistics(average))
   weights_before = _values(_trainable(average))
   model.train_step(_step_data(1))  # Step 1: the weights average, the statistics stay.
@@ -135,12 +142,7 @@ def test_statistics_passes_run_only_after_steps_that_are_multiples_of_statistics
   previous = _values(average.variables)
   data = _step_data(2)
   model.train_step(data)
-  check = _make_generator()
-  for c, a, p in zip(check.variables, average.variables, previous):
-    c.assign(a.numpy() if a.trainable else p)
-  check(data["z"][BATCH:], training=True)
-  for c, a, p in zip(_statistics(check), _statistics(average), _statistics(g)):
-    np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+  _assert_statistics_are_one_pass_on(average, previous, data["z"][BATCH:])
   assert any(not np.allclose(a.numpy(), b) for a, b in zip(_statistics(average), initial))
 
 
