@@ -31,7 +31,7 @@ default every step (no backward); ~13 % of the quickstart's step on a 2-core CPU
 `statistics_every = k` runs the pass only after updates whose step is a multiple of k
 (a function of the step, so resume stays exact): the statistics then come from the
 average's last ~10 passes, i.e. its weights over the last ~10k steps. One replica only
-(SSGAN uses 1 with several, saying so): under a tf.cond, synchronized batch norm's
+(with several it is 1, and a warning says so): under a tf.cond, synchronized batch norm's
 cross-replica reduction cannot run.
 The average's layers stay Keras-trainable because Keras batch norm ignores
 `training=True` in a non-trainable layer.
@@ -42,6 +42,7 @@ aggregate with NONE, as G's batch-norm statistics and D's spectral-norm `u` do),
 copies stay identical without cross-replica communication.
 """
 
+from absl import logging
 import tensorflow as tf
 
 from ssgan_tf import errors
@@ -60,16 +61,25 @@ class GeneratorEMA:
     decay: in [0, 1]; the weight of the old average.
     start_step: generator steps (>= 0) before averaging starts.
     statistics_every: generator steps (>= 1) between the average's batch-norm
-      statistics passes.
+      statistics passes; with several replicas 1 whatever is asked (a warning says so).
+    num_replicas: replicas in sync.
   """
 
   def __init__(self, generator, make_generator, decay=DECAY, start_step=START_STEP,
-               statistics_every=1):
+               statistics_every=1, num_replicas=1):
     self.decay = errors.check_range("ssgan.ema_decay", decay, minimum=0, maximum=1)
     self.start_step = errors.check_range("ssgan.ema_start_step", start_step, minimum=0,
                                          integer=True)
     self.statistics_every = errors.check_range(
         "ssgan.ema_statistics_every", statistics_every, minimum=1, integer=True)
+    if self.statistics_every > 1 and num_replicas > 1:
+      # Synchronized batch norm's cross-replica reduction cannot run inside the tf.cond
+      # that skips the pass (tf.distribute's merge_call). A speed setting: configs that
+      # use it still run on several replicas.
+      logging.warning("ssgan.ema_statistics_every = %d applies to one replica only; with "
+                      "%d replicas the EMA's statistics pass runs every step.",
+                      self.statistics_every, num_replicas)
+      self.statistics_every = 1
     self.network = make_generator()
     ours, theirs = self.network.variables, generator.variables
     if [(v.shape, v.trainable) for v in ours] != [(v.shape, v.trainable) for v in theirs]:
@@ -96,7 +106,7 @@ class GeneratorEMA:
           # With decay 0 this is exactly w: 0 * average + 1 * w.
           average.assign(decay * average + (1.0 - decay) * weight)
       # Its own BN statistics, from the new weights.
-      if self.statistics_every == 1:
+      if self.statistics_every == 1:  # No tf.cond: synchronized BN runs only outside one.
         self._statistics_pass(z, labels)
       else:
         tf.cond(tf.convert_to_tensor(step) % self.statistics_every == 0,

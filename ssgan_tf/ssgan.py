@@ -34,7 +34,6 @@ noise from `sample_z` (the training stream, another `tf.random.Generator`, or a 
 seed), and for a conditional G labels from `sample_labels` (likewise) or from z itself.
 """
 
-from absl import logging
 import gin
 import keras
 import tensorflow as tf
@@ -128,18 +127,8 @@ class SSGAN(multi_step.MultiStepTraining):
     if ema_decay is not None:
       if make_generator is None or sampling_generator is not None:
         raise ValueError("an EMA of G needs make_generator, and is what generate samples.")
-      statistics_every = errors.check_range("ssgan.ema_statistics_every",
-                                            ema_statistics_every, minimum=1, integer=True)
-      if statistics_every > 1 and batch.num_replicas > 1:
-        # Synchronized batch norm's cross-replica reduction cannot run inside the tf.cond
-        # that skips the pass (tf.distribute's merge_call). A speed setting: configs that
-        # use it still run on several replicas.
-        logging.warning("ssgan.ema_statistics_every = %d applies to one replica only; with "
-                        "%d replicas the EMA's statistics pass runs every step.",
-                        statistics_every, batch.num_replicas)
-        statistics_every = 1
       self.ema = ema_lib.GeneratorEMA(generator, make_generator, ema_decay, ema_start_step,
-                                      statistics_every)
+                                      ema_statistics_every, batch.num_replicas)
       sampling_generator = self.ema.network
     # What `generate` runs by default: the EMA of G, else G itself unless another network
     # with G's interface is given.

@@ -10,10 +10,9 @@ A metric is only comparable if its network is fixed, as FID's Inception is. The 
 `train_network` (seed 0, 4 epochs, 2 threads, on a 2-core AMD EPYC; rerun there by
 tools/train_mnist_classifier.py it gives bit-identical weights, in a file whose HDF5
 metadata, hence SHA-256, differs) and the file is checked against WEIGHTS_SHA256 at every
-load. v1 trained them
-on each machine at first use instead; oneDNN's numerics differ with the CPU, its ISA cap
-and the environment of that first use, and so did the classifier: one generator scored
-fmd 5.27 and 6.46 under two v1 classifiers from the same machine.
+load. v1 trained them on each machine at first use instead; oneDNN's numerics differ with
+the CPU, its ISA cap and the environment of that first use, and so did the classifier:
+one generator scored fmd 5.27 and 6.46 under two v1 classifiers from the same machine.
 """
 
 import hashlib
