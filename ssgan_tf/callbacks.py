@@ -225,9 +225,11 @@ def grid(images):
   floor(sqrt(N)) (N = 8: a 2 x 2 grid)."""
   n, h, w, c = images.shape
   rows = math.isqrt(n)  # The largest square that fits.
-  pixels = tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+  pixels = tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5)
   pixels = tf.reshape(pixels[:rows * rows], [rows, rows, h, w, c])
-  return tf.reshape(tf.transpose(pixels, [0, 2, 1, 3, 4]), [rows * h, rows * w, c])
+  # Transposed before the cast: oneDNN's uint8 transpose logs an error line on some CPUs.
+  pixels = tf.reshape(tf.transpose(pixels, [0, 2, 1, 3, 4]), [rows * h, rows * w, c])
+  return tf.cast(pixels, tf.uint8)
 
 
 def _duration(seconds):

@@ -160,6 +160,15 @@ def test_progress_lines_give_the_rate_and_eta(trained):
     assert re.search(rf"step {step}/4  [\d.]+ steps/s  ETA \d+h\d\dm\d\ds  .*loss/d=", stderr)
 
 
+def test_training_logs_none_of_tensorflows_avoidable_error_lines(trained):
+  # Both came from our graphs (sndcgan's leaky ReLU gradient, the sample grid's uint8
+  # transpose) and printed "E0000 ..." in every run; the remapper one also dropped all
+  # of grappler's fusions in the train step.
+  stderr = trained[2]
+  assert "remapper failed" not in stderr
+  assert "oneDNN supports DT_UINT8" not in stderr
+
+
 def test_the_same_command_twice_does_nothing_the_second_time(runs):
   run = runs["rerun"]
   assert run["status"] == 0, run["stderr"]

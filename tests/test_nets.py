@@ -9,6 +9,7 @@ import strategies
 
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import resnet_ops
+from ssgan_tf.nets import sndcgan
 
 Z_DIM = 128
 
@@ -207,6 +208,21 @@ def test_upsample2x_and_its_custom_gradient_equal_nearest_neighbour_resizing():
   np.testing.assert_array_equal(ours, reference)
   np.testing.assert_allclose(tape.gradient(loss_ours, x), tape.gradient(loss_reference, x),
                              rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_sndcgans_leaky_relu_and_its_gradient_equal_tf_nn_bit_for_bit(dtype):
+  # Negative, zero and positive inputs, and a non-finite one.
+  x = tf.cast(tf.concat([tf.random.normal([997], seed=3), [0.0, -0.0, np.inf, -np.inf]], 0),
+              dtype)
+  upstream = tf.cast(tf.random.normal([1001], seed=4), dtype)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    ours, reference = sndcgan.leaky_relu(x, alpha=0.1), tf.nn.leaky_relu(x, alpha=0.1)
+  np.testing.assert_array_equal(tf.cast(ours, tf.float32), tf.cast(reference, tf.float32))
+  np.testing.assert_array_equal(
+      tf.cast(tape.gradient(ours, x, output_gradients=upstream), tf.float32),
+      tf.cast(tape.gradient(reference, x, output_gradients=upstream), tf.float32))
 
 
 def test_resnet_cifar_outputs(resnet_cifar):

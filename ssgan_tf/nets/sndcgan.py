@@ -16,6 +16,27 @@ from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import spectral_norm as sn
 
 
+def leaky_relu(x, alpha):
+  """`tf.nn.leaky_relu(x, alpha)` for 0 < alpha < 1, whose gradient reads its output.
+
+  TF's own gradient reads the input, the conv's BiasAdd; grappler's remapper still fuses
+  conv + BiasAdd + LeakyRelu, then fails on the graph ("remapper failed: ... LeakyReluGrad
+  exist for missing node ...BiasAdd", an error line in every training run) and drops all
+  its fusions. The output has the input's sign, so the gradient is bit-identical.
+  """
+
+  @tf.custom_gradient
+  def forward(x):
+    y = tf.nn.leaky_relu(x, alpha=alpha)
+
+    def backward(dy):
+      return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
+
+    return y, backward
+
+  return forward(x)
+
+
 def check_resolution(resolution):
   if resolution % 8:
     raise errors.ConfigError(
@@ -80,6 +101,6 @@ class DiscriminatorTrunk(keras.layers.Layer):
     """The activation map after each conv, `[B, h, h, c]` each (the probe reads them)."""
     outputs, x = [], images
     for conv in self.convs:
-      x = tf.nn.leaky_relu(conv(x, training=training), alpha=0.1)
+      x = leaky_relu(conv(x, training=training), alpha=0.1)
       outputs.append(x)
     return outputs
