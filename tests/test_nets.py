@@ -212,7 +212,7 @@ def test_upsample2x_and_its_custom_gradient_equal_nearest_neighbour_resizing():
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
 def test_sndcgans_leaky_relu_and_its_gradient_equal_tf_nn_bit_for_bit(dtype):
-  # Negative, zero and positive inputs, and a non-finite one.
+  # Negative, zero and positive inputs, and both infinities.
   x = tf.cast(tf.concat([tf.random.normal([997], seed=3), [0.0, -0.0, np.inf, -np.inf]], 0),
               dtype)
   upstream = tf.cast(tf.random.normal([1001], seed=4), dtype)
