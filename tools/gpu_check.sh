@@ -154,6 +154,8 @@ else
 fi
 
 # ---------------------------------------------------------------- setup
+TRAINS=0  # Selected training runs: their time is kept back from every step before them.
+for config in quickstart resnet; do selected "train_$config" && TRAINS=$((TRAINS + 1)); done
 PY="${GPU_CHECK_PYTHON:-python3}"
 MADE_VENV=false
 INSTALL_S=0
@@ -166,7 +168,7 @@ if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
   if [ -n "${GPU_CHECK_WHEELHOUSE:-}" ]; then
     PIP_ARGS+=(--no-index --find-links "$GPU_CHECK_WHEELHOUSE")
   fi
-  LIMIT=$(( $(remaining) - 2 * TRAIN_TIMEOUT_S ))
+  LIMIT=$(( $(remaining) - TRAINS * TRAIN_TIMEOUT_S ))
   (( LIMIT > INSTALL_TIMEOUT_S )) && LIMIT=$INSTALL_TIMEOUT_S
   run_step install "$LIMIT" "$PY" -m pip install "${PIP_ARGS[@]}" -r requirements.txt \
     "tensorflow[and-cuda]==2.21.0"
@@ -206,20 +208,22 @@ fi
 QUICKSTART=(--gin_file=gin_configs/quickstart.gin --resolution=32 --channels=1)
 RESNET=(--gin_file=gin_configs/cifar10/ssgan.gin --gin_param=ssgan.disc_iters=5
         --resolution=32 --channels=3)
-if [ "$SMOKE" = 1 ]; then  # Tiny widths and batches: seconds per step on a CPU.
-  QUICKSTART+=('--gin_param=networks.generator_kwargs={"base_channels": 8}'
-               '--gin_param=networks.discriminator_kwargs={"base_channels": 8}'
-               --gin_param=ssgan.global_batch_size=8)
-  RESNET+=('--gin_param=networks.generator_kwargs={"g_channels": 16}'
-           '--gin_param=networks.discriminator_kwargs={"d_channels": 16}'
-           --gin_param=ssgan.global_batch_size=8 --gin_param=ssgan.rotated_batch_size=8)
+# Smoke mode's tiny widths and batches (seconds per step on a CPU), for each config's
+# benchmarks and training run.
+QUICKSTART_SMOKE=('--gin_param=networks.generator_kwargs={"base_channels": 8}'
+                  '--gin_param=networks.discriminator_kwargs={"base_channels": 8}'
+                  --gin_param=ssgan.global_batch_size=8)
+RESNET_SMOKE=('--gin_param=networks.generator_kwargs={"g_channels": 16}'
+              '--gin_param=networks.discriminator_kwargs={"d_channels": 16}'
+              --gin_param=ssgan.global_batch_size=8 --gin_param=ssgan.rotated_batch_size=8)
+if [ "$SMOKE" = 1 ]; then
+  QUICKSTART+=("${QUICKSTART_SMOKE[@]}")
+  RESNET+=("${RESNET_SMOKE[@]}")
 fi
 declare -A PRECISION_FLAGS=([float32]="--precision=float32"
                             [mixed_bfloat16]="--precision=mixed_bfloat16"
                             [float32_xla]="--precision=float32 --xla")
 declare -A RATE=()  # config -> float32 gen steps/s, for the training runs' lengths.
-TRAINS=0
-for config in quickstart resnet; do selected "train_$config" && TRAINS=$((TRAINS + 1)); done
 PASSED=()
 FAILED=()
 for config in quickstart resnet; do
@@ -263,25 +267,19 @@ for config in quickstart resnet; do
     continue
   fi
   # The built-in MNIST (32x32x1) for both: an offline host has no TFDS CIFAR-10.
-  TRAIN_ARGS=('--gin_param=dataset.name="mnist"' --gin_param=train.log_every=100)
+  TRAIN_ARGS=('--gin_param=dataset.name="mnist"')
   if [ "$SMOKE" = 1 ]; then
     TOTAL_STEPS=4
+    [ "$config" = quickstart ] && TRAIN_ARGS+=("${QUICKSTART_SMOKE[@]}") \
+      || TRAIN_ARGS+=("${RESNET_SMOKE[@]}")
     TRAIN_ARGS+=(--gin_param=train.log_every=2 --gin_param=train.checkpoint_every=2
-                 --gin_param=train.sample_every=2 --gin_param=ssgan.global_batch_size=8
-                 --gin_param=ssgan.rotated_batch_size=8)
-    if [ "$config" = quickstart ]; then
-      TRAIN_ARGS+=('--gin_param=networks.generator_kwargs={"base_channels": 8}'
-                   '--gin_param=networks.discriminator_kwargs={"base_channels": 8}')
-    else
-      TRAIN_ARGS+=('--gin_param=networks.generator_kwargs={"g_channels": 16}'
-                   '--gin_param=networks.discriminator_kwargs={"d_channels": 16}')
-    fi
-  elif [ -n "${RATE[$config]:-}" ]; then
-    # Steps for ~TRAIN_STEP_SECONDS at half the benchmark's rate (the real run also feeds
-    # data, logs, checkpoints and writes sample grids), in whole logging intervals.
-    TOTAL_STEPS=$(python3 -c "r = float('${RATE[$config]}') * 0.5 * $TRAIN_STEP_SECONDS; print(max(200, min(50000, int(r) // 100 * 100)))")
+                 --gin_param=train.sample_every=2)
   else
-    TOTAL_STEPS=500  # No rate measured: the run shows how far it gets in its time.
+    TRAIN_ARGS+=(--gin_param=train.log_every=100)
+    # Steps for ~TRAIN_STEP_SECONDS at half the benchmark's rate (the real run also feeds
+    # data, logs, checkpoints and writes sample grids), in whole logging intervals; 500
+    # when no rate was measured (the run shows how far it gets in its time).
+    TOTAL_STEPS=$(python3 -c "r = '${RATE[$config]:-}'; print(max(200, min(50000, int(float(r) * 0.5 * $TRAIN_STEP_SECONDS) // 100 * 100)) if r else 500)")
   fi
   run_step "$name" "$LIMIT" "$PY" -m ssgan_tf.main "--gin_file=${TRAIN_GIN[$config]}" \
     --workdir="$WORK/$name" "--gin_param=train.total_steps=$TOTAL_STEPS" "${TRAIN_ARGS[@]}"
