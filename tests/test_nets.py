@@ -210,19 +210,45 @@ def test_upsample2x_and_its_custom_gradient_equal_nearest_neighbour_resizing():
                              rtol=1e-6, atol=1e-6)
 
 
+# Activations written around grappler's remapper (see each one's docstring), against tf.nn.
+OWN_ACTIVATIONS = {
+    "sndcgan.leaky_relu": (lambda x: sndcgan.leaky_relu(x, alpha=0.1),
+                           lambda x: tf.nn.leaky_relu(x, alpha=0.1)),
+    "resnet_ops.block_input_relu": (resnet_ops.block_input_relu, tf.nn.relu),
+}
+
+
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
-def test_sndcgans_leaky_relu_and_its_gradient_equal_tf_nn_bit_for_bit(dtype):
+@pytest.mark.parametrize("name", sorted(OWN_ACTIVATIONS))
+def test_own_activations_and_their_gradients_equal_tf_nn_bit_for_bit(name, dtype):
+  ours_fn, reference_fn = OWN_ACTIVATIONS[name]
   # Negative, zero and positive inputs, and both infinities.
   x = tf.cast(tf.concat([tf.random.normal([997], seed=3), [0.0, -0.0, np.inf, -np.inf]], 0),
               dtype)
   upstream = tf.cast(tf.random.normal([1001], seed=4), dtype)
   with tf.GradientTape(persistent=True) as tape:
     tape.watch(x)
-    ours, reference = sndcgan.leaky_relu(x, alpha=0.1), tf.nn.leaky_relu(x, alpha=0.1)
+    ours, reference = ours_fn(x), reference_fn(x)
   np.testing.assert_array_equal(tf.cast(ours, tf.float32), tf.cast(reference, tf.float32))
   np.testing.assert_array_equal(
       tf.cast(tape.gradient(ours, x, output_gradients=upstream), tf.float32),
       tf.cast(tape.gradient(reference, x, output_gradients=upstream), tf.float32))
+
+
+def test_grappler_optimizes_resnet_cifars_discriminator_gradient_without_an_error(capfd):
+  # Its remapper fused a block's conv + BiasAdd + Add with the next block's ReLU although
+  # the sum also feeds that block's skip path, then failed on its own graph and logged
+  # "E... remapper failed: ... missing node .../add" in every ResNet-CIFAR run.
+  (_, discriminator), resolution = _tiny("resnet_cifar", "none")
+
+  @tf.function
+  def gradient(images):
+    with tf.GradientTape() as tape:
+      loss = _heads_loss(discriminator, images)
+    return tape.gradient(loss, discriminator.trainable_variables)
+
+  gradient(tf.random.stateless_uniform([4, resolution, resolution, 3], seed=[0, 2]))
+  assert "remapper failed" not in capfd.readouterr().err
 
 
 def test_resnet_cifar_outputs(resnet_cifar):

@@ -37,6 +37,24 @@ def upsample2x(x):
   return tf.reshape(y, [b, 2 * h, 2 * w, c]), grad
 
 
+@tf.custom_gradient
+def block_input_relu(x):
+  """The ReLU at the input of a pre-activation block: `tf.nn.relu`'s values and gradient,
+  bit for bit (TF's ReluGrad, fed the output: it has the input's sign where that counts).
+
+  Written as Maximum(x, 0) because grappler's remapper fuses a Relu into the conv +
+  BiasAdd + Add before it even where that sum also feeds the block's skip path, then
+  fails on its own graph ("remapper failed: ... missing node .../add", an error line in
+  every ResNet-CIFAR run). Same speed (ResNet-CIFAR, tools/benchmark.py).
+  """
+  y = tf.maximum(x, tf.zeros([], x.dtype))
+
+  def grad(dy):
+    return tf.raw_ops.ReluGrad(gradients=dy, features=y)
+
+  return y, grad
+
+
 def avg_pool2x(x):
   return tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
@@ -94,7 +112,7 @@ class DiscriminatorBlock(keras.layers.Layer):
     self.shortcut = sn.conv2d(filters, 1, spectral_norm=spectral_norm) if downsample else None
 
   def call(self, x, training=False):
-    h = x if self.first else tf.nn.relu(x)
+    h = x if self.first else block_input_relu(x)
     h = self.conv2(tf.nn.relu(self.conv1(h, training=training)), training=training)
     if not self.downsample:
       return h + x
