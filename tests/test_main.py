@@ -162,8 +162,8 @@ def test_progress_lines_give_the_rate_and_eta(trained):
 
 def test_training_logs_none_of_tensorflows_avoidable_error_lines(trained):
   # Both came from our graphs (sndcgan's leaky ReLU gradient, the sample grid's uint8
-  # transpose) and printed "E0000 ..." in every run; the remapper one also dropped all
-  # of grappler's fusions in the train step.
+  # transpose) and printed "E0000 ..." in every run; grappler dropped the remapper pass
+  # that failed.
   stderr = trained[2]
   assert "remapper failed" not in stderr
   assert "oneDNN supports DT_UINT8" not in stderr

@@ -45,7 +45,8 @@ def block_input_relu(x):
   Written as Maximum(x, 0) because grappler's remapper fuses a Relu into the conv +
   BiasAdd + Add before it even where that sum also feeds the block's skip path, then
   fails on its own graph ("remapper failed: ... missing node .../add", an error line in
-  every ResNet-CIFAR run). Same speed (ResNet-CIFAR, tools/benchmark.py).
+  every ResNet-CIFAR run). The gradient is ReluGrad's because Maximum's own would also
+  select and reduce one for the 0. Same speed (ResNet-CIFAR, tools/benchmark.py).
   """
   y = tf.maximum(x, tf.zeros([], x.dtype))
 

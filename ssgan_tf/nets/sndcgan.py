@@ -21,8 +21,9 @@ def leaky_relu(x, alpha):
 
   TF's own gradient reads the input, the conv's BiasAdd; grappler's remapper still fuses
   conv + BiasAdd + LeakyRelu, then fails on the graph ("remapper failed: ... LeakyReluGrad
-  exist for missing node ...BiasAdd", an error line in every training run) and drops all
-  its fusions. The output has the input's sign, so the gradient is bit-identical.
+  exist for missing node ...BiasAdd", an error line in every training run), and the
+  failed pass is dropped. The output has the input's sign, so the gradient is
+  bit-identical.
   """
 
   @tf.custom_gradient
