@@ -13,7 +13,9 @@ import tensorflow as tf
 
 class MultiStepTraining(keras.Model):
   """A Keras Model whose `fit` runs `steps_per_execution` steps per call without a
-  `tf.cond`; one step per call is Keras' own function. The dataset must not end."""
+  `tf.cond`; one step per call is Keras' own function. The dataset must not end, and
+  `train_step` must return its metrics' results (`get_metrics_result()`, as Keras'
+  own `train_step` does): the loop returns those after its last step."""
 
   def make_train_function(self, force=False):
     if self.train_function is not None and not force:
@@ -28,9 +30,12 @@ class MultiStepTraining(keras.Model):
 
     @tf.function(reduce_retracing=True)
     def multi_step(iterator):
-      for _ in tf.range(steps - 1):
+      # Every step inside the loop, so the step is traced (and its graph optimized) once;
+      # running the last step after the loop for its logs traced it twice.
+      for _ in tf.range(steps):
         strategy.run(step_fn, args=(next(iterator),))
-      logs = strategy.run(step_fn, args=(next(iterator),))
+      # The logs of the last step: each metric's result (what `train_step` returns).
+      logs = strategy.run(self.get_metrics_result)
       # Each replica's Mean trackers hold their own interval means; the mean over
       # replicas is the global one (replicas have equal batches), as Keras reduces them.
       return {name: tf.reshape(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None),

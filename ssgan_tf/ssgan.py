@@ -256,8 +256,7 @@ class SSGAN(multi_step.MultiStepTraining):
     if self.ema:
       self.ema.update(self.generator, self.g_optimizer.iterations, noise_batches[-1],
                       fake_labels[-1])
-    logs = {name: tracker.result() for name, tracker in self.trackers.items()}
-    logs[nonfinite.LOG_NAME] = self.first_nonfinite.result()
+    logs = self.get_metrics_result()
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
       # Keras 3's fit() reduces logs there with reduce(MEAN, axis=0), which needs an axis
       # (tensorflow/tensorflow#72388): give it one.

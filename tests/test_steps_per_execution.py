@@ -8,10 +8,12 @@ loss inside a call stops training, reports its step and keeps the checkpoint bef
 import shutil
 
 import gin
+import keras
 import pytest
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf import multi_step
 from ssgan_tf import train_lib
 
 import strategies
@@ -98,6 +100,50 @@ def test_a_nan_inside_a_call_stops_there_and_keeps_the_checkpoint_before(runs, t
   assert _first_line(error).startswith("non-finite loss or weights at step 3;")
   assert "ckpt-2" in _first_line(error)
   assert _checkpoint_steps(workdir) == [2]
+
+
+class _TraceCountingRegression(multi_step.MultiStepTraining):
+  """A linear regression whose `train_step` counts how often it is traced."""
+
+  def __init__(self):
+    super().__init__(name="regression")
+    self.dense = keras.layers.Dense(1)
+    self.loss_tracker = keras.metrics.Mean(name="loss")
+    self.traces = 0
+
+  def call(self, x):
+    return self.dense(x)
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker]
+
+  def train_step(self, data):
+    self.traces += 1
+    x, y = data
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.square(self(x) - y))
+    self.optimizer.apply_gradients(
+        zip(tape.gradient(loss, self.trainable_variables), self.trainable_variables))
+    self.loss_tracker.update_state(loss)
+    return self.get_metrics_result()
+
+
+def test_several_steps_per_call_trace_the_step_once_and_log_after_the_last():
+  # Tracing (and optimizing) the step twice, once in the loop and once for the last
+  # step's logs, doubled the first call: 12.2 vs 6.1 s for the quickstart's 10 steps.
+  model = _TraceCountingRegression()
+  model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=4)
+  x = tf.reshape(tf.range(8, dtype=tf.float32), [4, 2])
+  # Variables first (as train_lib builds them to restore a checkpoint): a function that
+  # creates variables is traced once more, by tf.function itself.
+  model(x)
+  model.optimizer.build(model.trainable_variables)
+  data = tf.data.Dataset.from_tensors((x, x[:, :1])).repeat()
+  history = model.fit(data, steps_per_epoch=8, epochs=1, verbose=0)
+  assert model.traces == 1
+  assert model.optimizer.iterations.numpy() == 8
+  assert history.history["loss"] == [float(model.loss_tracker.result())]
 
 
 # --- Choosing the steps per call ------------------------------------------------------
