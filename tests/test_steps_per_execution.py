@@ -131,7 +131,8 @@ class _TraceCountingRegression(multi_step.MultiStepTraining):
 
 def test_several_steps_per_call_trace_the_step_once_and_log_after_the_last():
   # Tracing (and optimizing) the step twice, once in the loop and once for the last
-  # step's logs, doubled the first call: 12.2 vs 6.1 s for the quickstart's 10 steps.
+  # step's logs, nearly doubled the first call (the quickstart's, 10 steps: 10.3-12.7
+  # vs 6.3-7.7 s on a 2-core AMD EPYC).
   model = _TraceCountingRegression()
   model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=4)
   x = tf.reshape(tf.range(8, dtype=tf.float32), [4, 2])
