@@ -136,8 +136,8 @@ def test_several_steps_per_call_trace_the_step_once_and_log_after_the_last():
   model = _TraceCountingRegression()
   model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=4)
   x = tf.reshape(tf.range(8, dtype=tf.float32), [4, 2])
-  # Variables first (as train_lib builds them to restore a checkpoint): a function that
-  # creates variables is traced once more, by tf.function itself.
+  # Variables first, as SSGAN builds its nets and (in compile) its optimizers: a function
+  # that creates variables is traced once more, by tf.function itself.
   model(x)
   model.optimizer.build(model.trainable_variables)
   data = tf.data.Dataset.from_tensors((x, x[:, :1])).repeat()
