@@ -270,8 +270,11 @@ for config in quickstart resnet; do
   TRAIN_ARGS=('--gin_param=dataset.name="mnist"')
   if [ "$SMOKE" = 1 ]; then
     TOTAL_STEPS=4
-    [ "$config" = quickstart ] && TRAIN_ARGS+=("${QUICKSTART_SMOKE[@]}") \
-      || TRAIN_ARGS+=("${RESNET_SMOKE[@]}")
+    if [ "$config" = quickstart ]; then
+      TRAIN_ARGS+=("${QUICKSTART_SMOKE[@]}")
+    else
+      TRAIN_ARGS+=("${RESNET_SMOKE[@]}")
+    fi
     TRAIN_ARGS+=(--gin_param=train.log_every=2 --gin_param=train.checkpoint_every=2
                  --gin_param=train.sample_every=2)
   else
