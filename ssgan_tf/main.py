@@ -17,6 +17,9 @@ import gin  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from ssgan_tf import cpu_kernels  # noqa: E402
+
+cpu_kernels.prefer_onednn()  # Before TensorFlow loads (below, in run()).
 from ssgan_tf import errors  # noqa: E402  (no TensorFlow: the checks below stay fast)
 from ssgan_tf import gin_files  # noqa: E402
 

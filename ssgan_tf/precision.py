@@ -6,7 +6,7 @@
   TPU  always.
   CPU  x86 `avx512_bf16` or `amx_bf16` (Cooper Lake, Sapphire Rapids, Zen 4 and later),
        or aarch64 `bf16` (e.g. Graviton3), in /proc/cpuinfo; and oneDNN on (TensorFlow's
-       default on Linux x86): without oneDNN, TF's CPU kernels convert bf16 to float32
+       default on these CPUs): without oneDNN, TF's CPU kernels convert bf16 to float32
        and back around every op; nor may oneDNN be capped below its bf16 kernels
        (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA, set to e.g. AVX2 to time an older CPU).
 Elsewhere bf16 is emulated, and much slower than float32: ResNet-CIFAR training measured
@@ -27,6 +27,8 @@ from typing import Optional
 from absl import logging
 import keras
 import tensorflow as tf
+# TensorFlow's own answer to "is oneDNN on"; no public API gives it.
+from tensorflow.python.util import _pywrap_util_port
 
 from ssgan_tf import errors
 
@@ -99,10 +101,12 @@ def cpu_info(cpuinfo_path=None, platform=None):
 
 
 def onednn_enabled():
-  """Whether TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS; on by default
-  on Linux x86, where TF 2.21 reads the variable as a bool)."""
-  return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in (
-      "0", "false", "no", "off")
+  """Whether TensorFlow's oneDNN CPU kernels are on in this process.
+
+  TensorFlow decided when it loaded: TF_ENABLE_ONEDNN_OPTS if set, else by the CPU
+  (`cpu_kernels`); later changes to the variable do nothing.
+  """
+  return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def onednn_isa_cap():
@@ -139,7 +143,7 @@ def _gpu_is_native(gpu):
   return (major, minor) >= BF16_MIN_COMPUTE_CAPABILITY
 
 
-def bf16_support(cpu=None, gpus=None):
+def bf16_support(cpu=None, gpus=None, onednn=None):
   """Whether the devices that will compute run bf16 natively, and which they are.
 
   The GPUs compute when there are any (TensorFlow places ops there), else a TPU, else the
@@ -150,6 +154,7 @@ def bf16_support(cpu=None, gpus=None):
   Args:
     cpu: a `CpuInfo` (None: this machine's).
     gpus: `gpu_info()`-style list (None: this machine's).
+    onednn: whether oneDNN's CPU kernels are on (None: `onednn_enabled()`).
 
   Returns:
     `(native, device)`: native True / False / None (cannot tell); device a short
@@ -172,7 +177,7 @@ def bf16_support(cpu=None, gpus=None):
   if not cpu.native_bf16:
     flags = "/".join(cpu.isa_flags) or "none of " + "/".join(ISA_FLAGS)
     return False, f"CPU {name} ({flags}; no {' or '.join(BF16_CPU_FLAGS[:2])})"
-  if not onednn_enabled():
+  if not (onednn_enabled() if onednn is None else onednn):
     return False, (f"CPU {name} (its bf16 units are unused: oneDNN is off, "
                    "TF_ENABLE_ONEDNN_OPTS=0)")
   cap = onednn_isa_cap()
@@ -190,11 +195,11 @@ def hardware_summary():
      "onednn": bool, "gpus": [{"name", "compute_capability"}], "bf16_device": str,
      "native_bf16": bool, or None when it cannot be told}.
   """
-  cpu, gpus = cpu_info(), gpu_info()
-  native, device = bf16_support(cpu, gpus)
+  cpu, gpus, onednn = cpu_info(), gpu_info(), onednn_enabled()
+  native, device = bf16_support(cpu, gpus, onednn)
   return {"cpu_model": cpu.model_name,
           "cpu_isa": None if cpu.isa_flags is None else list(cpu.isa_flags),
-          "onednn": onednn_enabled(), "gpus": gpus, "bf16_device": device,
+          "onednn": onednn, "gpus": gpus, "bf16_device": device,
           "native_bf16": native}
 
 

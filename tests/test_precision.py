@@ -37,7 +37,7 @@ def fake_host(tmp_path, monkeypatch):
   """Returns `use(cpuinfo_text, gpus=())`: makes this process see that CPU (on Linux,
   oneDNN on) and those GPUs; the dtype policy and the log-once memory are restored."""
   monkeypatch.setattr(precision, "_logged", set())
-  monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+  monkeypatch.setattr(precision, "onednn_enabled", lambda: True)
   for variable in precision.ISA_CAP_VARIABLES:
     monkeypatch.delenv(variable, raising=False)
   monkeypatch.setattr(precision.sys, "platform", "linux")
@@ -87,9 +87,8 @@ def test_gpus_are_native_only_if_every_one_has_compute_capability_8(capabilities
   assert device.startswith("GPU gpu0 (compute capability")
 
 
-def test_onednn_off_makes_a_bf16_cpu_emulated(monkeypatch):
-  monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-  native, device = precision.bf16_support(precision.parse_cpuinfo(AMX), [])
+def test_onednn_off_makes_a_bf16_cpu_emulated():
+  native, device = precision.bf16_support(precision.parse_cpuinfo(AMX), [], onednn=False)
   assert native is False and "TF_ENABLE_ONEDNN_OPTS=0" in device
 
 

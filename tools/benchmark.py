@@ -70,14 +70,18 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
-import keras
-import numpy as np
-import PIL.Image
-import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 # Run as a script, the repository root is not on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ssgan_tf import cpu_kernels  # noqa: E402
+
+cpu_kernels.prefer_onednn()  # Before TensorFlow loads: the kernels training gets.
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
+
 from ssgan_tf import data  # noqa: E402
 from ssgan_tf import distribute  # noqa: E402
 from ssgan_tf import errors  # noqa: E402

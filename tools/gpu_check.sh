@@ -182,6 +182,8 @@ if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
 fi
 SETUP=$("$PY" - <<'EOF' 2>>"$LOG"
 import json, platform
+from ssgan_tf import cpu_kernels
+cpu_kernels.prefer_onednn()  # As the benchmarks and training runs below do.
 import tensorflow as tf
 from ssgan_tf import precision
 print(json.dumps({"python": platform.python_version(), "tf": tf.__version__,

@@ -20,6 +20,9 @@ from absl import flags
 
 # Run as a script, the repository root is not on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ssgan_tf import cpu_kernels  # noqa: E402
+
+cpu_kernels.prefer_onednn()  # Before TensorFlow loads: the kernels v2 was trained with.
 from ssgan_tf import data  # noqa: E402
 from ssgan_tf import precision  # noqa: E402
 from ssgan_tf.evaluation import mnist_classifier  # noqa: E402
