@@ -9,14 +9,21 @@ are slower here: on a 2-core AMD EPYC with oneDNN capped at AVX2
 1.27x faster (0.058 vs 0.046 steps/s). So the entry points (`ssgan_tf.main`, tools/, the tests) call
 `prefer_onednn()` before their first `import tensorflow`: TensorFlow reads the variable
 once, when it loads. A value the user has set is kept (`TF_ENABLE_ONEDNN_OPTS=0` gives
-Eigen's kernels and their numerics back). No TensorFlow import here.
+Eigen's kernels and their numerics back). Only on x86: on aarch64 TensorFlow's oneDNN
+runs through Arm's Compute Library, on by default for Neoverse V1 only, and nothing was
+measured there. No TensorFlow import here.
 """
 
 import os
+import platform
 
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+X86_MACHINES = ("x86_64", "amd64")  # platform.machine(): Linux, Windows.
 
 
-def prefer_onednn():
-  """Sets TF_ENABLE_ONEDNN_OPTS=1 unless it is set; call before importing TensorFlow."""
-  os.environ.setdefault(ONEDNN_VARIABLE, "1")
+def prefer_onednn(machine=None):
+  """On x86, sets TF_ENABLE_ONEDNN_OPTS=1 unless it is set; call before importing
+  TensorFlow. `machine`: `platform.machine()` when None."""
+  machine = platform.machine() if machine is None else machine
+  if machine.lower() in X86_MACHINES:
+    os.environ.setdefault(ONEDNN_VARIABLE, "1")
