@@ -22,9 +22,13 @@ ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 X86_MACHINES = ("x86_64", "amd64")  # platform.machine(): Linux, Windows.
 
 
+def is_x86(machine=None):
+  """Whether `machine` (`platform.machine()` when None) is an x86-64 CPU."""
+  return (platform.machine() if machine is None else machine).lower() in X86_MACHINES
+
+
 def prefer_onednn(machine=None):
   """On x86, sets TF_ENABLE_ONEDNN_OPTS=1 unless it is set; call before importing
-  TensorFlow. `machine`: `platform.machine()` when None."""
-  machine = platform.machine() if machine is None else machine
-  if machine.lower() in X86_MACHINES:
+  TensorFlow. `machine`: as for `is_x86`."""
+  if is_x86(machine):
     os.environ.setdefault(ONEDNN_VARIABLE, "1")

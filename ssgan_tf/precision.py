@@ -17,6 +17,8 @@ a GPU without a compute capability), it warns once and goes on.
 
 `hardware_summary()` is what a benchmark record needs to be read later: CPU model, its
 ISA flags that matter here, GPU names and compute capabilities, and `native_bf16`.
+`warn_if_onednn_off()` warns once when an x86 CPU is to train on TensorFlow's Eigen
+kernels instead of oneDNN's (`cpu_kernels`).
 """
 
 import dataclasses
@@ -30,6 +32,7 @@ import tensorflow as tf
 # TensorFlow's own answer to "is oneDNN on"; no public API gives it.
 from tensorflow.python.util import _pywrap_util_port
 
+from ssgan_tf import cpu_kernels
 from ssgan_tf import errors
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -47,6 +50,9 @@ ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AV
                          "AVX512_CORE_VNNI")
 # What the issue measured (ResNet-CIFAR, AVX2-only CPU): the slowdown the messages quote.
 EMULATED_SLOWDOWN = ">6x"
+# Eigen's kernels against oneDNN's capped at AVX2 (2-core AMD EPYC; cpu_kernels): steps of
+# ResNet-CIFAR 1.27x, of the quickstart 1.55x slower.
+ONEDNN_OFF_SLOWDOWN = "1.3-1.6x"
 
 _logged = set()  # Messages already logged once in this process.
 
@@ -201,6 +207,39 @@ def hardware_summary():
           "cpu_isa": None if cpu.isa_flags is None else list(cpu.isa_flags),
           "onednn": onednn, "gpus": gpus, "bf16_device": device,
           "native_bf16": native}
+
+
+def warn_if_onednn_off(gpus=None, onednn=None, machine=None):
+  """Warns once when an x86 CPU is to compute without oneDNN's kernels.
+
+  TF_ENABLE_ONEDNN_OPTS=0 (a line often copied to silence TensorFlow's oneDNN notice), or a
+  program that imports TensorFlow itself on a CPU where TensorFlow leaves oneDNN off
+  (cpu_kernels), trains on TensorFlow's slower Eigen kernels. Call after making the
+  strategy, as `bf16_support`.
+
+  Args:
+    gpus: `gpu_info()`-style list (None: this machine's); with GPUs there is no warning.
+    onednn: whether oneDNN's CPU kernels are on (None: `onednn_enabled()`).
+    machine: as for `cpu_kernels.is_x86` (None: this machine's).
+
+  Returns:
+    The warning, or None when there is none (it is logged the first time only).
+  """
+  gpus = gpu_info() if gpus is None else gpus
+  onednn = onednn_enabled() if onednn is None else onednn
+  if gpus or onednn or not cpu_kernels.is_x86(machine):
+    return None
+  if tf.config.list_logical_devices("TPU"):  # The TPU computes, not its host's CPU.
+    return None
+  variable = cpu_kernels.ONEDNN_VARIABLE
+  value = os.environ.get(variable)
+  setting = (f"{variable}={value}" if value is not None
+             else f"{variable} unset: TensorFlow's default on this CPU")
+  message = (f"oneDNN's CPU kernels are off ({setting}): TensorFlow's Eigen kernels "
+             f"train {ONEDNN_OFF_SLOWDOWN} slower (measured on a 2-core AMD EPYC); set "
+             f"{variable}=1 before TensorFlow loads.")
+  _log_once(logging.warning, message)
+  return message
 
 
 def _log_once(log_fn, message):

@@ -82,6 +82,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   chief = distribute.is_chief(strategy)
   source = data.get_source()
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
+  precision_lib.warn_if_onednn_off()
   keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
   model = ssgan.build_model(strategy, source.image_shape, total_steps, jit_compile,
                             num_classes=source.num_classes,

@@ -7,7 +7,6 @@ process (this one's is set by conftest).
 """
 
 import os
-import platform
 import subprocess
 import sys
 
@@ -21,8 +20,7 @@ PROBE = ("import os; import ssgan_tf.main; from ssgan_tf import precision; "
          f"print(os.environ['{cpu_kernels.ONEDNN_VARIABLE}'], precision.onednn_enabled())")
 
 
-@pytest.mark.skipif(platform.machine().lower() not in cpu_kernels.X86_MACHINES,
-                    reason="switched on x86 only")
+@pytest.mark.skipif(not cpu_kernels.is_x86(), reason="switched on x86 only")
 @pytest.mark.parametrize("user_value, printed", [(None, ["1", "True"]),
                                                  ("0", ["0", "False"])])
 def test_main_turns_onednn_on_unless_the_user_chose(user_value, printed):

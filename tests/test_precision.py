@@ -179,3 +179,29 @@ def test_hardware_summary_is_json_ready_and_consistent():
   assert summary["native_bf16"] in (True, False, None)
   assert all(flag in precision.ISA_FLAGS for flag in summary["cpu_isa"] or [])
   assert json.loads(json.dumps(summary)) == summary
+
+
+@pytest.mark.parametrize("gpus, onednn, machine, warns", [
+    ([], False, "x86_64", True), ([], True, "x86_64", False),
+    ([{"name": "gpu0", "compute_capability": "8.0"}], False, "x86_64", False),
+    ([], False, "aarch64", False)])
+def test_an_x86_cpu_without_onednn_is_warned_about_once(monkeypatch, caplog, gpus, onednn,
+                                                        machine, warns):
+  monkeypatch.setattr(precision, "_logged", set())
+  monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+  message = precision.warn_if_onednn_off(gpus, onednn, machine)
+  again = precision.warn_if_onednn_off(gpus, onednn, machine)
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  if warns:
+    assert message == again and "(TF_ENABLE_ONEDNN_OPTS=0)" in message, message
+    assert "set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads" in message
+    assert warnings == [message]
+  else:
+    assert message is None and again is None and warnings == []
+
+
+def test_the_warning_names_tensorflows_default_when_the_variable_is_unset(monkeypatch):
+  monkeypatch.setattr(precision, "_logged", set())
+  monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+  message = precision.warn_if_onednn_off([], False, "x86_64")
+  assert "(TF_ENABLE_ONEDNN_OPTS unset: TensorFlow's default on this CPU)" in message
