@@ -1,6 +1,7 @@
 """The live progress line: on a terminal, redrawn in place with step, rate, ETA and losses,
 at most every min_interval (logs untouched in between); off a terminal, nothing."""
 
+import errno
 import io
 import logging
 import os
@@ -148,7 +149,9 @@ def read_until_closed(controller):
   while True:
     try:
       chunk = os.read(controller, 65536)
-    except OSError:  # Linux: EIO once the closed side's output is drained.
+    except OSError as error:  # Linux: EIO once the closed side's output is drained.
+      if error.errno != errno.EIO:
+        raise
       break
     if not chunk:
       break
