@@ -6,7 +6,9 @@ function. Bad input (errors.UserError) ends with a one-line error and exit statu
 other exception is a bug and keeps its traceback.
 """
 
+import importlib.util
 import json
+import logging
 import os
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
@@ -16,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 import gin  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
 
 from ssgan_tf import cpu_kernels  # noqa: E402
 
@@ -91,6 +94,17 @@ def run(argv):
                             FLAGS.overwrite))
 
 
+_TENSORFLOW_DIR = os.path.join(
+    importlib.util.find_spec("tensorflow").submodule_search_locations[0], "")
+
+
+def _not_tensorflows_info(record):
+  """A logging filter: False for an INFO line that TensorFlow's own Python logged (each
+  checkpoint's sharding time, an export's renamed signature inputs), noise for a user.
+  Its warnings, and every line of ours, still show."""
+  return record.levelno > logging.INFO or not record.pathname.startswith(_TENSORFLOW_DIR)
+
+
 def configure():
   """Parses --gin_file / --gin_param, then binds what the other flags set."""
   gin_files.parse(FLAGS.gin_file, FLAGS.gin_param)
@@ -104,6 +118,7 @@ def configure():
 
 
 def main(argv):
+  absl_logging.get_absl_handler().addFilter(_not_tensorflows_info)
   with errors.user_errors_as_one_line():
     run(argv)
 

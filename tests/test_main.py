@@ -169,6 +169,14 @@ def test_training_logs_none_of_tensorflows_avoidable_error_lines(trained):
   assert "oneDNN supports DT_UINT8" not in stderr
 
 
+def test_no_tensorflow_info_lines_and_no_tfgan_deprecation_notice(trained, runs):
+  # TensorFlow logs every checkpoint's sharding time and each export signature's renamed
+  # inputs at INFO; TF-GAN's KID calls a deprecated map_fn argument.
+  assert "Sharding callback duration" not in trained[2]
+  assert "contains input name(s)" not in runs["export"]["stderr"]
+  assert "is deprecated" not in runs["eval"]["stderr"]
+
+
 def test_the_same_command_twice_does_nothing_the_second_time(runs):
   run = runs["rerun"]
   assert run["status"] == 0, run["stderr"]

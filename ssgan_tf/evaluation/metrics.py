@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
+# Private, but TensorFlow's only switch for its deprecation notices (TF is pinned).
+from tensorflow.python.util import deprecation
 
 from ssgan_tf import errors
 from ssgan_tf.evaluation import precision_recall as precision_recall_lib
@@ -104,8 +106,11 @@ def kernel_distance(real_features, fake_features):
   TF-GAN estimates the error from blocks of at most 1024 samples; with one block
   (N, M <= 1024) there is no estimate and the error is None.
   """
-  value, std = tfgan.classifier_metrics().kernel_classifier_distance_and_std_from_activations(
-      _float64(real_features), _float64(fake_features))
+  # TF-GAN's KID calls tf.map_fn(back_prop=False), which TensorFlow reports as deprecated
+  # in seven log lines: not something a user of ours can act on.
+  with deprecation.silence():
+    value, std = tfgan.classifier_metrics().kernel_classifier_distance_and_std_from_activations(
+        _float64(real_features), _float64(fake_features))
   return float(value), (float(std) if np.isfinite(std) else None)
 
 
