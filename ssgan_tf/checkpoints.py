@@ -13,16 +13,22 @@ another model, and that is an error, not a reason to go back in time.
   is there and long enough, and every tensor's CRC32C checksum. Only then is it restored
   into the model; if *that* fails, it raises `CheckpointMismatchError`. Reading twice
   costs one extra read of the newest checkpoint.
-* Before training goes on from an older checkpoint, `quarantine(skipped, directory)`
-  renames the unreadable ones out of CheckpointManager's way: `ckpt-30.index` becomes
+* Before training goes on, `quarantine(skipped, directory)` renames the unreadable ones
+  out of CheckpointManager's way: `ckpt-30.index` becomes
   `ckpt-30.unreadable-<UTC time>.index` (likewise its data shards), and the `checkpoint`
-  state file then lists only the readable ones, newest being the one restored. Without
-  that, the manager would (a) overwrite `ckpt-30` when training reaches step 30 again
-  (checkpoints are numbered by step) and (b) delete it once `max_to_keep` newer ones
-  exist, as it does for every checkpoint the state file lists. Renamed, it is neither
-  listed nor matched by the manager's deletion patterns, and keeps its prefix for
-  inspection (`tf.train.load_checkpoint(".../ckpt-30.unreadable-...")`). Evaluation and
-  export only read, so they need not quarantine.
+  state file then lists only the readable ones, newest being the one restored, with
+  their save times (without them the manager would stop rotating the older ones out).
+  Without that, the manager would (a) overwrite `ckpt-30` when training reaches step 30
+  again (checkpoints are numbered by step) and (b) delete it once `max_to_keep` newer
+  ones exist, as it does for every checkpoint the state file lists. Renamed, it is
+  neither listed nor matched by the manager's deletion patterns, and keeps its prefix
+  for inspection (`tf.train.load_checkpoint(".../ckpt-30.unreadable-...")`). A state
+  file the manager cannot read (empty, garbled) is renamed likewise and rebuilt from the
+  checkpoints on disk, and what saves cut short by a crash left is removed (below).
+  Evaluation and export only read: they never rename nor remove anything.
+* `restore(checkpoint, path)` tells a checkpoint that cannot be read (damaged, or
+  deleted meanwhile, e.g. by a running trainer's rotation: `UnreadableCheckpointError`)
+  from one of another model (`CheckpointMismatchError`).
 * `save_or_explain(manager, step)` saves, and turns a full disk into a one-line
   WorkdirError. What a save that runs out of space leaves (measured on a full tmpfs,
   TF 2.21): the earlier checkpoints and the `checkpoint` state file are untouched (the
@@ -31,8 +37,11 @@ another model, and that is an error, not a reason to go back in time.
   depending on where the space ran out: an empty `ckpt-<step>_temp/` directory (data
   shard failed), or also its `part-*` files, or -- when merging the shards' indexes
   failed -- a complete `ckpt-<step>.data-*` with an empty `ckpt-<step>.index`. None of
-  these is listed in the state file, so resuming ignores them, and the next save of that
-  step overwrites them.
+  these is listed in the state file, so resuming ignores them. A save cut short by a crash
+  (kill -9, power loss) leaves a `ckpt-<step>_temp/` directory too, whose files have
+  random names that no later save overwrites: `quarantine` removes such directories
+  (it runs in the trainer that holds the workdir lock, before its first save, so none
+  of them can be a save in progress). The next save of that step overwrites the others.
 
 The candidates are the checkpoints the state file lists; only when it is missing or
 unparseable are the `<name>-<n>.index` files in the directory used instead (then a
@@ -61,6 +70,14 @@ class CheckpointMismatchError(errors.WorkdirError):
         "--workdir, or the config it was trained with (its operative_config.gin).")
 
 
+class UnreadableCheckpointError(errors.WorkdirError):
+  """A checkpoint that cannot be read (damaged, or no longer there)."""
+
+  def __init__(self, path, reason):
+    self.path, self.reason = path, reason
+    super().__init__(f"checkpoint {path} cannot be read ({reason}).")
+
+
 class NoReadableCheckpointError(errors.WorkdirError):
   """Checkpoints exist, but none of them can be read."""
 
@@ -72,10 +89,13 @@ class NoReadableCheckpointError(errors.WorkdirError):
         "a good copy of one there, or move them away to train from step 0.")
 
 
-def _first_line(error, limit=120):
+def _first_line(error, limit=240):
+  """`<type>: <first line of the message>`, cut after a word at `limit` characters."""
   text = str(error).strip().splitlines()
   line = text[0] if text else ""
-  return f"{type(error).__name__}: {line[:limit]}"
+  if len(line) > limit:
+    line = line[:limit].rsplit(" ", 1)[0] + " ..."
+  return f"{type(error).__name__}: {line}"
 
 
 def _number(path, checkpoint_name):
@@ -89,6 +109,20 @@ def _state(directory):
     return tf.train.get_checkpoint_state(directory)
   except ValueError:  # A state file without model_checkpoint_path (e.g. empty).
     return None
+
+
+def _listdir(directory):
+  try:
+    return tf.io.gfile.listdir(directory)
+  except tf.errors.NotFoundError:
+    return []
+
+
+def steps_on_disk(directory, checkpoint_name="ckpt"):
+  """The numbers n of the `<checkpoint_name>-<n>.index` files in `directory`, ascending."""
+  pattern = re.compile(re.escape(checkpoint_name) + r"-(\d+)\.index")
+  return sorted(int(match.group(1)) for name in _listdir(os.fspath(directory))
+                if (match := pattern.fullmatch(name)))
 
 
 def list_checkpoints(directory, checkpoint_name="ckpt"):
@@ -105,13 +139,8 @@ def list_checkpoints(directory, checkpoint_name="ckpt"):
     if state.model_checkpoint_path not in paths:
       paths.append(state.model_checkpoint_path)
   else:
-    pattern = re.compile(re.escape(checkpoint_name) + r"-\d+\.index")
-    try:
-      names = tf.io.gfile.listdir(directory)
-    except tf.errors.NotFoundError:
-      names = []
-    paths = sorted(os.path.join(directory, name[:-len(".index")]) for name in names
-                   if pattern.fullmatch(name))
+    paths = [os.path.join(directory, f"{checkpoint_name}-{n}")
+             for n in steps_on_disk(directory, checkpoint_name)]
   order = {path: i for i, path in enumerate(paths)}
   return sorted(order, reverse=True,
                 key=lambda p: (_number(p, checkpoint_name) is not None,
@@ -141,10 +170,20 @@ def unreadable_reason(path):
 
 def restore(checkpoint, path):
   """Restores `path` into `checkpoint` (a `tf.train.Checkpoint`), every object of which
-  must be in the file; CheckpointMismatchError if it holds a different model."""
+  must be in the file.
+
+  Raises:
+    UnreadableCheckpointError: `path` cannot be read (`unreadable_reason`), e.g. damaged
+      or deleted while being read. `checkpoint` may then hold some of its values.
+    CheckpointMismatchError: `path` reads fine but holds a different model.
+  """
   try:
     checkpoint.restore(path).assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
+  except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
+    # Which it is, is decided on failure only: reading every tensor costs a second read.
+    reason = unreadable_reason(path)
+    if reason:
+      raise UnreadableCheckpointError(path, reason) from None
     raise CheckpointMismatchError(path, _first_line(e)) from None
 
 
@@ -189,24 +228,26 @@ def _checkpoint_files(prefix):
           + tf.io.gfile.glob(prefix + ".data-?????-of-?????"))
 
 
-def quarantine(skipped, directory, restored=None, now=None):
-  """Renames unreadable checkpoints out of CheckpointManager's way (never deletes).
+def quarantine(skipped, directory, restored=None, now=None, checkpoint_name="ckpt"):
+  """Readies `directory` for the CheckpointManager that continues training: renames the
+  unreadable checkpoints and an unusable state file out of its way (never deletes them),
+  rebuilds the state file if needed, and removes the leftovers of saves cut short.
 
-  Call it before creating the CheckpointManager that continues training (it reads the
-  state file once, when created), on the chief only.
+  Call it before creating that manager (it reads the state file once, when created), on
+  the chief only, while it holds the workdir lock (no other process saves there then),
+  whether or not any checkpoint was skipped.
 
   Args:
     skipped: `[(path, reason)]` as returned by `restore_newest_readable`.
     directory: the checkpoint directory.
     restored: the path restored (the state file's newest from now on), or None.
     now: the time put into the new names (default: the current UTC time).
+    checkpoint_name: the CheckpointManager's `checkpoint_name`.
 
   Returns:
     `[(old prefix, new prefix)]`.
   """
   directory = os.fspath(directory)
-  if not skipped:
-    return []
   stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
   renamed = []
   for prefix, _ in skipped:
@@ -221,20 +262,52 @@ def quarantine(skipped, directory, restored=None, now=None):
   if state is None and tf.io.gfile.exists(state_file):
     # Unparseable: kept, like the checkpoints, under a name nothing reads.
     tf.io.gfile.rename(state_file, f"{state_file}.unreadable-{stamp}", overwrite=False)
-  gone = {prefix for prefix, _ in skipped}
-  listed = list(state.all_model_checkpoint_paths) if state is not None else []
-  kept = [p for p in listed if p not in gone]
-  if restored and restored not in kept:
-    kept.append(restored)
-  if kept:
-    _write_state(directory, restored or kept[-1], kept)
-  elif tf.io.gfile.exists(state_file):
-    tf.io.gfile.rename(state_file, f"{state_file}.unreadable-{stamp}", overwrite=False)
+    logging.warning("renamed the unusable checkpoint state file %s to %s.unreadable-%s; "
+                    "rebuilt from the checkpoints on disk.", state_file, state_file, stamp)
+  if renamed or state is None:
+    _rebuild_state(directory, state, {prefix for prefix, _ in skipped}, restored,
+                   checkpoint_name, f"{state_file}.unreadable-{stamp}")
+  _remove_interrupted_saves(directory, checkpoint_name)
   return renamed
 
 
-def _write_state(directory, latest, paths):
-  """Writes the `checkpoint` state file as CheckpointManager does: relative names, whole.
+def _rebuild_state(directory, state, gone, restored, checkpoint_name, set_aside):
+  """Rewrites the state file without `gone`, or from the index files if `state` is None,
+  keeping each checkpoint's save time (or its index file's time where none is known), so
+  that the manager goes on rotating them out; sets it aside if nothing is left."""
+  if state is not None:
+    listed = list(state.all_model_checkpoint_paths)
+    times = dict(zip(listed, state.all_model_checkpoint_timestamps))
+  else:
+    listed = [os.path.join(directory, f"{checkpoint_name}-{n}")
+              for n in steps_on_disk(directory, checkpoint_name)]
+    times = {}
+  kept = [p for p in listed if p not in gone and tf.io.gfile.exists(p + ".index")]
+  if restored and restored not in kept:
+    kept.append(restored)
+  if kept:
+    _write_state(directory, restored or kept[-1], kept,
+                 [times.get(p) or tf.io.gfile.stat(p + ".index").mtime_nsec / 1e9
+                  for p in kept],
+                 state.last_preserved_timestamp if state is not None else 0.0)
+  elif tf.io.gfile.exists(os.path.join(directory, "checkpoint")):
+    tf.io.gfile.rename(os.path.join(directory, "checkpoint"), set_aside, overwrite=False)
+
+
+def _remove_interrupted_saves(directory, checkpoint_name):
+  """Removes the `<checkpoint_name>-<n>_temp` directories of saves cut short."""
+  pattern = re.compile(re.escape(checkpoint_name) + r"-\d+_temp")
+  for name in _listdir(directory):
+    path = os.path.join(directory, name)
+    if pattern.fullmatch(name) and tf.io.gfile.isdir(path):
+      tf.io.gfile.rmtree(path)
+      logging.warning("removed %s, left by a save that was cut short.", path)
+
+
+def _write_state(directory, latest, paths, timestamps, last_preserved):
+  """Writes the `checkpoint` state file as CheckpointManager does: relative names, save
+  times (seconds since the epoch; the manager rotates out only those after
+  `last_preserved`), whole.
 
   (The public writer, `tf.compat.v1.train.update_checkpoint_state`, writes absolute paths,
   which break when the workdir is moved.)
@@ -242,8 +315,10 @@ def _write_state(directory, latest, paths):
   def name(path):
     relative = os.path.relpath(path, directory) if "://" not in path else None
     return json.dumps(relative if relative and not relative.startswith("..") else path)
-  text = f"model_checkpoint_path: {name(latest)}\n" + "".join(
-      f"all_model_checkpoint_paths: {name(p)}\n" for p in paths)
+  text = (f"model_checkpoint_path: {name(latest)}\n"
+          + "".join(f"all_model_checkpoint_paths: {name(p)}\n" for p in paths)
+          + "".join(f"all_model_checkpoint_timestamps: {t!r}\n" for t in timestamps)
+          + f"last_preserved_timestamp: {last_preserved!r}\n")
   state_file = os.path.join(directory, "checkpoint")
   with tf.io.gfile.GFile(state_file + ".tmp", "w") as f:
     f.write(text)
@@ -273,8 +348,8 @@ def save_or_explain(manager, step, checkpoint_name="ckpt"):
     prefix = os.path.join(manager.directory, f"{checkpoint_name}-{step}")
     leftovers = sorted(os.path.basename(p) for p in
                        tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp"))
-    left = (f"; its partial files ({', '.join(leftovers)}) are overwritten by the next save "
-            "of that step, or may be removed" if leftovers else "")
+    left = (f"; its partial files ({', '.join(leftovers)}) are not used and may be removed"
+            if leftovers else "")
     raise errors.WorkdirError(
         f"the disk is full: could not save step {step} in {manager.directory}; the "
         f"checkpoints before it are intact (latest: {manager.latest_checkpoint}){left}. "

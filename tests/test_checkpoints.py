@@ -203,3 +203,87 @@ def test_full_disk_keeps_the_earlier_checkpoints_and_says_so(tmp_path):
     restored.restore(str(disk / "ckpt-4")).assert_consumed()
     np.testing.assert_array_equal(restored.w.numpy(), checkpoint.w.numpy())
     assert int(restored.step) == 4
+
+
+def _on_disk(directory):
+  return sorted(int(name[len("ckpt-"):-len(".index")]) for name in os.listdir(directory)
+                if name.startswith("ckpt-") and name.endswith(".index")
+                and "unreadable" not in name)
+
+
+def test_after_setting_one_aside_the_older_checkpoints_go_on_rotating(tmp_path):
+  _save_steps(tmp_path, [10, 20, 30], max_to_keep=3)
+  _truncate(tmp_path / "ckpt-30")
+  checkpoint = _checkpoint()
+  path, skipped = checkpoints.restore_newest_readable(checkpoint, tmp_path)
+  checkpoints.quarantine(skipped, tmp_path, restored=path, now=NOW)
+  manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=3)
+  for step in (30, 40, 50):
+    manager.save(checkpoint_number=step, check_interval=False)
+  assert _on_disk(tmp_path) == [30, 40, 50]  # 10 and 20 rotated out, as without the damage.
+  assert checkpoints.list_checkpoints(tmp_path) == [
+      str(tmp_path / f"ckpt-{n}") for n in (50, 40, 30)]
+
+
+@pytest.mark.parametrize("state", ["empty", "garbage", "missing"])
+def test_an_unusable_state_file_is_set_aside_and_rebuilt_from_the_checkpoints(tmp_path, state):
+  _save_steps(tmp_path, [10, 20, 30], max_to_keep=3)
+  state_file = tmp_path / "checkpoint"
+  if state == "missing":
+    os.remove(state_file)
+  else:
+    state_file.write_text("" if state == "empty" else "not { a proto")
+  checkpoint = _checkpoint()
+  path, skipped = checkpoints.restore_newest_readable(checkpoint, tmp_path)
+  assert path == str(tmp_path / "ckpt-30") and skipped == []
+  checkpoints.quarantine(skipped, tmp_path, restored=path, now=NOW)
+  assert (tmp_path / "checkpoint.unreadable-20260102T030405Z").exists() == (state != "missing")
+  manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=3)
+  assert manager.latest_checkpoint == path
+  manager.save(checkpoint_number=40, check_interval=False)
+  assert _on_disk(tmp_path) == [20, 30, 40]
+
+
+def test_saves_cut_short_are_removed_before_training_and_never_by_readers(tmp_path):
+  _save_steps(tmp_path, [10, 20])
+  leftover = tmp_path / "ckpt-10_temp"
+  leftover.mkdir()
+  (leftover / "part-00000-of-00001.data-00000-of-00001.tempstate123").write_bytes(b"x" * 99)
+  (tmp_path / "notes_temp").mkdir()  # Not a checkpoint's: left alone.
+  checkpoints.restore_newest_readable(_checkpoint(), tmp_path)  # What eval/export do.
+  assert leftover.exists()
+  checkpoints.quarantine([], tmp_path, restored=str(tmp_path / "ckpt-20"))
+  assert not leftover.exists() and (tmp_path / "notes_temp").exists()
+  assert _on_disk(tmp_path) == [10, 20]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_restore_tells_an_unreadable_checkpoint_from_another_model(tmp_path, damage):
+  _save_steps(tmp_path, [1, 2])
+  prefix = str(tmp_path / "ckpt-2")
+  if damage == "truncate":
+    _truncate(prefix)
+  else:  # As a trainer's rotation does, while a reader had listed it.
+    for name in os.listdir(tmp_path):
+      if name.startswith("ckpt-2."):
+        os.remove(tmp_path / name)
+  with pytest.raises(checkpoints.UnreadableCheckpointError) as raised:
+    checkpoints.restore(_checkpoint(), prefix)
+  assert raised.value.path == prefix
+  assert raised.value.reason.startswith(
+      "IndexError: Read less bytes" if damage == "truncate" else "NotFoundError")
+
+
+def test_a_long_mismatch_detail_is_cut_after_a_word(tmp_path):
+  name = "generator/block_with_a_long_name_" * 8  # TF's message ends with it.
+  tf.train.Checkpoint(w=tf.Variable(tf.zeros([10]))).write(str(tmp_path / "c"))
+  other = tf.train.Checkpoint(w=tf.Variable(tf.zeros([7]), name=name))
+  with pytest.raises(ValueError) as tf_error:
+    other.read(str(tmp_path / "c")).assert_existing_objects_matched()
+  full = str(tf_error.value).splitlines()[0]
+  with pytest.raises(checkpoints.CheckpointMismatchError) as raised:
+    checkpoints.restore(other, str(tmp_path / "c"))
+  detail = raised.value.detail
+  assert detail.startswith("ValueError: ") and detail.endswith(" ...")
+  cut = detail[len("ValueError: "):-len(" ...")]
+  assert full.startswith(cut) and full[len(cut)] == " "  # Whole words only.
