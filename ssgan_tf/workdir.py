@@ -27,6 +27,7 @@ import uuid
 
 import gin
 import tensorflow as tf
+from absl import logging
 
 from ssgan_tf import checkpoints
 from ssgan_tf import data
@@ -163,8 +164,19 @@ def checkpoint_dir(workdir):
 
 
 def latest_checkpoint(workdir):
-  """The newest checkpoint path of `workdir`, or None."""
-  return tf.train.latest_checkpoint(checkpoint_dir(workdir))
+  """The newest checkpoint path of `workdir`, or None: the state file's newest, or without
+  a usable state file the highest-numbered one on disk (checkpoints.list_checkpoints)."""
+  paths = checkpoints.list_checkpoints(checkpoint_dir(workdir))
+  return paths[0] if paths else None
+
+
+def _others_on_disk(workdir, path):
+  """'choose one with --checkpoint=N (on disk: 20, 30)', `path`'s step left out."""
+  steps = [n for n in checkpoints.steps_on_disk(checkpoint_dir(workdir))
+           if os.path.join(checkpoint_dir(workdir), f"ckpt-{n}") != path]
+  if not steps:
+    return "no other checkpoint is on disk"
+  return f"choose one with --checkpoint=N (on disk: {', '.join(map(str, steps))})"
 
 
 def checkpoint_path(workdir, checkpoint=None):
@@ -182,8 +194,34 @@ def checkpoint_path(workdir, checkpoint=None):
   path = (os.path.join(checkpoint_dir(workdir), f"ckpt-{checkpoint}")
           if str(checkpoint).isdigit() else str(checkpoint))
   if not tf.io.gfile.exists(path + ".index"):
-    raise WorkdirError(f"no checkpoint {path!r}; the latest is {latest!r}.")
+    raise WorkdirError(f"no checkpoint {path!r}; {_others_on_disk(workdir, path)}.")
   return path
+
+
+def _restore_readable(model, workdir, path, follow_latest):
+  """Restores checkpoint `path` of `workdir` into `model`; returns the path restored.
+
+  If `follow_latest` (`path` was the latest, none was named) and a running trainer's
+  rotation deleted it meanwhile, the new latest is restored instead. A damaged or deleted
+  checkpoint is a WorkdirError naming it.
+  """
+  while True:
+    try:
+      checkpoints.restore(make_checkpoint(model), path)
+      return path
+    except checkpoints.UnreadableCheckpointError as e:
+      latest = latest_checkpoint(workdir) if follow_latest else None
+      if latest and latest != path:
+        logging.info("%s was replaced by %s while it was read; reading that.", path, latest)
+        path = latest
+        continue
+      if not tf.io.gfile.exists(path + ".index"):
+        raise WorkdirError(
+            f"checkpoint {path} is no longer on disk (a trainer running in {workdir} "
+            f"deletes all but its train.keep_checkpoints newest); "
+            f"{_others_on_disk(workdir, path)}.") from None
+      raise WorkdirError(f"checkpoint {path} cannot be read ({e.reason}); "
+                         f"{_others_on_disk(workdir, path)}.") from None
 
 
 # Inference.
@@ -219,6 +257,11 @@ def restore_for_inference(workdir, checkpoint=None):
 
   Returns:
     `Restored`; the model is float32 on the default strategy, G and D in eval use.
+
+  Raises:
+    WorkdirError: no such checkpoint, or it cannot be read (damaged, deleted meanwhile);
+      the message lists the steps on disk.
+    checkpoints.CheckpointMismatchError: it holds another model.
   """
   path = checkpoint_path(workdir, checkpoint)
   gin.parse_config_file(os.path.join(workdir, OPERATIVE_CONFIG), skip_unknown=True)
@@ -229,7 +272,7 @@ def restore_for_inference(workdir, checkpoint=None):
   model = ssgan.build_model(tf.distribute.get_strategy(), image_shape,
                             num_classes=info.get("num_classes"),
                             label_counts=info.get("label_counts"))
-  checkpoints.restore(make_checkpoint(model), path)
+  path = _restore_readable(model, workdir, path, follow_latest=checkpoint is None)
   return Restored(model, model.step, path, image_shape)
 
 

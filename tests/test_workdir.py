@@ -1,13 +1,20 @@
 """workdir.py: atomic writes leave either the old or the new content, never a partial one
-nor a temporary; model_info.json guards a workdir against another model."""
+nor a temporary; model_info.json guards a workdir against another model; a checkpoint that
+cannot be read is named with the steps on disk, one deleted meanwhile replaced by the new
+latest."""
 
 import json
 import os
+import shutil
 
+import gin
 import pytest
+import tensorflow as tf
 
 from ssgan_tf import errors
 from ssgan_tf import workdir
+
+from test_train_lib import _train
 
 
 def test_write_atomically_replaces_a_file_whole(tmp_path):
@@ -77,3 +84,82 @@ def test_model_info_of_an_older_workdir_without_z_distribution_still_matches(tmp
     workdir.check_model_info(str(tmp_path), {"image_shape": [32, 32, 1],
                                              "architecture": "resnet_cifar", "z_dim": 64,
                                              "z_distribution": "normal"}, write=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A tiny run's workdir with checkpoints 2, 4 and 6."""
+  path = tmp_path_factory.mktemp("trained") / "w"
+  _train(path, 6)
+  return path
+
+
+@pytest.fixture
+def copy(trained, tmp_path):
+  gin.clear_config()
+  yield shutil.copytree(trained, tmp_path / "w")
+  gin.clear_config()
+
+
+def _checkpoints(path):
+  return path / workdir.CHECKPOINTS
+
+
+def test_a_damaged_latest_checkpoint_is_named_with_the_steps_on_disk(copy):
+  [data] = _checkpoints(copy).glob("ckpt-6.data-*")
+  data.write_bytes(data.read_bytes()[:100])
+  with pytest.raises(errors.WorkdirError) as raised:
+    workdir.restore_for_inference(str(copy))
+  assert str(raised.value) == (
+      f"checkpoint {_checkpoints(copy) / 'ckpt-6'} cannot be read (IndexError: Read less bytes "
+      "than requested); choose one with --checkpoint=N (on disk: 2, 4).")
+  gin.clear_config()
+  assert workdir.restore_for_inference(str(copy), 4).step == 4
+
+
+@pytest.mark.parametrize("state", ["", "not { a proto"])
+def test_without_a_usable_state_file_the_newest_on_disk_is_restored(copy, state):
+  (_checkpoints(copy) / "checkpoint").write_text(state)
+  restored = workdir.restore_for_inference(str(copy))
+  assert restored.step == 6 and restored.checkpoint_path == str(_checkpoints(copy) / "ckpt-6")
+
+
+def _rotate_when_read(monkeypatch, folder):
+  """Makes a trainer's save of step 8 (keeping one checkpoint) happen as the first restore
+  starts: ckpt-8 written, ckpt-2, -4 and -6 deleted, the state file updated."""
+  restore = tf.train.Checkpoint.restore
+
+  def rotate_then_restore(self, path, *args, **kwargs):
+    if not (folder / "ckpt-8.index").exists():
+      for name in os.listdir(folder):
+        if name.startswith("ckpt-6."):
+          shutil.copy(folder / name, folder / name.replace("ckpt-6", "ckpt-8"))
+        if name.startswith(("ckpt-2.", "ckpt-4.", "ckpt-6.")):
+          os.remove(folder / name)
+      (folder / "checkpoint").write_text('model_checkpoint_path: "ckpt-8"\n'
+                                         'all_model_checkpoint_paths: "ckpt-8"\n')
+    return restore(self, path, *args, **kwargs)
+
+  monkeypatch.setattr(tf.train.Checkpoint, "restore", rotate_then_restore)
+
+
+def test_the_latest_deleted_while_read_is_replaced_by_the_new_latest(copy, monkeypatch):
+  _rotate_when_read(monkeypatch, _checkpoints(copy))
+  restored = workdir.restore_for_inference(str(copy))
+  assert restored.checkpoint_path == str(_checkpoints(copy) / "ckpt-8")
+
+
+def test_a_named_checkpoint_deleted_while_read_is_not_called_another_model(copy, monkeypatch):
+  _rotate_when_read(monkeypatch, _checkpoints(copy))
+  with pytest.raises(errors.WorkdirError) as raised:
+    workdir.restore_for_inference(str(copy), 6)
+  assert str(raised.value).startswith(
+      f"checkpoint {_checkpoints(copy) / 'ckpt-6'} is no longer on disk (a trainer running in ")
+  assert str(raised.value).endswith("; choose one with --checkpoint=N (on disk: 8).")
+
+
+def test_a_checkpoint_not_on_disk_lists_the_steps_that_are(copy):
+  with pytest.raises(errors.WorkdirError) as raised:
+    workdir.checkpoint_path(str(copy), 10)
+  assert str(raised.value) == (f"no checkpoint {str(_checkpoints(copy) / 'ckpt-10')!r}; choose "
+                               "one with --checkpoint=N (on disk: 2, 4, 6).")
