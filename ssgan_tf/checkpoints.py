@@ -258,23 +258,29 @@ def quarantine(skipped, directory, restored=None, now=None, checkpoint_name="ckp
     logging.warning("renamed the unreadable checkpoint %s to %s, so that later saves "
                     "neither overwrite nor delete it.", prefix, new_prefix)
   state = _state(directory)
-  state_file = os.path.join(directory, "checkpoint")
-  if state is None and tf.io.gfile.exists(state_file):
-    # Unparseable: kept, like the checkpoints, under a name nothing reads.
-    tf.io.gfile.rename(state_file, f"{state_file}.unreadable-{stamp}", overwrite=False)
-    logging.warning("renamed the unusable checkpoint state file %s to %s.unreadable-%s; "
-                    "rebuilt from the checkpoints on disk.", state_file, state_file, stamp)
+  if state is None:
+    _set_aside_state(directory, stamp)  # Unparseable (if there is one).
   if renamed or state is None:
-    _rebuild_state(directory, state, {prefix for prefix, _ in skipped}, restored,
-                   checkpoint_name, f"{state_file}.unreadable-{stamp}")
+    if not _rebuild_state(directory, state, {prefix for prefix, _ in skipped}, restored,
+                          checkpoint_name):
+      _set_aside_state(directory, stamp)  # It lists no readable checkpoint.
   _remove_interrupted_saves(directory, checkpoint_name)
   return renamed
 
 
-def _rebuild_state(directory, state, gone, restored, checkpoint_name, set_aside):
+def _set_aside_state(directory, stamp):
+  """Renames the state file, if any, to a name nothing reads (kept like the checkpoints)."""
+  state_file = os.path.join(directory, "checkpoint")
+  if tf.io.gfile.exists(state_file):
+    tf.io.gfile.rename(state_file, f"{state_file}.unreadable-{stamp}", overwrite=False)
+    logging.warning("renamed the unusable checkpoint state file %s to %s.unreadable-%s.",
+                    state_file, state_file, stamp)
+
+
+def _rebuild_state(directory, state, gone, restored, checkpoint_name):
   """Rewrites the state file without `gone`, or from the index files if `state` is None,
   keeping each checkpoint's save time (or its index file's time where none is known), so
-  that the manager goes on rotating them out; sets it aside if nothing is left."""
+  that the manager goes on rotating them out. Returns False if none is left to list."""
   if state is not None:
     listed = list(state.all_model_checkpoint_paths)
     times = dict(zip(listed, state.all_model_checkpoint_timestamps))
@@ -290,8 +296,7 @@ def _rebuild_state(directory, state, gone, restored, checkpoint_name, set_aside)
                  [times.get(p) or tf.io.gfile.stat(p + ".index").mtime_nsec / 1e9
                   for p in kept],
                  state.last_preserved_timestamp if state is not None else 0.0)
-  elif tf.io.gfile.exists(os.path.join(directory, "checkpoint")):
-    tf.io.gfile.rename(os.path.join(directory, "checkpoint"), set_aside, overwrite=False)
+  return bool(kept)
 
 
 def _remove_interrupted_saves(directory, checkpoint_name):
