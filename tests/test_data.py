@@ -7,6 +7,9 @@ folders are written by the tests.
 import collections
 import gzip
 import importlib.metadata
+import io
+import logging
+import re
 import time
 
 import gin
@@ -142,6 +145,14 @@ def test_train_pipeline_keeps_small_splits_decoded_and_gives_the_same_stream(mni
   assert _caches(data.train_pipeline(mnist, "test", batch_size=64))
 
 
+def test_train_pipeline_warns_when_a_batch_holds_the_split_more_than_once(mnist, caplog):
+  with caplog.at_level(logging.WARNING):
+    data.train_pipeline(mnist, "test", batch_size=500)
+    assert not caplog.records
+    data.train_pipeline(mnist, "test", batch_size=501)
+  assert "mnist 'test' has 500 images, fewer than a batch of 501" in caplog.text
+
+
 def test_pipelines_run_without_the_autotuning_thread_whose_sleep_delays_exit(mnist):
   # Destroying an iterator waits for that thread's sleep (up to a minute): data.prefetched.
   training = data.train_pipeline(mnist, "test", batch_size=8)
@@ -214,8 +225,28 @@ def test_unprepared_tfds_dataset_fails_fast_with_the_fix(tmp_path):
     data.get_source("cifar10", data_dir=str(tmp_path))
   assert time.monotonic() - start < 20  # A guard against TFDS trying the network.
   message = first_line(e)
-  for part in ("cifar10", str(tmp_path), "tfds build", "dataset.allow_download=True"):
+  for part in ("cifar10", str(tmp_path), "tfds build", "--data_dir=DIR", "--allow_download",
+               "dataset.allow_download=True"):
     assert part in message
+
+
+@pytest.mark.parametrize("name", ["imagenet64", "celeba_hq128"])
+def test_unprepared_manual_download_dataset_asks_for_the_files_not_a_download(name,
+                                                                            tmp_path):
+  with pytest.raises(data.DataError) as e:
+    data.get_source(name, data_dir=str(tmp_path))
+  message = first_line(e)
+  assert data.TFDS_DATASETS[name].manual_files + " in DIR/downloads/manual" in message
+  assert "--data_dir=DIR" in message and "allow_download" not in message
+
+
+def test_data_dir_and_image_dir_expand_the_home_folder(tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  save(tmp_path / "images" / "a.png", random_pixels(4, 4, 3))
+  source = data.get_source("folder", image_dir="~/images", resolution=4)
+  assert source.num_examples("train") == 1
+  with pytest.raises(data.DataError, match=f"not prepared in {tmp_path}/cifar10"):
+    data.get_source("cifar10", data_dir="~")
 
 
 @pytest.mark.parametrize("name", sorted(data.TFDS_DATASETS))
@@ -354,3 +385,57 @@ def test_unreadable_files_are_named(tmp_path):
   for name in ("garbage.png", "truncated.jpg", "tiff.png"):
     assert name in message
   assert "good.png" not in message and "whole.jpg" not in message
+
+
+def encoded(array, **kwargs):
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(array).save(buffer, **kwargs)
+  return buffer.getvalue()
+
+
+def test_small_images_of_every_format_are_readable(tmp_path):
+  # PIL's format probing seeks 2 KB into a file (PhotoCD), which a GFile refused.
+  for extension in ("png", "jpg", "bmp", "gif", "webp"):
+    (tmp_path / f"small.{extension}").write_bytes(
+        encoded(random_pixels(6, 5, 3), format=extension.replace("jpg", "jpeg")))
+  assert max(path.stat().st_size for path in tmp_path.iterdir()) < 2048
+  source = data.get_source("folder", image_dir=str(tmp_path), resolution=4)
+  assert source.num_examples("train") == 5
+
+
+def unreadable(name):
+  """The bytes of a damaged file `name` of test_each_unreadable_file_is_named_with_why."""
+  whole_jpeg = encoded(random_pixels(64, 64, 3), format="JPEG", quality=95)
+  return {"empty.png": b"",
+          "text.png": b"not an image at all",
+          # Its header is whole: PIL's verify() passes it, the decode fails in training.
+          "half.jpg": whole_jpeg[:len(whole_jpeg) // 2],
+          "tiff.png": encoded(random_pixels(8, 8, 3), format="TIFF"),
+          # PIL opens it, TensorFlow cannot.
+          "one_bit.bmp": encoded(random_pixels(8, 8) > 127, format="BMP")}[name]
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("empty.png", "an empty file"),
+    ("text.png", "cannot identify image file"),
+    ("half.jpg", "TensorFlow cannot decode it: jpeg::Uncompress failed. Invalid JPEG data"),
+    ("tiff.png", "TIFF data, which TensorFlow cannot decode"),
+    ("one_bit.bmp", "TensorFlow cannot decode it: Number of channels"),
+])
+def test_each_unreadable_file_is_named_with_why(tmp_path, name, reason):
+  save(tmp_path / "good.png", random_pixels(8, 8, 3))
+  (tmp_path / name).write_bytes(unreadable(name))
+  with pytest.raises(data.DataError) as e:
+    data.get_source("folder", image_dir=str(tmp_path), resolution=8)
+  assert first_line(e).startswith(
+      f"1 of 2 images in {tmp_path} cannot be read: {tmp_path / name} ({reason}")
+
+
+def test_folder_check_logs_its_progress(tmp_path, caplog, monkeypatch):
+  for i in range(3):
+    save(tmp_path / f"{i}.png", random_pixels(4, 4, 3))
+  monkeypatch.setattr(data, "_CHECK_PROGRESS_SECONDS", 0)
+  with caplog.at_level(logging.INFO):
+    data.get_source("folder", image_dir=str(tmp_path), resolution=4)
+  assert "Checked 3 of 3 images." in caplog.text
+  assert re.search(r"Image folder .*: 3 images \(checked in \d+\.\d s\)", caplog.text)
