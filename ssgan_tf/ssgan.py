@@ -489,8 +489,10 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
   # Checked before the (slow) network construction, which would fail on them unreadably.
   errors.check_range("ssgan.global_batch_size", global_batch_size, minimum=1, integer=True)
   if rotated_batch_size is None:
+    # BatchSizes would name the rotated batch size, which the user did not set (a global
+    # batch that the replicas do not divide is its to name).
     quantum = rotation.NUM_ROTATIONS * num_replicas
-    if global_batch_size % quantum:
+    if global_batch_size % num_replicas == 0 and global_batch_size % quantum:
       raise errors.ConfigError(
           f"ssgan.global_batch_size = {global_batch_size} must be a multiple of "
           f"{rotation.NUM_ROTATIONS} x {num_replicas} replicas = {quantum}: each replica "

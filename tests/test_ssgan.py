@@ -648,12 +648,13 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"gan_loss": "wgan"}, r"unknown GAN loss 'wgan'.*non_saturating"),
-    ({"global_batch_size": 10, "num_replicas": 4, "rotated_batch_size": 8},
-     "not divisible by the 4 replicas"),
+    ({"global_batch_size": 10, "num_replicas": 4}, "not divisible by the 4 replicas"),
     # rotated_batch_size = None: the global batch is what the user changed.
     ({"global_batch_size": 30},
      r"ssgan.global_batch_size = 30 must be a multiple of 4 x 1 replicas = 4.*"
      r"or set ssgan.rotated_batch_size"),
+    ({"global_batch_size": 12, "num_replicas": 2},
+     r"ssgan.global_batch_size = 12 must be a multiple of 4 x 2 replicas = 8"),
     ({"global_batch_size": "32"}, r"ssgan.global_batch_size must be an integer; got '32'"),
     ({"global_batch_size": 32.0}, r"ssgan.global_batch_size must be an integer; got 32.0"),
     ({"global_batch_size": True}, r"ssgan.global_batch_size must be an integer; got True"),
