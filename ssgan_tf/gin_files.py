@@ -7,6 +7,7 @@ runner and tools/benchmark.py share these.
 
 import contextlib
 import os
+import re
 import tokenize
 
 import gin
@@ -41,11 +42,63 @@ def check_syntax(files, params):
       for _ in config_parser.ConfigParser(text, SyntaxOnly()):
         pass
     except SyntaxError as e:
-      raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {e.msg}; "
-                               f"{(e.text or '').strip()!r}") from None
+      problem = _bare_word(where, e) or f"{e.msg}; {(e.text or '').strip()!r}"
+      raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {problem}") from None
     except tokenize.TokenError as e:  # An unclosed bracket or string.
       raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
                                "bracket or string?)") from None
+
+
+# gin's parser reads a value with ast.literal_eval; a word that is not a Python literal
+# fails with this message (gin/config_parser.py, `_maybe_parse_basic_type`).
+_NOT_A_LITERAL = re.compile(r"Failed to parse token '([A-Za-z_]\w*)'$")
+
+
+def _bare_word(where, error):
+  """The fix for a plain word gin rejects as a value, e.g. `dataset.name=folder` (what bash
+  leaves of `--gin_param=dataset.name="folder"` without single quotes), or None.
+
+  Only a word that ends its value (a line's end, `,`, a closing bracket or a comment):
+  quoting the start of `a/b` or `x.y` would not be the fix.
+  """
+  match = _NOT_A_LITERAL.search(error.msg)
+  line, start = error.text or "", (error.offset or 0)
+  if not match or not line.startswith(match.group(1), start):
+    return None
+  word = match.group(1)
+  rest = line[start + len(word):].lstrip()
+  if rest and rest[0] not in ",)]}#":
+    return None
+  if word.lower() in ("true", "false", "none"):
+    # Quoted, "false" would be a string, which is true.
+    return f"{word!r} is not a value; write {word.capitalize()}."
+  fixed = f'{line[:start]}"{word}"{line[start + len(word):]}'.strip()
+  if where == "--gin_param":
+    fixed = f"--gin_param='{fixed}'"
+  return f"{word!r} is not a value; string values need quotes: {fixed}"
+
+
+# gin's error for a `gin.REQUIRED` argument left unbound (gin/config.py).
+_REQUIRED = re.compile(r"Required bindings for `([^`]+)` not provided in config: \[([^\]]*)\]")
+
+
+@contextlib.contextmanager
+def missing_bindings_as_config_errors():
+  """Inside, gin's RuntimeError for a required binding left unset (`train.total_steps`
+  with no --gin_file at all, `dataset.name` missing from a config) becomes a one-line
+  ConfigError naming the binding; any other exception passes through unchanged."""
+  try:
+    yield
+  except RuntimeError as e:
+    match = _REQUIRED.match(str(e))
+    if not match:
+      raise
+    names = [f"{match.group(1)}.{name}" for name in re.findall(r"'(\w+)'", match.group(2))]
+    bindings = (f"binding {names[0]} is" if len(names) == 1
+                else f"bindings {', '.join(names)} are")
+    raise errors.ConfigError(
+        f"required gin {bindings} not set; start from a config (e.g. "
+        f"--gin_file=gin_configs/quickstart.gin) or add --gin_param='{names[0]}=...'.") from e
 
 
 @contextlib.contextmanager

@@ -59,6 +59,8 @@ FLAGS = flags.FLAGS
 
 def run(argv):
   del argv
+  if not FLAGS.workdir.strip():  # "" would put checkpoints/ in the working directory.
+    raise errors.ConfigError("--workdir is empty; name a folder, e.g. --workdir=runs/mine.")
   gin_files.check_syntax(FLAGS.gin_file, FLAGS.gin_param)  # Before the slow imports.
   if FLAGS.mode == "export" and (FLAGS.gin_file or FLAGS.gin_param):
     raise errors.ConfigError(
@@ -75,23 +77,41 @@ def run(argv):
   from ssgan_tf.evaluation import eval_lib
   from ssgan_tf.evaluation import probe
 
-  if FLAGS.mode == "train":
-    configure()
-    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
-    train_lib.train(FLAGS.workdir, strategy)
-  elif FLAGS.mode in ("eval", "probe"):
-    # The workdir's (or export's) operative config rebuilds the model; the gin files and
-    # bindings given here then set the evaluation (evaluation.*, classifier.*, probe.*).
-    restored = (export_lib.load_for_evaluation(FLAGS.export_dir) if FLAGS.export_dir
-                else workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint))
-    configure()
-    if FLAGS.mode == "eval":
-      eval_lib.evaluate(FLAGS.workdir, restored)
+  with gin_files.missing_bindings_as_config_errors():
+    if FLAGS.mode == "train":
+      configure()
+      strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices, FLAGS.tpu)
+      train_lib.train(FLAGS.workdir, strategy)
+    elif FLAGS.mode in ("eval", "probe"):
+      # The workdir's (or export's) operative config rebuilds the model; the gin files and
+      # bindings given here then set the evaluation (evaluation.*, classifier.*, probe.*).
+      if FLAGS.export_dir:
+        restored = export_lib.load_for_evaluation(FLAGS.export_dir)
+        # Its records must not join another model's in --workdir (a folder without
+        # model_info.json, e.g. one just for records, takes any).
+        workdir.check_model_info(FLAGS.workdir, export_model_info(restored), write=False)
+      else:
+        restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
+      configure()
+      if FLAGS.mode == "eval":
+        eval_lib.evaluate(FLAGS.workdir, restored)
+      else:
+        print(json.dumps(probe.run_probe(FLAGS.workdir, restored)))
     else:
-      print(json.dumps(probe.run_probe(FLAGS.workdir, restored)))
-  else:
-    print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
-                            FLAGS.overwrite))
+      print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
+                              FLAGS.overwrite))
+
+
+# Fields of an export's metadata that describe the export, not the model
+# (export_lib.export adds them to the model's `info`).
+_EXPORT_FIELDS = ("resolution", "channels", "pixel_range", "step", "checkpoint", "generator")
+
+
+def export_model_info(restored):
+  """The model_info.json dict (workdir.model_info) of an export loaded for evaluation
+  (export_lib.load_for_evaluation)."""
+  model_fields = {k: v for k, v in restored.model.metadata.items() if k not in _EXPORT_FIELDS}
+  return {"image_shape": list(restored.image_shape), **model_fields}
 
 
 _TENSORFLOW_DIR = os.path.join(

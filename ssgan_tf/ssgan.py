@@ -486,11 +486,27 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
       default; the same for balanced data such as CIFAR-10 and our MNIST, and no
       counting pass over the labels, which for ImageNet reads all 1.28M records).
   """
-  # Checked before the (slow) network construction.
-  batch = BatchSizes(global_batch_size, num_replicas,
-                     global_batch_size if rotated_batch_size is None else rotated_batch_size)
+  # Checked before the (slow) network construction, which would fail on them unreadably.
+  errors.check_range("ssgan.global_batch_size", global_batch_size, minimum=1, integer=True)
+  if rotated_batch_size is None:
+    # BatchSizes would name the rotated batch size, which the user did not set (a global
+    # batch that the replicas do not divide is its to name).
+    quantum = rotation.NUM_ROTATIONS * num_replicas
+    if global_batch_size % num_replicas == 0 and global_batch_size % quantum:
+      raise errors.ConfigError(
+          f"ssgan.global_batch_size = {global_batch_size} must be a multiple of "
+          f"{rotation.NUM_ROTATIONS} x {num_replicas} replicas = {quantum}: each replica "
+          "rotates the last quarter of its batch (ssgan.rotated_batch_size = None); change "
+          "it, or set ssgan.rotated_batch_size.")
+    rotated_batch_size = global_batch_size
+  errors.check_range("ssgan.rotated_batch_size", rotated_batch_size, minimum=0, integer=True)
+  batch = BatchSizes(global_batch_size, num_replicas, rotated_batch_size)
   adversarial_loss = losses.adversarial_loss(gan_loss)
   chosen_penalty = penalties_lib.get_penalty(penalty, penalty_weight)
+  penalties = [chosen_penalty] if chosen_penalty else []
+  _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_iters,
+                  z_distribution, self_supervision, penalties)
+  errors.check_range("ssgan.seed", seed, integer=True)
   if ema_decay is not None:
     errors.check_range("ssgan.ema_decay", ema_decay, minimum=0, maximum=1)
     errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
@@ -515,8 +531,7 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
   return SSGAN(generator, discriminator, batch=batch, z_dim=z_dim, gan_loss=adversarial_loss,
                rotation_weight_g=rotation_weight_g, rotation_weight_d=rotation_weight_d,
                disc_iters=disc_iters, z_distribution=z_distribution, seed=seed,
-               self_supervision=self_supervision,
-               penalties=[chosen_penalty] if chosen_penalty else [],
+               self_supervision=self_supervision, penalties=penalties,
                ema_decay=ema_decay, ema_start_step=ema_start_step,
                ema_statistics_every=ema_statistics_every,
                make_generator=make_generator if ema_decay is not None else None,

@@ -5,7 +5,8 @@ workdir untouched (another model's workdir and batch arithmetic are checked in-p
 test_train_lib.py: the CLI path of every UserError is the same).
 
 Each subprocess pays TensorFlow's start-up (~10 s here), so one tiny training run is
-shared, and every other command runs concurrently in one module fixture.
+shared, and every other command runs concurrently in one module fixture. Checks of
+main.run's own that need no new process call it in this one (`run_main`).
 """
 
 import concurrent.futures
@@ -18,10 +19,15 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import PIL.Image
 import pytest
 
+from ssgan_tf import errors
+from ssgan_tf import export_lib
+from ssgan_tf import main
+from ssgan_tf import workdir as workdir_lib
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
 from tiny_runs import ROOT
@@ -257,6 +263,9 @@ main.cli()
                                         r"multi-line statement \(an unclosed bracket"),
     (["--gin_param=train.total_steps = 1 2"], r"bad gin syntax in --gin_param, line 1: "
                                               r"Expected newline"),
+    # What bash leaves of --gin_param=dataset.name="folder".
+    (["--gin_param=dataset.name=folder"], r"""line 1: 'folder' is not a value; string values """
+                                          r"""need quotes: --gin_param='dataset.name="folder"'"""),
     (["--gin_param=a.b = 1", "--mode=export"], r"--mode=export takes no --gin_file"),
 ])
 def test_config_errors_come_before_tensorflow_is_imported(tmp_path, args, message):
@@ -298,3 +307,59 @@ def test_sigterm_saves_the_step_and_exits_75_then_the_same_command_resumes(tmp_p
                            f"--workdir={workdir}")
   assert status == 0, stderr
   assert f"resumed from {workdir / 'checkpoints' / f'ckpt-{step}'}" in stderr
+
+
+@pytest.fixture
+def run_main():
+  """`run_main(*flags)`: main.run in this process, as `python -m ssgan_tf.main flags`."""
+  def run(*args):
+    main.FLAGS(["ssgan-tf", *args])
+    main.run([])
+  try:
+    yield run
+  finally:
+    main.FLAGS.unparse_flags()
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("workdir", ["", "  "])
+def test_an_empty_workdir_is_refused_before_anything_is_written(run_main, tmp_path,
+                                                                 monkeypatch, workdir):
+  # "" used to put checkpoints/ in the working directory, then fail on its lock.
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(errors.ConfigError, match=r"--workdir is empty; name a folder"):
+    run_main(*TINY, f"--workdir={workdir}")
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, binding", [
+    ([], "train.total_steps"),  # No --gin_file at all.
+    (["--gin_param=train.total_steps = 2"], "dataset.name"),
+])
+def test_a_required_binding_left_unset_is_one_line_naming_it(run_main, tmp_path, args,
+                                                             binding):
+  with pytest.raises(errors.ConfigError, match=(
+      rf"required gin binding {binding} is not set; start from a config "
+      r"\(e\.g\. --gin_file=gin_configs/quickstart\.gin\)")):
+    run_main(*args, f"--workdir={tmp_path / 'w'}")
+  assert not (tmp_path / "w").exists()
+
+
+def test_an_exports_model_info_is_that_of_its_workdir(runs):
+  workdir = runs["export"]["workdir"]
+  restored = export_lib.load_for_evaluation(str(workdir / "export" / "4"))
+  gin.clear_config()
+  assert main.export_model_info(restored) == workdir_lib.read_model_info(str(workdir))
+
+
+def test_evaluating_an_export_refuses_a_workdir_of_another_model(runs, run_main, tmp_path):
+  # A conditional model's records once went into an unconditional model's metrics.jsonl.
+  exported = runs["export"]["workdir"]
+  other = tmp_path / "other"
+  other.mkdir()
+  info = json.loads((exported / "model_info.json").read_text())
+  (other / "model_info.json").write_text(json.dumps({**info, "num_classes": 10}))
+  before = _files(other)
+  with pytest.raises(errors.WorkdirError, match=r"workdir .*other' holds a different model"):
+    run_main("--mode=eval", f"--export_dir={exported / 'export' / '4'}", f"--workdir={other}")
+  assert _files(other) == before
