@@ -115,7 +115,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
       # collectives); then come those that only report.
       callbacks = [stop, saving, preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
                    *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
-                                         sample_every, eval_every)]
+                                         sample_every, eval_every, watcher)]
       model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,
                 initial_epoch=start_step // log_every, epochs=-(-total_steps // log_every),
                 callbacks=callbacks, shuffle=False, verbose=0)
@@ -225,9 +225,10 @@ def _training_data(source, model, seed, start_step):
 
 
 def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sample_every,
-                         eval_every):
+                         eval_every, watcher):
   """Progress (log lines; on a terminal also a live line), summaries, operative config,
-  samples and evaluation (only the chief writes)."""
+  samples and evaluation (only the chief writes; evaluation is skipped once `watcher`
+  saw a signal)."""
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
             if chief else None)
   callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
@@ -237,7 +238,7 @@ def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sampl
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
     callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))
     if eval_every:
-      callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source))
+      callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source, watcher=watcher))
   return callbacks
 
 

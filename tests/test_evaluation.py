@@ -3,6 +3,7 @@ the real-activation cache and periodic evaluation during `fit`."""
 
 import hashlib
 import shutil
+import signal
 import time
 import types
 
@@ -16,6 +17,7 @@ import inception_standin
 from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import preemption
 from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
@@ -237,6 +239,17 @@ def test_periodic_evaluation_during_fit(tiny_model, mnist, inception, tmp_path):
   assert all(r["checkpoint"] is None and r["metric"] == "fid20_test"
              for r in callback.history)
   assert records.read_records(workdir) == callback.history
+
+
+def test_periodic_evaluation_is_skipped_once_training_must_stop(tiny_model, mnist,
+                                                                inception, tmp_path):
+  watcher = preemption.PreemptionWatcher()
+  watcher._handle(signal.SIGTERM, None)  # What the installed handler does on SIGTERM.
+  callback = eval_lib.PeriodicEvaluation(1, str(tmp_path), mnist, inception, watcher=watcher,
+                                         num_samples=20, metrics=("fid",), batch_size=20)
+  tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=2,
+                 epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  assert callback.history == [] and records.read_records(str(tmp_path)) == []
 
 
 def test_periodic_evaluation_needs_a_positive_period(mnist, inception, tmp_path):

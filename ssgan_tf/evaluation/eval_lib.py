@@ -213,16 +213,20 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     workdir: where records go.
     source: the `data.ImageSource` being trained on.
     classifier: a `classifiers.Classifier`, or None for `get_classifier` (gin).
+    watcher: the run's `preemption.PreemptionWatcher`, or None: once it has seen a
+      signal, evaluations are skipped, so that the run stops within its grace period
+      (preemption.SaveOnPreemption stops it before the next call).
     **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
   """
 
-  def __init__(self, every_n_steps, workdir, source, classifier=None, **metric_kwargs):
+  def __init__(self, every_n_steps, workdir, source, classifier=None, watcher=None,
+               **metric_kwargs):
     super().__init__()
     if every_n_steps < 1:
       raise errors.ConfigError(f"every_n_steps must be >= 1; got {every_n_steps}.")
     classifier = classifier or get_classifier(source=source)
     self.every_n_steps, self.workdir, self.source = every_n_steps, workdir, source
-    self.classifier, self.metric_kwargs = classifier, metric_kwargs
+    self.classifier, self.metric_kwargs, self.watcher = classifier, metric_kwargs, watcher
     self.history = []  # All records written, oldest first.
     self._last_step = None
 
@@ -241,6 +245,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
       self._evaluate(step)
 
   def _evaluate(self, step):
+    if self.watcher is not None and self.watcher.requested:
+      logging.warning("step %d: evaluation skipped: %s came, training is stopping.", step,
+                      self.watcher.signal_name)
+      return
     results = compute_metrics(self.model, self.source, self.classifier,
                               **self.metric_kwargs)
     self.history += _write(self.workdir, step, None, results)
