@@ -2,6 +2,8 @@
 the real-activation cache and periodic evaluation during `fit`."""
 
 import hashlib
+import logging
+import re
 import shutil
 import signal
 import time
@@ -250,6 +252,34 @@ def test_periodic_evaluation_is_skipped_once_training_must_stop(tiny_model, mnis
   tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=2,
                  epochs=1, callbacks=[callback], shuffle=False, verbose=0)
   assert callback.history == [] and records.read_records(str(tmp_path)) == []
+
+
+def _unwritable(tmp_path):
+  """A workdir that cannot be created (its parent is a file): unwritable even for root."""
+  (tmp_path / "a_file").write_text("")
+  return str(tmp_path / "a_file" / "w")
+
+
+def test_evaluate_on_an_unwritable_workdir_fails_before_evaluating(tiny_model, mnist,
+                                                                   inception, tmp_path):
+  restored = types.SimpleNamespace(model=tiny_model, source=mnist, step=7,
+                                   checkpoint_path="ckpt-7")
+  with pytest.raises(errors.WorkdirError,
+                     match=r"^cannot append to .*a_file/w/metrics.jsonl \(\w+Error\); no "
+                     "evaluation was run. Make the workdir writable"):
+    eval_lib.evaluate(_unwritable(tmp_path), restored, classifier=inception, num_samples=20)
+
+
+def test_results_that_cannot_be_written_are_logged_first(tiny_model, mnist, inception,
+                                                         tmp_path, caplog):
+  callback = eval_lib.PeriodicEvaluation(1, _unwritable(tmp_path), mnist, inception,
+                                         num_samples=20, metrics=("fid",), batch_size=20,
+                                         cache_dir=str(tmp_path / "cache"))
+  with caplog.at_level(logging.INFO, logger="absl"):
+    with pytest.raises(errors.WorkdirError, match="the results are in the log lines above"):
+      tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=1,
+                     epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  assert re.search(r"step \d+: fid20_test = [\d.e+-]+ \+- ", caplog.text), caplog.text
 
 
 def test_periodic_evaluation_needs_a_positive_period(mnist, inception, tmp_path):

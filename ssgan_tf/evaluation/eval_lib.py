@@ -19,6 +19,7 @@ by default, and its metrics are named apart ("fid10k_test_ema"); `evaluation.gen
 """
 
 import math
+import os
 
 from absl import logging
 import gin
@@ -29,6 +30,7 @@ import tensorflow as tf
 from ssgan_tf import errors
 from ssgan_tf import progress
 from ssgan_tf import ssgan
+from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
@@ -195,7 +197,12 @@ def evaluate(workdir, restored, classifier=None, **metric_kwargs):
   Returns:
     The records written, one dict per metric output (records.RECORD_KEYS, + std, runs,
     values).
+
+  Raises:
+    errors.WorkdirError: `workdir`'s metrics.jsonl cannot be appended to (checked before
+      the evaluation; if it fails only when writing, the results are logged first).
   """
+  _check_writable(workdir)
   classifier = classifier or get_classifier(source=restored.source)
   results = compute_metrics(restored.model, restored.source, classifier, **metric_kwargs)
   return _write(workdir, restored.step, restored.checkpoint_path, results)
@@ -266,13 +273,34 @@ def _check_num_samples(source, split, num_samples, uses_real):
   return num_samples
 
 
+def _check_writable(workdir):
+  """Fails before the minutes of sampling if the records could not be appended."""
+  try:
+    tf.io.gfile.makedirs(workdir)
+    with tf.io.gfile.GFile(os.path.join(workdir, workdir_lib.METRICS), "a") as f:
+      f.write("")  # GFile opens the file on the first write.
+  except (tf.errors.OpError, OSError) as e:
+    raise _unwritable(workdir, e, "no evaluation was run") from None
+
+
+def _unwritable(workdir, error, what):
+  return errors.WorkdirError(
+      f"cannot append to {os.path.join(workdir, workdir_lib.METRICS)} "
+      f"({type(error).__name__}); {what}. Make the workdir writable, or evaluate a "
+      "writable copy of it.")
+
+
 def _write(workdir, step, checkpoint, results):
+  """Logs the records, then appends them (logged first: a failed write loses nothing)."""
   written = [{"step": int(step), "checkpoint": checkpoint, **result} for result in results]
-  records_lib.append_records(workdir, written)
   for record in written:
     real = (f"; real images: {record['real_value']:.5g}"
             if "real_value" in record else "")
     logging.info("step %d: %s = %.5g +- %.2g over %d fake set(s) (%s%s)", record["step"],
                  record["metric"], record["value"], record["std"], record["runs"],
                  record["classifier"], real)
+  try:
+    records_lib.append_records(workdir, written)
+  except (tf.errors.OpError, OSError) as e:
+    raise _unwritable(workdir, e, "the results are in the log lines above") from None
   return written
