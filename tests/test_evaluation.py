@@ -102,6 +102,13 @@ def test_inception_path_without_a_savedmodel_is_rejected(tmp_path):
     classifiers.load_inception(str(tmp_path))
 
 
+def test_an_inception_path_given_to_the_mnist_classifier_is_warned_about(caplog):
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    classifier = eval_lib.get_classifier("mnist", inception_path="/nonexistent")
+  assert classifier.family == "mnist"
+  assert "--inception_path) '/nonexistent' is unused" in caplog.text
+
+
 def test_grey_images_are_tiled_to_rgb(inception):
   grey = _images(3, channels=1)
   np.testing.assert_allclose(inception(grey)["pool_3"],

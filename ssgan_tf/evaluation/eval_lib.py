@@ -62,6 +62,10 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
   if name == "inception":
     return classifiers.load_inception(inception_path, allow_download)
   if name == "mnist":
+    if inception_path:
+      logging.warning("classifier.inception_path (--inception_path) %r is unused: the "
+                      "classifier is the MNIST CNN (classifier.name = 'inception' picks "
+                      "Inception).", inception_path)
     return mnist_classifier.load_mnist_classifier()
   raise errors.ConfigError(f"unknown classifier.name {name!r}; choose one of {list(CLASSIFIERS)}.")
 
