@@ -80,6 +80,11 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                "train.checkpoint_every": checkpoint_every, "train.sample_every": sample_every,
                "train.eval_every": eval_every}
   chief = distribute.is_chief(strategy)
+  lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
+  if chief:
+    # At once, not after the seconds of loading data and building the model; `lock` is
+    # taken below, as it creates the workdir, which a data or model error must not.
+    lock.check_free()
   source = data.get_source()
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
   precision_lib.warn_if_onednn_off()
@@ -88,7 +93,6 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                             num_classes=source.num_classes,
                             label_counts=lambda: source.label_counts("train"))
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
-  lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
   try:
     with lock, preemption.PreemptionWatcher() as watcher:
       workdir_lib.check_model_info(workdir, workdir_lib.model_info(model, source.image_shape),
