@@ -261,6 +261,35 @@ def test_periodic_evaluation_is_skipped_once_training_must_stop(tiny_model, mnis
   assert callback.history == [] and records.read_records(str(tmp_path)) == []
 
 
+class _SignalDuringEvaluation:
+  """`classifier`, recording a SIGTERM in `watcher` at each batch it runs (as the
+  installed handler would)."""
+
+  def __init__(self, classifier, watcher):
+    self.classifier, self.watcher, self.batches = classifier, watcher, 0
+
+  def __call__(self, images):
+    self.batches += 1
+    self.watcher._handle(signal.SIGTERM, None)
+    return self.classifier(images)
+
+  def __getattr__(self, name):
+    return getattr(self.classifier, name)
+
+
+def test_periodic_evaluation_gives_up_when_a_signal_comes_during_it(tiny_model, mnist,
+                                                                    inception, tmp_path):
+  watcher = preemption.PreemptionWatcher()
+  classifier = _SignalDuringEvaluation(inception, watcher)
+  callback = eval_lib.PeriodicEvaluation(1, str(tmp_path), mnist, classifier,
+                                         watcher=watcher, num_samples=20, metrics=("fid",),
+                                         batch_size=10, cache_dir=str(tmp_path / "cache"))
+  tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=1,
+                 epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  assert classifier.batches == 1  # Of 2 real and 3 x 2 fake batches.
+  assert callback.history == [] and records.read_records(str(tmp_path)) == []
+
+
 def _unwritable(tmp_path):
   """A workdir that cannot be created (its parent is a file): unwritable even for root."""
   (tmp_path / "a_file").write_text("")

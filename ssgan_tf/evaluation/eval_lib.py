@@ -225,8 +225,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     source: the `data.ImageSource` being trained on.
     classifier: a `classifiers.Classifier`, or None for `get_classifier` (gin).
     watcher: the run's `preemption.PreemptionWatcher`, or None: once it has seen a
-      signal, evaluations are skipped, so that the run stops within its grace period
-      (preemption.SaveOnPreemption stops it before the next call).
+      signal, an evaluation is skipped, or given up before its next classifier batch, so
+      that the run stops within its grace period (preemption.SaveOnPreemption stops it
+      before the next call).
     **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
   """
 
@@ -236,6 +237,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     if every_n_steps < 1:
       raise errors.ConfigError(f"every_n_steps must be >= 1; got {every_n_steps}.")
     classifier = classifier or get_classifier(source=source)
+    if watcher is not None:
+      classifier = _GivesUpOnSignal(classifier, watcher)
     self.every_n_steps, self.workdir, self.source = every_n_steps, workdir, source
     self.classifier, self.metric_kwargs, self.watcher = classifier, metric_kwargs, watcher
     self.history = []  # All records written, oldest first.
@@ -256,14 +259,36 @@ class PeriodicEvaluation(keras.callbacks.Callback):
       self._evaluate(step)
 
   def _evaluate(self, step):
-    if self.watcher is not None and self.watcher.requested:
-      logging.warning("step %d: evaluation skipped: %s came, training is stopping.", step,
+    try:
+      results = compute_metrics(self.model, self.source, self.classifier,
+                                **self.metric_kwargs)
+    except _GaveUp:
+      logging.warning("step %d: no evaluation: %s came, training is stopping.", step,
                       self.watcher.signal_name)
       return
-    results = compute_metrics(self.model, self.source, self.classifier,
-                              **self.metric_kwargs)
     self.history += _write(self.workdir, step, None, results)
     self._last_step = step
+
+
+class _GaveUp(Exception):
+  """An evaluation stopped because training must stop."""
+
+
+class _GivesUpOnSignal:
+  """A `classifiers.Classifier` that raises _GaveUp instead of running a batch once
+  `watcher` has seen a signal: an evaluation takes minutes (FID on a CPU: half an hour),
+  a preemption's grace period seconds."""
+
+  def __init__(self, classifier, watcher):
+    self.classifier, self.watcher = classifier, watcher
+
+  def __call__(self, images):
+    if self.watcher.requested:
+      raise _GaveUp()
+    return self.classifier(images)
+
+  def __getattr__(self, name):  # name, family, ...: the wrapped classifier's.
+    return getattr(self.classifier, name)
 
 
 def _check_num_samples(source, split, num_samples, uses_real):
