@@ -20,7 +20,7 @@ How it works:
 * `SaveOnPreemption`, a Keras callback, looks at the flag after every call of the step
   (`on_train_batch_end`), again before the next one (`on_train_batch_begin`: a signal
   that came while the reporting callbacks ran, e.g. during a periodic evaluation, which
-  skips itself once the flag is set) and when `fit` ends. When it is set, it saves the
+  gives up once the flag is set) and when `fit` ends. When it is set, it saves the
   step just finished through `save_fn()` (unless it is saved already) and raises
   `Preempted`, which ends `fit` at once: Keras 3's `fit` has no `finally`, so no later
   callback runs, not even `on_train_end` (no evaluation or sample grid eats into the

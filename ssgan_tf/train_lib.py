@@ -44,8 +44,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
           allow_emulated_bf16=False, steps_per_execution=None):
   """Trains (or resumes training) until `total_steps` generator steps.
 
-  One trainer per workdir (workdir_lock.py); SIGTERM saves the current step and ends
-  with preemption.Preempted; an unreadable latest checkpoint is set aside and the newest
+  One trainer per workdir (workdir_lock.py); SIGTERM or Ctrl-C saves the current step
+  and ends with preemption.Preempted; an unreadable latest checkpoint is set aside and the newest
   readable one resumed (checkpoints.py).
 
   Args:
