@@ -10,9 +10,12 @@ callbacks that write nothing.
 
 import math
 import os
+import re
 import time
+import tokenize
 
 import gin
+from gin import config_parser
 import keras
 import numpy as np
 import tensorflow as tf
@@ -124,11 +127,22 @@ def _all_finite(model):
              if keras.backend.is_float_dtype(v.dtype))
 
 
+# What a changed seed means for a resumed run (the checkpoint holds the weights and the
+# state of the training noise).
+_SEED_NOTES = {
+    "train.seed": "train.seed: the data order (and the sample grids' z) follow the new seed "
+                  "from this step on",
+    "ssgan.seed": "ssgan.seed has no effect on resume: the noise generator's state comes "
+                  "from the checkpoint",
+}
+
+
 class OperativeConfig(keras.callbacks.Callback):
   """Writes `operative_config.gin` after the first step, which calls every configurable.
 
-  The workdir only grows: a resumed run whose configuration differs (say, lower learning
-  rates) writes `operative_config-<step>.gin` beside the first one instead.
+  The workdir only grows: a resumed run whose configuration differs from the previous
+  run's (say, lower learning rates) writes `operative_config-<step>.gin` beside the first
+  one instead, and logs a warning listing the bindings that changed.
   """
 
   def __init__(self, workdir):
@@ -143,13 +157,82 @@ class OperativeConfig(keras.callbacks.Callback):
       return
     self.pending = False
     config = gin.operative_config_str()
-    path = os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG)
-    if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        if f.read() == config:
-          return
-      path = os.path.join(self.workdir, f"operative_config-{self.start_step}.gin")
+    previous = _previous_operative_config(self.workdir, self.start_step)
+    if previous is None:
+      workdir_lib.write_atomically(
+          os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG), config)
+      return
+    with tf.io.gfile.GFile(previous) as f:
+      previous_config = f.read()
+    if previous_config == config:
+      return
+    path = os.path.join(self.workdir, f"operative_config-{self.start_step}.gin")
     workdir_lib.write_atomically(path, config)
+    changes = describe_changes(previous_config, config)
+    if changes:  # Else only the layout differs (another gin version, say).
+      logging.warning("resumed with changed settings: %s (recorded in %s).", changes, path)
+
+
+def _previous_operative_config(workdir, start_step):
+  """The path of the operative config of the run before one resumed at `start_step`: the
+  newest `operative_config-<step>.gin` with step <= `start_step`, else
+  `operative_config.gin`; None if there is none (a new run)."""
+  steps = []
+  for path in tf.io.gfile.glob(os.path.join(workdir, "operative_config-*.gin")):
+    match = re.fullmatch(r"operative_config-(\d+)\.gin", os.path.basename(path))
+    if match and int(match.group(1)) <= start_step:
+      steps.append(int(match.group(1)))
+  if steps:
+    return os.path.join(workdir, f"operative_config-{max(steps)}.gin")
+  path = os.path.join(workdir, workdir_lib.OPERATIVE_CONFIG)
+  return path if tf.io.gfile.exists(path) else None
+
+
+def describe_changes(before, after):
+  """`"dataset.image_dir '/a' -> '/b'; train.seed 0 -> 7"`: the bindings that differ
+  between two operative configs (gin text), sorted, with what a changed seed means; ""
+  if none does."""
+  try:
+    old, new = _bindings(before), _bindings(after)
+  except (SyntaxError, ValueError, tokenize.TokenError) as e:  # E.g. edited by hand.
+    return f"the operative configs cannot be compared ({e})"
+  changed = sorted(key for key in old.keys() | new.keys() if old.get(key, _UNSET)
+                   != new.get(key, _UNSET))
+  return "; ".join([f"{key} {old.get(key, _UNSET)!r} -> {new.get(key, _UNSET)!r}"
+                    for key in changed]
+                   + [_SEED_NOTES[key] for key in changed if key in _SEED_NOTES])
+
+
+class _Text(str):
+  """A reference (`@fn`, `%MACRO`) or a placeholder, shown as written in gin."""
+
+  def __repr__(self):
+    return str(self)
+
+
+_UNSET = _Text("(unset)")
+
+
+class _ReferencesAsText(config_parser.ParserDelegate):
+
+  def configurable_reference(self, scoped_configurable_name, evaluate):
+    return _Text(f"@{scoped_configurable_name}{'()' if evaluate else ''}")
+
+  def macro(self, macro_name):
+    return _Text(f"%{macro_name}")
+
+
+def _bindings(text):
+  """{"scope/configurable.param" (or a macro's name): value} of gin config `text`; values
+  are Python literals, references are _Text. Raises SyntaxError, ValueError or
+  tokenize.TokenError."""
+  parser = config_parser.ConfigParser(text, _ReferencesAsText())
+  bindings = {}
+  while (statement := parser.parse_statement()) is not None:
+    if isinstance(statement, config_parser.BindingStatement):
+      name = ".".join(filter(None, (statement.selector, statement.arg_name)))
+      bindings["/".join(filter(None, (statement.scope, name)))] = statement.value
+  return bindings
 
 
 class ProgressAndSummaries(keras.callbacks.Callback):

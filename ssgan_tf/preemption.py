@@ -1,4 +1,5 @@
-"""SIGTERM during `fit`: checkpoint the current step, stop, exit with EXIT_CODE_PREEMPTED.
+"""SIGTERM or Ctrl-C during `fit`: checkpoint the current step, stop, exit with
+EXIT_CODE_PREEMPTED.
 
 Preemptible and spot VMs, Cloud TPU VMs, Slurm (preemption, `scancel`, the time limit)
 and Kubernetes (pod deletion, eviction, node drain) all ask a process to stop with
@@ -8,17 +9,22 @@ One training step plus one checkpoint save has to fit in that time.
 
 How it works:
 
-* `PreemptionWatcher` replaces the SIGTERM handler (and restores the previous one) with
-  one that only records that the signal came: no TensorFlow, no logging, no I/O. (CPython
-  runs Python-level handlers in the main thread between bytecodes, so the handler may run
-  in the middle of any Python code, e.g. inside TF's Python layers; setting an attribute
-  is always safe there.) Further signals change nothing: a wrapper script that forwards
-  SIGTERM to a process group can deliver it twice.
-* `SaveOnPreemption`, a Keras callback, looks at the flag after every step
-  (`on_train_batch_end`) and when `fit` ends. When it is set, it saves the step just
-  finished through `save_fn()` and raises `Preempted`, which ends `fit` at once:
-  Keras 3's `fit` has no `finally`, so no later callback runs, not even `on_train_end`
-  (no evaluation or sample grid eats into the grace period).
+* `PreemptionWatcher` replaces the SIGTERM and SIGINT handlers (and restores the previous
+  ones) with one that only records that the signal came: no TensorFlow, no logging, no
+  I/O. (CPython runs Python-level handlers in the main thread between bytecodes, so the
+  handler may run in the middle of any Python code, e.g. inside TF's Python layers;
+  setting an attribute is always safe there.) Further SIGTERMs change nothing: a wrapper
+  script that forwards SIGTERM to a process group can deliver it twice. A second Ctrl-C
+  (SIGINT after a recorded signal) raises KeyboardInterrupt, as Ctrl-C does by default:
+  the usual "press again to abort at once, without saving".
+* `SaveOnPreemption`, a Keras callback, looks at the flag after every call of the step
+  (`on_train_batch_end`), again before the next one (`on_train_batch_begin`: a signal
+  that came while the reporting callbacks ran, e.g. during a periodic evaluation, which
+  gives up once the flag is set) and when `fit` ends. When it is set, it saves the
+  step just finished through `save_fn()` (unless it is saved already) and raises
+  `Preempted`, which ends `fit` at once: Keras 3's `fit` has no `finally`, so no later
+  callback runs, not even `on_train_end` (no evaluation or sample grid eats into the
+  grace period).
 * `main` turns `Preempted` into its one-line message and exit status
   `EXIT_CODE_PREEMPTED` (its `exit_code`); running the same command again resumes from
   that checkpoint.
@@ -99,11 +105,11 @@ class PreemptionWatcher:
   """Records termination signals while installed; a context manager.
 
   Args:
-    signals: the signals to catch (default SIGTERM only; Ctrl-C, SIGINT, still raises
-      KeyboardInterrupt at once).
+    signals: the signals to catch (default SIGTERM and SIGINT, i.e. Ctrl-C; a SIGINT
+      after the first signal raises KeyboardInterrupt).
   """
 
-  def __init__(self, signals=(signal.SIGTERM,)):
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
     self.signals = tuple(signals)
     self._previous = {}
     self._received = None  # The first signal number caught; set by the handler only.
@@ -126,6 +132,8 @@ class PreemptionWatcher:
     # Only this: see the module docstring.
     if self._received is None:
       self._received = signum
+    elif signum == signal.SIGINT:
+      raise KeyboardInterrupt  # A second Ctrl-C: abort without saving.
 
   def install(self):
     """Replaces the handlers of `signals`, remembering the previous ones."""
@@ -179,6 +187,9 @@ class SaveOnPreemption(keras.callbacks.Callback):
     super().__init__()
     self.watcher, self.save_fn, self.strategy = watcher, save_fn, strategy
     self._any_worker = None  # Built on first use.
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self._stop_if_requested()
 
   def on_train_batch_end(self, batch, logs=None):
     self._stop_if_requested()

@@ -44,8 +44,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
           allow_emulated_bf16=False, steps_per_execution=None):
   """Trains (or resumes training) until `total_steps` generator steps.
 
-  One trainer per workdir (workdir_lock.py); SIGTERM saves the current step and ends
-  with preemption.Preempted; an unreadable latest checkpoint is set aside and the newest
+  One trainer per workdir (workdir_lock.py); SIGTERM or Ctrl-C saves the current step
+  and ends with preemption.Preempted; an unreadable latest checkpoint is set aside and the newest
   readable one resumed (checkpoints.py).
 
   Args:
@@ -80,6 +80,11 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                "train.checkpoint_every": checkpoint_every, "train.sample_every": sample_every,
                "train.eval_every": eval_every}
   chief = distribute.is_chief(strategy)
+  lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
+  if chief:
+    # At once, not after the seconds of loading data and building the model; `lock` is
+    # taken below, as it creates the workdir, which a data or model error must not.
+    lock.check_free()
   source = data.get_source()
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
   precision_lib.warn_if_onednn_off()
@@ -88,7 +93,6 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                             num_classes=source.num_classes,
                             label_counts=lambda: source.label_counts("train"))
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
-  lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
   try:
     with lock, preemption.PreemptionWatcher() as watcher:
       workdir_lib.check_model_info(workdir, workdir_lib.model_info(model, source.image_shape),
@@ -115,7 +119,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
       # collectives); then come those that only report.
       callbacks = [stop, saving, preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
                    *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
-                                         sample_every, eval_every)]
+                                         sample_every, eval_every, watcher)]
       model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,
                 initial_epoch=start_step // log_every, epochs=-(-total_steps // log_every),
                 callbacks=callbacks, shuffle=False, verbose=0)
@@ -225,9 +229,10 @@ def _training_data(source, model, seed, start_step):
 
 
 def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sample_every,
-                         eval_every):
+                         eval_every, watcher):
   """Progress (log lines; on a terminal also a live line), summaries, operative config,
-  samples and evaluation (only the chief writes)."""
+  samples and evaluation (only the chief writes; evaluation is skipped once `watcher`
+  saw a signal)."""
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
             if chief else None)
   callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
@@ -237,7 +242,7 @@ def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sampl
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
     callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))
     if eval_every:
-      callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source))
+      callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source, watcher=watcher))
   return callbacks
 
 

@@ -26,9 +26,13 @@ command line and a random token. What holds where:
 * The lock is advisory: only trainers that use it are kept out. `release` removes the file
   only if it still holds this lock's token.
 
-Use it as a context manager around everything that writes to the workdir:
+Use it as a context manager around everything that writes to the workdir (`check_free`
+refuses earlier, before a slow start-up, without creating anything):
 
-    with WorkdirLock(workdir):
+    lock = WorkdirLock(workdir)
+    lock.check_free()
+    ...load data, build the model...
+    with lock:
       ...train...
 """
 
@@ -61,6 +65,11 @@ def _is_local(path):
 def _local_path(path):
   path = str(path)
   return path[len("file://"):] if path.startswith("file://") else path
+
+
+def _is_io_error(error):
+  # OSError on local disks, tf.errors.OpError through tf.io.gfile; others are bugs.
+  return isinstance(error, OSError) or type(error).__module__.startswith("tensorflow")
 
 
 def _read_first_line(path):
@@ -173,12 +182,27 @@ class WorkdirLock:
     except errors.WorkdirError:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      # OSError on local disks, tf.errors.OpError through tf.io.gfile; others are bugs.
-      if not isinstance(e, OSError) and not type(e).__module__.startswith("tensorflow"):
+      if not _is_io_error(e):
         raise
       reason = getattr(e, "strerror", None) or type(e).__name__
       raise errors.WorkdirError(f"cannot create the lock file {self.path} ({reason}); "
                                 "choose a writable --workdir.") from None
+
+  def check_free(self):
+    """Raises `acquire`'s one-line WorkdirError if a live trainer holds the lock; creates
+    nothing. A cheap check for before the slow start-up (data, model): `acquire` is what
+    keeps a second trainer out."""
+    try:
+      holder = self._read()
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_io_error(e):
+        raise
+      return  # Cannot be read from here: `acquire` reports why.
+    if holder is None:
+      return
+    state = holder_state(holder) if isinstance(holder, dict) else "unknown"
+    if state != "dead":
+      raise errors.WorkdirError(self._refusal(holder, state))
 
   def _acquire(self):
     if _is_local(self.workdir):

@@ -2,7 +2,10 @@
 the real-activation cache and periodic evaluation during `fit`."""
 
 import hashlib
+import logging
+import re
 import shutil
+import signal
 import time
 import types
 
@@ -16,6 +19,7 @@ import inception_standin
 from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import losses
+from ssgan_tf import preemption
 from ssgan_tf import rotation
 from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
@@ -96,6 +100,13 @@ def test_inception_path_without_a_savedmodel_is_rejected(tmp_path):
   with pytest.raises(classifiers.InceptionUnavailableError,
                      match="--inception_path=.*saved_model.pb"):
     classifiers.load_inception(str(tmp_path))
+
+
+def test_an_inception_path_given_to_the_mnist_classifier_is_warned_about(caplog):
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    classifier = eval_lib.get_classifier("mnist", inception_path="/nonexistent")
+  assert classifier.family == "mnist"
+  assert "--inception_path) '/nonexistent' is unused" in caplog.text
 
 
 def test_grey_images_are_tiled_to_rgb(inception):
@@ -237,6 +248,74 @@ def test_periodic_evaluation_during_fit(tiny_model, mnist, inception, tmp_path):
   assert all(r["checkpoint"] is None and r["metric"] == "fid20_test"
              for r in callback.history)
   assert records.read_records(workdir) == callback.history
+
+
+def test_periodic_evaluation_is_skipped_once_training_must_stop(tiny_model, mnist,
+                                                                inception, tmp_path):
+  watcher = preemption.PreemptionWatcher()
+  watcher._handle(signal.SIGTERM, None)  # What the installed handler does on SIGTERM.
+  callback = eval_lib.PeriodicEvaluation(1, str(tmp_path), mnist, inception, watcher=watcher,
+                                         num_samples=20, metrics=("fid",), batch_size=20)
+  tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=2,
+                 epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  assert callback.history == [] and records.read_records(str(tmp_path)) == []
+
+
+class _SignalDuringEvaluation:
+  """`classifier`, recording a SIGTERM in `watcher` at each batch it runs (as the
+  installed handler would)."""
+
+  def __init__(self, classifier, watcher):
+    self.classifier, self.watcher, self.batches = classifier, watcher, 0
+
+  def __call__(self, images):
+    self.batches += 1
+    self.watcher._handle(signal.SIGTERM, None)
+    return self.classifier(images)
+
+  def __getattr__(self, name):
+    return getattr(self.classifier, name)
+
+
+def test_periodic_evaluation_gives_up_when_a_signal_comes_during_it(tiny_model, mnist,
+                                                                    inception, tmp_path):
+  watcher = preemption.PreemptionWatcher()
+  classifier = _SignalDuringEvaluation(inception, watcher)
+  callback = eval_lib.PeriodicEvaluation(1, str(tmp_path), mnist, classifier,
+                                         watcher=watcher, num_samples=20, metrics=("fid",),
+                                         batch_size=10, cache_dir=str(tmp_path / "cache"))
+  tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=1,
+                 epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  assert classifier.batches == 1  # Of 2 real and 3 x 2 fake batches.
+  assert callback.history == [] and records.read_records(str(tmp_path)) == []
+
+
+def _unwritable(tmp_path):
+  """A workdir that cannot be created (its parent is a file): unwritable even for root."""
+  (tmp_path / "a_file").write_text("")
+  return str(tmp_path / "a_file" / "w")
+
+
+def test_evaluate_on_an_unwritable_workdir_fails_before_evaluating(tiny_model, mnist,
+                                                                   inception, tmp_path):
+  restored = types.SimpleNamespace(model=tiny_model, source=mnist, step=7,
+                                   checkpoint_path="ckpt-7")
+  with pytest.raises(errors.WorkdirError,
+                     match=r"^cannot append to .*a_file/w/metrics.jsonl \(\w+Error\); no "
+                     "evaluation was run. Make the workdir writable"):
+    eval_lib.evaluate(_unwritable(tmp_path), restored, classifier=inception, num_samples=20)
+
+
+def test_results_that_cannot_be_written_are_logged_first(tiny_model, mnist, inception,
+                                                         tmp_path, caplog):
+  callback = eval_lib.PeriodicEvaluation(1, _unwritable(tmp_path), mnist, inception,
+                                         num_samples=20, metrics=("fid",), batch_size=20,
+                                         cache_dir=str(tmp_path / "cache"))
+  with caplog.at_level(logging.INFO, logger="absl"):
+    with pytest.raises(errors.WorkdirError, match="the results are in the log lines above"):
+      tiny_model.fit(data.train_pipeline(mnist, "train", 8, seed=0), steps_per_epoch=1,
+                     epochs=1, callbacks=[callback], shuffle=False, verbose=0)
+  assert re.search(r"step \d+: fid20_test = [\d.e+-]+ \+- ", caplog.text), caplog.text
 
 
 def test_periodic_evaluation_needs_a_positive_period(mnist, inception, tmp_path):

@@ -1,4 +1,4 @@
-"""SIGTERM during fit: the step just finished is saved, fit stops with Preempted, the
+"""SIGTERM (or Ctrl-C) during fit: the step just finished is saved, fit stops with Preempted, the
 previous handler comes back; a SIGTERMed trainer exits with EXIT_CODE_PREEMPTED and its
 checkpoint holds exactly its state at that step, on one device and on 2 workers."""
 
@@ -39,13 +39,13 @@ def sentinel():
 
 class _SigtermAt(keras.callbacks.Callback):
 
-  def __init__(self, step):
+  def __init__(self, step, signum=signal.SIGTERM):
     super().__init__()
-    self.step = step
+    self.step, self.signum = step, signum
 
   def on_train_batch_end(self, batch, logs=None):
     if int(self.model.optimizer.iterations.numpy()) == self.step:
-      os.kill(os.getpid(), signal.SIGTERM)
+      os.kill(os.getpid(), self.signum)
 
 
 def _fit(model, callbacks, steps=10):
@@ -106,6 +106,39 @@ def test_a_step_that_must_not_be_saved_says_so(sentinel):
     with pytest.raises(preemption.Preempted, match="at step 2: nothing was saved at this "
                        "step, the latest checkpoint is kept"):
       _fit(model, [_SigtermAt(2), preemption.SaveOnPreemption(watcher, lambda: None)])
+
+
+def test_ctrl_c_saves_like_sigterm_and_its_handler_comes_back():
+  model, _ = preemption_child.build(tf.distribute.get_strategy())
+  saved = []
+  with preemption.PreemptionWatcher() as watcher:
+    with pytest.raises(preemption.Preempted) as raised:
+      _fit(model, [_SigtermAt(2, signal.SIGINT),
+                   preemption.SaveOnPreemption(watcher, lambda: saved.append(model.step))])
+  assert saved == [2] and raised.value.exit_code == preemption.EXIT_CODE_PREEMPTED
+  assert str(raised.value).startswith("stopped by SIGINT at step 2: nothing was saved")
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_aborts_at_once():
+  watcher = preemption.PreemptionWatcher()
+  watcher._handle(signal.SIGINT, None)
+  watcher._handle(signal.SIGTERM, None)  # A repeated SIGTERM changes nothing.
+  with pytest.raises(KeyboardInterrupt):
+    watcher._handle(signal.SIGINT, None)
+  assert watcher.signal_name == "SIGINT"
+
+
+def test_a_signal_during_the_reporting_callbacks_stops_before_the_next_step(sentinel):
+  # _SigtermAt after SaveOnPreemption: the signal comes while, e.g., an evaluation runs.
+  model, _ = preemption_child.build(tf.distribute.get_strategy())
+  saved = []
+  with preemption.PreemptionWatcher() as watcher:
+    with pytest.raises(preemption.Preempted) as raised:
+      _fit(model, [preemption.SaveOnPreemption(watcher, lambda: saved.append(model.step)),
+                   _SigtermAt(3)])
+  assert saved == [3] and raised.value.step == 3
+  assert int(model.optimizer.iterations.numpy()) == 3  # No step after the signal.
 
 
 def test_the_handler_only_records_the_first_signal():

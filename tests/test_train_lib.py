@@ -296,6 +296,14 @@ def test_a_second_trainer_refuses_at_once_and_leaves_the_first_alone(runs, tmp_p
     assert _files(workdir) == before
 
 
+def test_a_second_trainer_refuses_before_loading_data(tmp_path):
+  # The missing image folder would be the first error if data were loaded first.
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    with pytest.raises(errors.WorkdirError, match="is in use by another trainer"):
+      _train(tmp_path, 2, 'dataset.name = "folder"',
+             f'dataset.image_dir = "{tmp_path / "missing"}"')
+
+
 def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumed(runs,
                                                                                tmp_path):
   workdir = tmp_path / "w"

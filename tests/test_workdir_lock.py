@@ -140,3 +140,21 @@ def test_unwritable_workdir_is_a_one_line_error(tmp_path):
     workdir = tmp_path / "workdir"
   with pytest.raises(errors.WorkdirError, match="cannot create the lock file .*writable --workdir"):
     WorkdirLock(workdir).acquire()
+
+
+def test_check_free_refuses_like_acquire_and_creates_nothing(tmp_path):
+  dead = subprocess.Popen([sys.executable, "-c", ""])
+  dead.wait()
+  WorkdirLock(tmp_path / "new").check_free()
+  (tmp_path / "a_file").write_text("")
+  WorkdirLock(tmp_path / "a_file" / "w").check_free()  # Unreadable: acquire will say why.
+  assert sorted(os.listdir(tmp_path)) == ["a_file"]
+  _write_lock(tmp_path, pid=dead.pid, start_ticks=None)
+  WorkdirLock(tmp_path).check_free()  # Stale: acquire takes it over.
+  _write_lock(tmp_path, host="elsewhere", pid=os.getpid())
+  with pytest.raises(errors.WorkdirError) as early:
+    WorkdirLock(tmp_path).check_free()
+  with pytest.raises(errors.WorkdirError) as late:
+    WorkdirLock(tmp_path).acquire()
+  assert str(early.value) == str(late.value)
+  assert _token(tmp_path) == "old"

@@ -19,6 +19,7 @@ by default, and its metrics are named apart ("fid10k_test_ema"); `evaluation.gen
 """
 
 import math
+import os
 
 from absl import logging
 import gin
@@ -29,6 +30,7 @@ import tensorflow as tf
 from ssgan_tf import errors
 from ssgan_tf import progress
 from ssgan_tf import ssgan
+from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
@@ -60,6 +62,10 @@ def get_classifier(name=None, source=None, *, inception_path=None, allow_downloa
   if name == "inception":
     return classifiers.load_inception(inception_path, allow_download)
   if name == "mnist":
+    if inception_path:
+      logging.warning("classifier.inception_path (--inception_path) %r is unused: the "
+                      "classifier is the MNIST CNN (classifier.name = 'inception' picks "
+                      "Inception).", inception_path)
     return mnist_classifier.load_mnist_classifier()
   raise errors.ConfigError(f"unknown classifier.name {name!r}; choose one of {list(CLASSIFIERS)}.")
 
@@ -195,7 +201,12 @@ def evaluate(workdir, restored, classifier=None, **metric_kwargs):
   Returns:
     The records written, one dict per metric output (records.RECORD_KEYS, + std, runs,
     values).
+
+  Raises:
+    errors.WorkdirError: `workdir`'s metrics.jsonl cannot be appended to (checked before
+      the evaluation; if it fails only when writing, the results are logged first).
   """
+  _check_writable(workdir)
   classifier = classifier or get_classifier(source=restored.source)
   results = compute_metrics(restored.model, restored.source, classifier, **metric_kwargs)
   return _write(workdir, restored.step, restored.checkpoint_path, results)
@@ -213,16 +224,23 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     workdir: where records go.
     source: the `data.ImageSource` being trained on.
     classifier: a `classifiers.Classifier`, or None for `get_classifier` (gin).
+    watcher: the run's `preemption.PreemptionWatcher`, or None: once it has seen a
+      signal, an evaluation is skipped, or given up before its next classifier batch, so
+      that the run stops within its grace period (preemption.SaveOnPreemption stops it
+      before the next call).
     **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
   """
 
-  def __init__(self, every_n_steps, workdir, source, classifier=None, **metric_kwargs):
+  def __init__(self, every_n_steps, workdir, source, classifier=None, watcher=None,
+               **metric_kwargs):
     super().__init__()
     if every_n_steps < 1:
       raise errors.ConfigError(f"every_n_steps must be >= 1; got {every_n_steps}.")
     classifier = classifier or get_classifier(source=source)
+    if watcher is not None:
+      classifier = _GivesUpOnSignal(classifier, watcher)
     self.every_n_steps, self.workdir, self.source = every_n_steps, workdir, source
-    self.classifier, self.metric_kwargs = classifier, metric_kwargs
+    self.classifier, self.metric_kwargs, self.watcher = classifier, metric_kwargs, watcher
     self.history = []  # All records written, oldest first.
     self._last_step = None
 
@@ -241,10 +259,36 @@ class PeriodicEvaluation(keras.callbacks.Callback):
       self._evaluate(step)
 
   def _evaluate(self, step):
-    results = compute_metrics(self.model, self.source, self.classifier,
-                              **self.metric_kwargs)
+    try:
+      results = compute_metrics(self.model, self.source, self.classifier,
+                                **self.metric_kwargs)
+    except _GaveUp:
+      logging.warning("step %d: no evaluation: %s came, training is stopping.", step,
+                      self.watcher.signal_name)
+      return
     self.history += _write(self.workdir, step, None, results)
     self._last_step = step
+
+
+class _GaveUp(Exception):
+  """An evaluation stopped because training must stop."""
+
+
+class _GivesUpOnSignal:
+  """A `classifiers.Classifier` that raises _GaveUp instead of running a batch once
+  `watcher` has seen a signal: an evaluation takes minutes (FID on a CPU: half an hour),
+  a preemption's grace period seconds."""
+
+  def __init__(self, classifier, watcher):
+    self.classifier, self.watcher = classifier, watcher
+
+  def __call__(self, images):
+    if self.watcher.requested:
+      raise _GaveUp()
+    return self.classifier(images)
+
+  def __getattr__(self, name):  # name, family, ...: the wrapped classifier's.
+    return getattr(self.classifier, name)
 
 
 def _check_num_samples(source, split, num_samples, uses_real):
@@ -258,13 +302,34 @@ def _check_num_samples(source, split, num_samples, uses_real):
   return num_samples
 
 
+def _check_writable(workdir):
+  """Fails before the minutes of sampling if the records could not be appended."""
+  try:
+    tf.io.gfile.makedirs(workdir)
+    with tf.io.gfile.GFile(os.path.join(workdir, workdir_lib.METRICS), "a") as f:
+      f.write("")  # GFile opens the file on the first write.
+  except (tf.errors.OpError, OSError) as e:
+    raise _unwritable(workdir, e, "no evaluation was run") from None
+
+
+def _unwritable(workdir, error, what):
+  return errors.WorkdirError(
+      f"cannot append to {os.path.join(workdir, workdir_lib.METRICS)} "
+      f"({type(error).__name__}); {what}. Make the workdir writable, or evaluate a "
+      "writable copy of it.")
+
+
 def _write(workdir, step, checkpoint, results):
+  """Logs the records, then appends them (logged first: a failed write loses nothing)."""
   written = [{"step": int(step), "checkpoint": checkpoint, **result} for result in results]
-  records_lib.append_records(workdir, written)
   for record in written:
     real = (f"; real images: {record['real_value']:.5g}"
             if "real_value" in record else "")
     logging.info("step %d: %s = %.5g +- %.2g over %d fake set(s) (%s%s)", record["step"],
                  record["metric"], record["value"], record["std"], record["runs"],
                  record["classifier"], real)
+  try:
+    records_lib.append_records(workdir, written)
+  except (tf.errors.OpError, OSError) as e:
+    raise _unwritable(workdir, e, "the results are in the log lines above") from None
   return written
