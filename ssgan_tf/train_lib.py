@@ -45,8 +45,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   """Trains (or resumes training) until `total_steps` generator steps.
 
   One trainer per workdir (workdir_lock.py); SIGTERM or Ctrl-C saves the current step
-  and ends with preemption.Preempted; an unreadable latest checkpoint is set aside and the newest
-  readable one resumed (checkpoints.py).
+  and ends with preemption.Preempted; an unreadable latest checkpoint is set aside and
+  the newest readable one resumed (checkpoints.py).
 
   Args:
     workdir: output directory (local path or any tf.io.gfile URL).
@@ -196,8 +196,9 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     checkpoint: `workdir.make_checkpoint(model)`.
     model: the SSGAN.
     workdir: the workdir.
-    set_aside_unreadable: rename unreadable newer checkpoints out of the way of the
-      CheckpointManager (checkpoints.quarantine; the chief only: it owns the files).
+    set_aside_unreadable: ready the checkpoint directory for the CheckpointManager
+      (checkpoints.quarantine: unreadable newer checkpoints and an unusable state file
+      renamed out of its way, saves cut short removed); the chief only: it owns the files.
   """
   optimizers = [o for o in (model.d_optimizer, model.g_optimizer)
                 if not lr_schedule.is_scheduled(o)]
@@ -209,7 +210,7 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     lr_schedule.check_same_kind(e.path, {"d_optimizer": model.d_optimizer,
                                          "g_optimizer": model.g_optimizer})
     raise
-  if unreadable and set_aside_unreadable:
+  if set_aside_unreadable:
     checkpoints.quarantine(unreadable, ckpt_dir, restored=path)
   if path:
     for optimizer, learning_rate in zip(optimizers, learning_rates):

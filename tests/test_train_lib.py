@@ -319,6 +319,20 @@ def test_an_unreadable_latest_checkpoint_is_set_aside_and_the_one_before_resumed
   assert _checkpoint_steps(workdir) == [2, 4]
 
 
+def test_an_empty_state_file_and_a_save_cut_short_do_not_stop_an_exact_resume(runs, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["at_2_dir"], workdir)  # ckpt-2.
+  checkpoint_dir = workdir / "checkpoints"
+  (checkpoint_dir / "checkpoint").write_text("")  # As a full disk or a crash can leave it.
+  cut_short = checkpoint_dir / "ckpt-3_temp"  # What a kill -9 in a save leaves.
+  cut_short.mkdir()
+  (cut_short / "part-00000-of-00001.data-00000-of-00001.tempstate123").write_bytes(b"x" * 64)
+  _assert_same_state(_state(_train(workdir, 4)), runs["straight"])
+  assert not cut_short.exists()
+  assert len(list(checkpoint_dir.glob("checkpoint.unreadable-*"))) == 1  # Kept aside.
+  assert _checkpoint_steps(workdir) == [2, 4]
+
+
 @pytest.mark.parametrize("binding, message", [
     ("train.total_steps = 'abc'", "train.total_steps must be an integer; got 'abc'"),
     ("train.checkpoint_every = 0", "train.checkpoint_every must be >= 1; got 0"),
