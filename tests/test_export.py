@@ -258,10 +258,13 @@ def test_existing_export_is_left_untouched(trained, export_dir):
   assert _snapshot(parent) == before
 
 
-def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy):
+def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy, caplog):
   export_root = os.path.join(workdir_copy, "export")
-  first = export_lib.export(workdir_copy, "1")
+  with caplog.at_level("INFO", logger="absl"):
+    first = export_lib.export(workdir_copy, "1")
   assert first == os.path.join(export_root, "1")
+  assert (f"exporting step 1 to {first}: it serves G's own weights (the model keeps no EMA)"
+          in caplog.messages)
   loaded = tf.saved_model.load(first)
   assert sorted(loaded.signatures) == ["metadata", "sample", "serving_default"]
   assert int(loaded.signatures["metadata"]()["step"]) == 1
