@@ -340,21 +340,26 @@ def check_arms(study, workdir):
       continue
     with open(path) as f:
       recorded = json.load(f)
-    config = arm_config(study, arm)
-    changes = []
-    for key, now in config.items():
-      before = recorded.get(key, [])
-      if now != before:
-        change = ([f"added {[x for x in now if x not in before]}"] if set(now) - set(before)
-                  else []) + ([f"removed {[x for x in before if x not in now]}"]
-                              if set(before) - set(now) else [])
-        changes.append(f"{key} {' and '.join(change) or 'reordered'}")
+    changes = _changes(recorded, arm_config(study, arm))
     if changes:
       raise errors.ConfigError(
           f"arm {arm.name!r} of {study.path} differs from the one its runs in "
           f"{os.path.join(workdir, arm.name)} were started with ({path}): "
           f"{'; '.join(changes)}; restore the arm in the study file, or pass a new "
           "--workdir (or give the changed arm a new name).")
+
+
+def _changes(recorded, config):
+  """What differs between two ARM_RECORD dicts: ["gin_params added ['x = 1']", ...]."""
+  changes = []
+  for key, now in config.items():
+    before = recorded.get(key, [])
+    if now != before:
+      added = [x for x in now if x not in before]
+      removed = [x for x in before if x not in now]
+      parts = ([f"added {added}"] if added else []) + ([f"removed {removed}"] if removed else [])
+      changes.append(f"{key} {' and '.join(parts) or 'reordered'}")
+  return changes
 
 
 def _record_arm(study, workdir, arm):
@@ -451,6 +456,7 @@ def run_study(study, workdir, out=_say):
     The report's dict (study_report.build_report).
 
   Raises:
+    errors.ConfigError: before anything runs, when an arm differs from its ARM_RECORD.
     StudyInterrupted: on SIGTERM / SIGINT (exit 75) after the running child saved.
     errors.UserError: when a child failed (after the others ran and the report was written).
   """
