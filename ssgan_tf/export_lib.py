@@ -32,6 +32,8 @@ cannot have optional inputs, so the labels have a signature of their own):
                    images_uint8: G of the given classes.
   sample           as above, its labels those serving_default gives its z.
   discriminate     images and labels `[N]` int32 (D's projection reads them).
+  with_labels and discriminate fail (InvalidArgumentError, "labels must be in 0..K-1")
+  on a label outside 0..K-1 or a labels vector whose length is not N.
 Beside the SavedModel, in `assets.extra/` (TF Serving's place for files it does not
 load), for readers without TensorFlow:
   ssgan_metadata.json   z_dim, z_distribution ("normal": N(0, 1); "uniform": U[-1, 1]),
@@ -51,6 +53,7 @@ only when asked.
 import json
 import os
 
+from absl import logging
 import gin
 import tensorflow as tf
 
@@ -66,7 +69,8 @@ PIXEL_RANGE = (-1.0, 1.0)
 
 
 def export(workdir, checkpoint=None, include_discriminator=False, overwrite=False):
-  """Exports the generator of a workdir's checkpoint; returns the export directory.
+  """Exports the generator of a workdir's checkpoint (the EMA of G's weights when the
+  model keeps one, as `SSGAN.generate`; it logs which); returns the export directory.
 
   Args:
     workdir: a training workdir (local path or any tf.io.gfile URL).
@@ -97,6 +101,9 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
     metadata["generator"] = "ema"
   operative_config = workdir_lib.read_operative_config(workdir)
   module, signatures = build_module(model, metadata, operative_config, include_discriminator)
+  logging.info("exporting step %d to %s: it serves %s", restored.step, export_dir,
+               "the EMA of G's weights (ssgan.ema_decay), as grids and evaluation sample"
+               if model.generator_kind == "ema" else "G's own weights (the model keeps no EMA)")
   with workdir_lib.atomic_output(export_dir) as tmp_dir:
     tf.saved_model.save(module, tmp_dir, signatures=signatures)
     extra = os.path.join(tmp_dir, EXTRA_DIR)
@@ -143,7 +150,7 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
 
     @tf.function(input_signature=[z_spec, labels_spec])
     def with_labels(z, labels):
-      return images_of(z, labels)
+      return images_of(z, checked_labels(labels, z, "z", model.num_classes))
   else:
     @tf.function(input_signature=[z_spec])
     def serving_default(z):
@@ -174,6 +181,7 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
     if conditional:
       @tf.function(input_signature=[images_spec, labels_spec])
       def discriminate(images, labels):
+        labels = checked_labels(labels, images, "images", model.num_classes)
         return discriminator(images, labels=labels, training=False)
     else:
       @tf.function(input_signature=[images_spec])
@@ -184,6 +192,23 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
   for name, function in signatures.items():
     setattr(module, name, function)  # Also callable as attributes of the loaded model.
   return module, signatures
+
+
+def checked_labels(labels, rows, rows_name, num_classes):
+  """`labels` `[N]` int32, once each is in 0..num_classes-1 and there is one per row of
+  `rows` (`[N, ...]`, named `rows_name` in the message); else the signature fails with
+  InvalidArgumentError. Without the check, tf.one_hot would turn a label out of range into
+  no class at all and G (or D's projection) would answer as if it were valid, and one
+  label would broadcast over a batch."""
+  last = num_classes - 1
+  checks = [
+      tf.debugging.assert_non_negative(labels, message=f"labels must be in 0..{last}"),
+      tf.debugging.assert_less(labels, num_classes, message=f"labels must be in 0..{last}"),
+      tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(rows)[0],
+                                message=f"labels must have one entry per row of {rows_name}"),
+  ]
+  with tf.control_dependencies(checks):
+    return tf.identity(labels)
 
 
 def _all_ints(value):

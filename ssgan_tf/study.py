@@ -34,8 +34,14 @@ resumes interrupted ones (training resumes exactly by itself), evaluates a train
 whose final evaluation is missing (`--mode=eval --checkpoint=<step>`) and probes the
 checkpoints of `study.probe_steps` not yet probed (`--mode=probe`).
 
+A study may grow (more seeds, more arms, another metric or probe steps) but an arm's runs
+keep the config they were started with: `<arm>/study_arm.json` records the arm's gin
+files and bindings (study.gin_params, the arm's, train.eval_every) when its first run
+starts, and the runner (and --aggregate_only) refuses a study file that changes them.
+
 The workdir:
     <arm>/seed<k>/          ordinary training workdirs
+    <arm>/study_arm.json    the gin files and bindings the arm's runs were started with
     logs/<arm>.seed<k>.log  every child's output (appended)
     study_log.jsonl         one line per child process: arm, seed, mode, seconds, status
     study.gin               a copy of the study file (the first one run)
@@ -76,6 +82,7 @@ SETTINGS = ("arms", "seeds", "eval_every", "gin_params", "metric", "probe_steps"
 OWNED = {("train", "seed"), ("ssgan", "seed"), ("train", "eval_every")}
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LOGS = "logs"
+ARM_RECORD = "study_arm.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,11 +315,60 @@ def log_path(workdir, arm, seed):
   return os.path.join(workdir, LOGS, f"{arm.name}.seed{seed}.log")
 
 
+def arm_config(study, arm):
+  """What every run of `arm` is trained with, its seed aside: {"gin_files": [...],
+  "gin_params": [...]} (the ARM_RECORD's content)."""
+  return {"gin_files": list(arm.gin_files),
+          "gin_params": list(study.gin_params + arm.gin_params)
+                        + [f"train.eval_every = {study.eval_every}"]}
+
+
 def _gin_args(study, arm, seed):
-  return ([f"--gin_file={path}" for path in arm.gin_files]
-          + [f"--gin_param={param}" for param in study.gin_params + arm.gin_params]
-          + [f"--gin_param=train.eval_every = {study.eval_every}",
-             f"--gin_param=train.seed = {seed}", f"--gin_param=ssgan.seed = {seed}"])
+  config = arm_config(study, arm)
+  return ([f"--gin_file={path}" for path in config["gin_files"]]
+          + [f"--gin_param={param}" for param in config["gin_params"]]
+          + [f"--gin_param=train.seed = {seed}", f"--gin_param=ssgan.seed = {seed}"])
+
+
+def check_arms(study, workdir):
+  """Raises a one-line ConfigError if an arm's runs in `workdir` were started with other
+  gin files or bindings than the study now gives it (its ARM_RECORD); arms without a
+  record pass."""
+  for arm in study.arms:
+    path = os.path.join(workdir, arm.name, ARM_RECORD)
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      recorded = json.load(f)
+    changes = _changes(recorded, arm_config(study, arm))
+    if changes:
+      raise errors.ConfigError(
+          f"arm {arm.name!r} of {study.path} differs from the one its runs in "
+          f"{os.path.join(workdir, arm.name)} were started with ({path}): "
+          f"{'; '.join(changes)}; restore the arm in the study file, or pass a new "
+          "--workdir (or give the changed arm a new name).")
+
+
+def _changes(recorded, config):
+  """What differs between two ARM_RECORD dicts: ["gin_params added ['x = 1']", ...]."""
+  changes = []
+  for key, now in config.items():
+    before = recorded.get(key, [])
+    if now != before:
+      added = [x for x in now if x not in before]
+      removed = [x for x in before if x not in now]
+      parts = ([f"added {added}"] if added else []) + ([f"removed {removed}"] if removed else [])
+      changes.append(f"{key} {' and '.join(parts) or 'reordered'}")
+  return changes
+
+
+def _record_arm(study, workdir, arm):
+  """Writes the arm's ARM_RECORD, if it has none, before its first run starts."""
+  path = os.path.join(workdir, arm.name, ARM_RECORD)
+  if not os.path.exists(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(arm_config(study, arm), f, indent=2)
 
 
 def command(study, workdir, arm, seed, mode="train", checkpoint=None, python=None):
@@ -400,9 +456,11 @@ def run_study(study, workdir, out=_say):
     The report's dict (study_report.build_report).
 
   Raises:
+    errors.ConfigError: before anything runs, when an arm differs from its ARM_RECORD.
     StudyInterrupted: on SIGTERM / SIGINT (exit 75) after the running child saved.
     errors.UserError: when a child failed (after the others ran and the report was written).
   """
+  check_arms(study, workdir)
   os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
   copy = os.path.join(workdir, "study.gin")
   if not os.path.exists(copy):
@@ -420,6 +478,7 @@ def run_study(study, workdir, out=_say):
       if not todo:
         out(f"{label}: finished earlier (step {state.step}/{state.total_steps}), skipped")
         continue
+      _record_arm(study, workdir, arm)
       run_start = time.perf_counter()
       for mode, checkpoint in todo:
         what = {"train": (f"training from step {state.step} to {state.total_steps}"
@@ -517,6 +576,7 @@ def main(argv=None):
       if not os.path.isdir(args.workdir):
         raise errors.WorkdirError(f"--workdir {args.workdir!r} does not exist; run the "
                                   "study (or its --print_commands) first.")
+      check_arms(study, args.workdir)
       write_report(study, args.workdir)
     else:
       run_study(study, args.workdir)

@@ -19,10 +19,10 @@ HARDWARE_TYPES = {"cpu_model": (str, type(None)), "cpu_isa": (list, type(None)),
                   "native_bf16": (bool, type(None))}
 
 
-def run_benchmark(*args, env=None):
+def run_benchmark(*args, env=None, config=os.path.join("cifar10", "ssgan.gin")):
   """tools/benchmark.py on the tiny SNDCGAN (CPU only); returns the finished process."""
   command = [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"),
-             "--gin_file", os.path.join(ROOT, "gin_configs", "cifar10", "ssgan.gin"),
+             "--gin_file", os.path.join(ROOT, "gin_configs", config),
              *[f"--gin_param={p}" for p in TINY_PARAMS], *args]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", **(env or {}))
   return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -67,6 +67,7 @@ def test_benchmark_prints_one_json_line_with_exact_generator_flops():
   assert (report["mode"], report["arch"], report["global_batch_size"],
           report["disc_iters"]) == ("step", "sndcgan", BATCH, 2)
   assert len(report["step_ms_all"]) == report["steps_measured"] == 2
+  assert report["image_shape"] == [RESOLUTION, RESOLUTION, 3]  # CIFAR-10's channels.
   # Two tiny steps are far within the default budget.
   assert report["budget_exhausted"] is False and report["max_seconds"] == 300
   assert report["images_per_sec"] == report["gen_steps_per_sec"] * BATCH * 2
@@ -80,6 +81,12 @@ def test_benchmark_prints_one_json_line_with_exact_generator_flops():
   assert "generator/backward" not in d_step
   assert g_step["generator/backward"] == 2 * forward - fc
   assert report["flops_per_gen_step"] == 2 * d_step["total"] + g_step["total"]
+
+
+def test_the_images_have_the_shape_of_the_configs_dataset():
+  report = one_json_line(run_benchmark("--warmup=1", "--steps=1", "--max_seconds=0.001",
+                                       config="quickstart.gin"))
+  assert report["image_shape"] == [32, 32, 1]  # MNIST's, padded.
 
 
 def test_data_mode_times_each_source_against_the_step_within_a_spent_budget(tmp_path):

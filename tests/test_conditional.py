@@ -497,6 +497,25 @@ def test_an_exported_conditional_g_serves_z_alone_or_with_labels(runs, export_di
   assert metadata["num_classes"] == 10 and list(metadata["label_counts"]) == [450] * 10
 
 
+def test_exported_signatures_refuse_labels_out_of_range_or_of_another_length(export_dir):
+  signatures = tf.saved_model.load(export_dir).signatures
+  z = tf.random.stateless_normal([2, 64], seed=[3, 3])
+  images = tf.zeros([2, 32, 32, 1])
+  for bad in ([0, 10], [-1, 3], [100, 0]):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be in 0\.\.9"):
+      signatures["with_labels"](z=z, labels=tf.constant(bad))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be in 0\.\.9"):
+      signatures["discriminate"](images=images, labels=tf.constant(bad))
+  # One label would otherwise broadcast over the batch.
+  with pytest.raises(tf.errors.InvalidArgumentError, match="one entry per row of z"):
+    signatures["with_labels"](z=z[:1], labels=tf.constant([1, 2]))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="one entry per row of images"):
+    signatures["discriminate"](images=images, labels=tf.constant([1]))
+  exported = export_lib.ExportedGenerator(export_dir)  # What evaluation of an export calls.
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be in 0\.\.9"):
+    exported.generate(z, tf.constant([9, 10]))
+
+
 def test_a_conditional_export_evaluates_to_its_checkpoints_numbers(runs, export_dir):
   restored = assert_export_evaluates_like(export_dir, runs["model"], num_fake_sets=1)
   assert restored.model.num_classes == 10

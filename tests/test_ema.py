@@ -268,7 +268,7 @@ def test_evaluation_names_the_averages_metrics_apart():
     _is_records(model, generator="best")
 
 
-def test_a_trained_workdir_resumes_and_exports_the_average(tmp_path):
+def test_a_trained_workdir_resumes_and_exports_the_average(tmp_path, caplog):
   bindings = tiny_bindings(log_every=1) + ["ssgan.ema_decay = 0.5", "ssgan.ema_start_step = 1"]
   workdir = str(tmp_path / "w")
 
@@ -287,8 +287,11 @@ def test_a_trained_workdir_resumes_and_exports_the_average(tmp_path):
   assert restored.step == 3 and restored.model.generator_kind == "ema"
   for a, b in zip(restored.model.ema_generator.variables, model.ema_generator.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-  export_dir = export_lib.export(workdir)
+  with caplog.at_level("INFO", logger="absl"):
+    export_dir = export_lib.export(workdir)
   gin.clear_config()
+  assert (f"exporting step 3 to {export_dir}: it serves the EMA of G's weights "
+          "(ssgan.ema_decay), as grids and evaluation sample" in caplog.messages)
   exported = export_lib.ExportedGenerator(export_dir)
   assert exported.metadata["generator"] == "ema" and exported.generator_kind == "ema"
   z = model.sample_z(4, tf.random.Generator.from_seed(0))

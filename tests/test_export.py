@@ -238,6 +238,20 @@ def test_sample_tool_writes_png_grid_and_npy_without_keras(export_dir, tmp_path)
   np.testing.assert_array_equal(tiles[:10], np.clip(np.round((samples + 1) * 127.5), 0, 255))
   assert not tiles[10:].any()
 
+  # An existing --output is replaced only with --overwrite (both runs at once).
+  before = _snapshot(tmp_path)[os.path.basename(outputs["png"])]
+  refused, replaced = [subprocess.Popen(
+      [sys.executable, tool, f"--export_dir={export_dir}", f"--output={path}",
+       "--num_samples=2", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for path, extra in ((outputs["png"], []), (outputs["npy"], ["--overwrite"]))]
+  refused_errors, replaced_errors = refused.communicate()[1], replaced.communicate()[1]
+  assert refused.returncode == 1 and refused_errors.strip().splitlines()[-1] == (
+      f"error: {outputs['png']} exists; pass --overwrite to replace it, or choose another "
+      "--output.")
+  assert _snapshot(tmp_path)[os.path.basename(outputs["png"])] == before
+  assert replaced.returncode == 0, replaced_errors[-3000:]
+  assert np.load(outputs["npy"]).shape == (2,) + IMAGE_SHAPE
+
 
 def test_export_without_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="no checkpoint in .*train first"):
@@ -258,10 +272,13 @@ def test_existing_export_is_left_untouched(trained, export_dir):
   assert _snapshot(parent) == before
 
 
-def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy):
+def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy, caplog):
   export_root = os.path.join(workdir_copy, "export")
-  first = export_lib.export(workdir_copy, "1")
+  with caplog.at_level("INFO", logger="absl"):
+    first = export_lib.export(workdir_copy, "1")
   assert first == os.path.join(export_root, "1")
+  assert (f"exporting step 1 to {first}: it serves G's own weights (the model keeps no EMA)"
+          in caplog.messages)
   loaded = tf.saved_model.load(first)
   assert sorted(loaded.signatures) == ["metadata", "sample", "serving_default"]
   assert int(loaded.signatures["metadata"]()["step"]) == 1

@@ -185,6 +185,30 @@ def test_printed_commands_are_the_ones_the_runner_ran(study):
     assert ran[1:] == argv[1:]
 
 
+def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
+  workdir, text = study["workdir"], (study["tmp"] / "tiny.gin").read_text()
+  ran = study_lib.load_study(study["path"])
+  for arm in ran.arms:  # Recorded by the runner, as the runs were started.
+    recorded = json.loads((workdir / arm.name / study_lib.ARM_RECORD).read_text())
+    assert recorded == study_lib.arm_config(ran, arm)
+    assert "train.total_steps = 4" in recorded["gin_params"]
+  grown = tmp_path / "grown.gin"
+  grown.write_text(text.replace("study.seeds = [0, 1]", "study.seeds = [0, 1, 2]")
+                   .replace('{"gan": ', f'{{"more": [{json.dumps(BASELINE)}], "gan": '))
+  study_lib.check_arms(study_lib.load_study(str(grown)), workdir)
+  changed = tmp_path / "changed.gin"
+  changed.write_text(text.replace(f"{json.dumps(QUICKSTART)}]",
+                                  f'{json.dumps(QUICKSTART)}, "ssgan.rotation_weight_g = 0.5"]'))
+  before = _files(workdir)
+  with pytest.raises(errors.ConfigError) as error:
+    study_lib.run_study(study_lib.load_study(str(changed)), workdir)
+  assert re.fullmatch(
+      r"arm 'ssgan' of .*changed\.gin differs from the one its runs in .*ssgan were started "
+      r"with \(.*study_arm\.json\): gin_params added \['ssgan\.rotation_weight_g = 0\.5'\]; "
+      r"restore the arm in the study file, or pass a new --workdir .*", str(error.value))
+  assert _files(workdir) == before  # Nothing ran, no report rewritten.
+
+
 # ----------------------------------------------------------------------------------------
 # Statistics and aggregation on synthetic run folders (no training).
 

@@ -1,11 +1,12 @@
-"""Times SS-GAN generator steps on synthetic data, counts their FLOPs, compares a peer;
+r"""Times SS-GAN generator steps on synthetic data, counts their FLOPs, compares a peer;
 with --data, times the input pipeline of each data source against the step it feeds.
 
 One generator step = `ssgan.disc_iters` D updates + 1 G update (one `train_step`). The
 model is the library's (`ssgan.build_model`, the gin file(s) as for training, inside
 the strategy scope, under `precision.set_precision`), stepped with Keras' own train
 function; the data are random images in [-1, 1] (`global_batch_size * disc_iters` per
-step), so the input pipeline costs nothing.
+step) of the shape of the config's dataset (MNIST's 32x32x1 for quickstart.gin;
+--resolution and --channels override it), so the input pipeline costs nothing.
 
   python tools/benchmark.py --gin_file=gin_configs/cifar10/ssgan.gin \
       --gin_param=ssgan.disc_iters=5 [--precision=mixed_bfloat16] [--xla] \
@@ -113,9 +114,11 @@ flags.DEFINE_integer("steps_per_execution", 1, "Generator steps per call of the 
 flags.DEFINE_float("max_seconds", 300.0,
                    "Wall-clock budget of warm-up + timed steps, in seconds (per step "
                    "timing); at least 1 warm-up and 1 timed step run whatever it is.")
-flags.DEFINE_integer("resolution", 32, "Height = width of the synthetic images (not read "
-                     "with --architectures: each has its own).")
-flags.DEFINE_integer("channels", 3, "Channels of the synthetic images.")
+flags.DEFINE_integer("resolution", None, "Height = width of the synthetic images (default: "
+                     "the config's dataset's; not read with --architectures: each has its "
+                     "own).")
+flags.DEFINE_integer("channels", None, "Channels of the synthetic images (default: the "
+                     "config's dataset's).")
 flags.DEFINE_string("peer_script", None,
                     "peer_mimicry_bench.py: after our timing, time torch-mimicry's SSGAN at "
                     "the same batch size and disc_iters, and add the comparison.")
@@ -168,6 +171,9 @@ PEER_MODELS = {"resnet_cifar": "ssgan32"}
 ENV_KEYS = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_DEFAULT_FPMATH_MODE",
             *precision.ISA_CAP_VARIABLES, "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
             "TF_NUM_INTEROP_THREADS", "TF_XLA_FLAGS")
+# The synthetic images' shape when the config's dataset does not say (no dataset.name, or a
+# folder without dataset.resolution).
+DEFAULT_IMAGE_SHAPE = (32, 32, 3)
 # A kernel event of the TF profiler is named "<op name>:<op type>".
 KERNEL_EVENT = re.compile(r"^[^\s:]+:(\w+)$")
 # --make_folder's images: CelebA's aligned size (height, width), the common case of a
@@ -188,6 +194,20 @@ def parse_gin(files, params):
   gin.clear_config()
   gin_files.parse(files, params)
   return gin.query_parameter("networks.architecture")
+
+
+def dataset_image_shape():
+  """`(H, H, C)` of the parsed config's dataset, from its bindings alone (no data is read,
+  so a TFDS dataset need not be prepared here); DEFAULT_IMAGE_SHAPE when they don't say."""
+  bindings = gin.get_bindings("dataset")
+  name = bindings.get("name")
+  if name == "mnist":
+    return data.MNIST_SHAPE
+  if name in data.TFDS_DATASETS:
+    return (data.TFDS_DATASETS[name].resolution,) * 2 + (3,)
+  if name == "folder" and bindings.get("resolution"):
+    return (bindings["resolution"],) * 2 + (bindings.get("channels") or 3,)
+  return DEFAULT_IMAGE_SHAPE
 
 
 def synthetic_iterator(strategy, model, image_shape):
@@ -424,9 +444,10 @@ def trainable_parameters(network):
 
 def step_report(strategy, arch, resolution=None):
   """The step benchmark: timing, FLOPs, optional profile and peer; at `resolution`
-  (default: --resolution)."""
-  resolution = resolution or FLAGS.resolution
-  image_shape = (resolution, resolution, FLAGS.channels)
+  (default: --resolution, else the dataset's) and --channels (else the dataset's)."""
+  dataset_shape = dataset_image_shape()
+  resolution = resolution or FLAGS.resolution or dataset_shape[0]
+  image_shape = (resolution, resolution, FLAGS.channels or dataset_shape[2])
   model = ssgan.build_model(strategy, image_shape, _steps_timed(), FLAGS.xla)
   log("counting FLOPs")
   flops, flops_breakdown = count_flops(strategy, model, image_shape)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One prepared GPU run: what the port's speed settings do on a real GPU, in JSON lines.
 #
-#   bash tools/gpu_check.sh            # on the GPU host, from anywhere; ~8 minutes at most
+#   OUT=DIR bash tools/gpu_check.sh            # on the GPU host, from anywhere; ~8 min at most
 #   GPU_CHECK_SMOKE=1 bash tools/gpu_check.sh   # tiny networks and budgets: checks the script
+#   bash tools/gpu_check.sh --help             # this text; it takes no other arguments
 #
-# Writes $OUT/gpu_check.jsonl (./gpu_check_out/ when OUT is unset), one JSON object a line,
-# each with "check" naming it:
+# Writes $OUT/gpu_check.jsonl (<repo>/gpu_check_out/ when OUT is unset), one JSON object a
+# line, each with "check" naming it:
 #   nvidia_smi   the GPU, driver, memory and compute capability, first
 #   setup        Python, TF, whether a venv was made, the port's hardware_summary()
 #   benchmark    tools/benchmark.py for quickstart.gin (sndcgan, MNIST shape 32x32x1) and
@@ -18,6 +19,10 @@
 #   summary      wall time, and which checks passed
 # plus gpu_check.log (every step's stderr) and the training run's last sample grid.
 # A failed or timed-out step gets its line (rc, timed_out, stderr tail) and the rest go on.
+# It refuses to start (exit 1) when that folder holds an earlier gpu_check.jsonl or .log:
+# move them away or pick another OUT. When it stops early (no venv, failed install or
+# import: exit 3; no GPU: exit 2) it says why in a last JSON line and an `error:` line on
+# stderr.
 #
 # Time: the whole script, install included, stops within GPU_CHECK_TOTAL_S (470 s): every
 # step runs under its own `timeout`, cut to what is left, keeping TRAIN_TIMEOUT_S back for
@@ -41,21 +46,36 @@
 #     image) sees no GPU unless [and-cuda] installed; the setup line then says gpus: [] and
 #     the script stops (outside smoke mode) rather than timing the CPU.
 # Overrides: GPU_CHECK_PYTHON (an interpreter that has the requirements), GPU_CHECK_ONLY (a
-# regex on the check names, e.g. 'resnet|train'), GPU_CHECK_WORKDIR (scratch, /tmp),
+# regex on the check names, e.g. 'resnet|train'), GPU_CHECK_WORKDIR (where the run's own
+# scratch folder, gpu_check.XXXXXX, is made and left; default /tmp),
 # GPU_CHECK_BENCH_TIMEOUT_S (every benchmark's timeout; default 40 s quickstart, 60 s ResNet).
 set -uo pipefail
+
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "error: unknown argument '$1'; gpu_check.sh takes settings from the environment" \
+          "(OUT, GPU_CHECK_*): see bash tools/gpu_check.sh --help" >&2; exit 1 ;;
+esac
 
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 OUT_DIR="${OUT:-$ROOT/gpu_check_out}"
-mkdir -p "$OUT_DIR"
 JSONL="$OUT_DIR/gpu_check.jsonl"
 LOG="$OUT_DIR/gpu_check.log"
-: >"$JSONL"
-: >"$LOG"
+for earlier in "$JSONL" "$LOG"; do
+  if [ -e "$earlier" ]; then
+    echo "error: $earlier exists (an earlier run's results); move it away, or set OUT to" \
+         "another folder" >&2
+    exit 1
+  fi
+done
+mkdir -p "$OUT_DIR" && : >"$JSONL" && : >"$LOG" || exit 1
 # The training workdir holds dozens of files: kept outside $OUT, whose copy-back is small.
-WORK="${GPU_CHECK_WORKDIR:-/tmp/gpu_check_work}"
-rm -rf "$WORK" && mkdir -p "$WORK"
+# A fresh folder of its own: the script never deletes anything it did not make.
+mkdir -p "${GPU_CHECK_WORKDIR:-/tmp}" \
+  && WORK=$(mktemp -d "${GPU_CHECK_WORKDIR:-/tmp}/gpu_check.XXXXXX") || exit 1
+echo "scratch: $WORK" | tee -a "$LOG" >&2
 
 SMOKE="${GPU_CHECK_SMOKE:-0}"
 ONLY="${GPU_CHECK_ONLY:-.}"
@@ -124,6 +144,12 @@ print(json.dumps({k: value(v) for k, v in (a.split("=", 1) for a in sys.argv[1:]
 EOF
 }
 
+stop() {  # stop EXIT_CODE CHECK REASON: a last JSON line and an `error:` line, then exit.
+  line "check=$2" ok=false "reason=$3"
+  echo "error: $3 (details: $JSONL, $LOG)" >&2
+  exit "$1"
+}
+
 remaining() { echo $(( TOTAL_S - ($(date +%s) - START) )); }
 
 # run_step NAME TIMEOUT_S CMD...: runs CMD under `timeout`, stdout/stderr to $WORK/NAME.*;
@@ -161,8 +187,8 @@ MADE_VENV=false
 INSTALL_S=0
 if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
   VENV="${GPU_CHECK_VENV:-/tmp/ssgan_gpu_venv}"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>>"$LOG" || {
-    line check=setup ok=false "reason=python3 -m venv failed (install python3-venv)"; exit 3; }
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>>"$LOG" \
+    || stop 3 setup "python3 -m venv failed (install python3-venv)"
   PY="$VENV/bin/python"
   PIP_ARGS=(-q --retries 1 --timeout 20)
   if [ -n "${GPU_CHECK_WHEELHOUSE:-}" ]; then
@@ -177,6 +203,8 @@ if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
   if [ "$RC" != 0 ]; then
     emit setup install "$RC" "$WALL" "$WORK/install.out" "$WORK/install.err" \
       '{"ok": false, "reason": "pip install failed: no network? see the script header (GPU_CHECK_WHEELHOUSE)"}'
+    echo "error: pip install failed: no network? see GPU_CHECK_WHEELHOUSE in --help" \
+         "(details: $JSONL, $LOG)" >&2
     exit 3
   fi
 fi
@@ -191,10 +219,7 @@ print(json.dumps({"python": platform.python_version(), "tf": tf.__version__,
                   **precision.hardware_summary()}))
 EOF
 )
-if [ -z "$SETUP" ]; then
-  line check=setup ok=false "reason=importing tensorflow / ssgan_tf failed; see gpu_check.log"
-  exit 3
-fi
+[ -n "$SETUP" ] || stop 3 setup "importing tensorflow / ssgan_tf failed; see gpu_check.log"
 python3 - "$SETUP" "$MADE_VENV" "$INSTALL_S" "$PY" >>"$JSONL" <<'EOF'
 import json, sys
 setup = json.loads(sys.argv[1])
@@ -202,8 +227,7 @@ print(json.dumps({"check": "setup", "ok": True, "made_venv": sys.argv[2] == "tru
                   "install_s": float(sys.argv[3]), "python_path": sys.argv[4], **setup}))
 EOF
 if [ "$SMOKE" != 1 ] && ! python3 -c 'import json, sys; sys.exit(not json.loads(sys.argv[1])["gpus"])' "$SETUP"; then
-  line check=summary ok=false "reason=TensorFlow sees no GPU: not timing the CPU (GPU_CHECK_SMOKE=1 would)"
-  exit 2
+  stop 2 summary "TensorFlow sees no GPU: not timing the CPU (GPU_CHECK_SMOKE=1 would)"
 fi
 
 # ---------------------------------------------------------------- benchmarks

@@ -1,7 +1,7 @@
-"""Draws samples from an exported generator: a PNG grid or a .npy of images.
+r"""Draws samples from an exported generator: a PNG grid or a .npy of images.
 
   python tools/sample.py --export_dir=WORKDIR/export/STEP --output=grid.png \
-      [--num_samples=64] [--seed=0]
+      [--num_samples=64] [--seed=0] [--overwrite]
 
 Calls the export's `sample` signature (ssgan_tf/export_lib.py), so a seed always gives the
 same images. Needs only TensorFlow's SavedModel loader and NumPy, as any serving client:
@@ -9,6 +9,7 @@ it imports neither Keras nor ssgan_tf.
   --output=*.png  one uint8 grid, ceil(sqrt(N)) images per row, filled row by row, the
                   last row padded with black.
   --output=*.npy  float32 `[N, H, H, C]` in [-1, 1].
+An existing --output is replaced only with --overwrite.
 """
 
 import math
@@ -24,6 +25,7 @@ flags.DEFINE_string("export_dir", None, "An export: WORKDIR/export/<step>.")
 flags.DEFINE_string("output", None, "Where to write: a .png grid or a .npy array.")
 flags.DEFINE_integer("num_samples", 64, "Images to draw (all in one generator batch).")
 flags.DEFINE_integer("seed", 0, "Noise seed: the same seed draws the same images.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 flags.mark_flags_as_required(["export_dir", "output"])
 FLAGS = flags.FLAGS
 
@@ -39,10 +41,14 @@ def grid(images):
       rows * h, cols * w, c)
 
 
-def write_samples(export_dir, output, num_samples, seed):
-  """Writes `num_samples` samples of `seed` from `export_dir` to `output` (.png / .npy)."""
+def write_samples(export_dir, output, num_samples, seed, overwrite=False):
+  """Writes `num_samples` samples of `seed` from `export_dir` to `output` (.png / .npy),
+  replacing an existing `output` only if `overwrite`."""
   if not output.endswith((".png", ".npy")):
     raise ValueError(f"--output must end in .png or .npy; got {output!r}.")
+  if tf.io.gfile.exists(output) and not overwrite:
+    raise ValueError(f"{output} exists; pass --overwrite to replace it, or choose another "
+                     "--output.")
   if num_samples < 1:
     raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
   if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
@@ -65,7 +71,8 @@ def write_samples(export_dir, output, num_samples, seed):
 def main(argv):
   del argv
   try:
-    write_samples(FLAGS.export_dir, FLAGS.output, FLAGS.num_samples, FLAGS.seed)
+    write_samples(FLAGS.export_dir, FLAGS.output, FLAGS.num_samples, FLAGS.seed,
+                  FLAGS.overwrite)
   except ValueError as e:
     sys.exit(f"error: {str(e).strip().splitlines()[0]}")
   print(FLAGS.output)

@@ -24,6 +24,7 @@ from ssgan_tf import cpu_kernels  # noqa: E402
 
 cpu_kernels.prefer_onednn()  # Before TensorFlow loads: the kernels v2 was trained with.
 from ssgan_tf import data  # noqa: E402
+from ssgan_tf import errors  # noqa: E402
 from ssgan_tf import precision  # noqa: E402
 from ssgan_tf.evaluation import mnist_classifier  # noqa: E402
 
@@ -35,10 +36,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  if not FLAGS.output.endswith(".weights.h5"):
-    raise app.UsageError(f"--output must end in .weights.h5; got {FLAGS.output!r}.")
-  if os.path.exists(FLAGS.output):
-    raise app.UsageError(f"{FLAGS.output} exists; choose a new --output.")
+  with errors.user_errors_as_one_line():
+    if not FLAGS.output.endswith(".weights.h5"):
+      raise errors.ConfigError(f"--output must end in .weights.h5; got {FLAGS.output!r}.")
+    if os.path.exists(FLAGS.output):
+      raise errors.ConfigError(f"{FLAGS.output} exists; choose a new --output.")
   network, info = mnist_classifier.train_network(data.get_source("mnist"), seed=FLAGS.seed)
   network.save_weights(FLAGS.output)
   info.update(weights_sha256=mnist_classifier.file_sha256(FLAGS.output), seed=FLAGS.seed,
