@@ -68,6 +68,10 @@ EXTRA_DIR = "assets.extra"
 PIXEL_RANGE = (-1.0, 1.0)
 
 
+# What `export` adds to the model's `info` in its metadata.
+_EXPORT_FIELDS = ("resolution", "channels", "pixel_range", "step", "checkpoint", "generator")
+
+
 def export(workdir, checkpoint=None, include_discriminator=False, overwrite=False):
   """Exports the generator of a workdir's checkpoint (the EMA of G's weights when the
   model keeps one, as `SSGAN.generate`; it logs which); returns the export directory.
@@ -248,6 +252,9 @@ class ExportedGenerator:
         if self.num_classes else None)
     # What it serves, as `SSGAN.generator_kind`: evaluation names its metrics by it.
     self.generator_kind = self.metadata.get("generator", "raw")
+    # The model's description, as `SSGAN.info` (workdir.model_info): what `export` added
+    # to it removed.
+    self.info = {k: v for k, v in self.metadata.items() if k not in _EXPORT_FIELDS}
     # The loaded object owns the variables: the signature alone would outlive them.
     self._loaded = tf.saved_model.load(export_dir)
     self._serve = self._loaded.signatures["serving_default"]

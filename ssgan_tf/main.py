@@ -89,7 +89,9 @@ def run(argv):
         restored = export_lib.load_for_evaluation(FLAGS.export_dir)
         # Its records must not join another model's in --workdir (a folder without
         # model_info.json, e.g. one just for records, takes any).
-        workdir.check_model_info(FLAGS.workdir, export_model_info(restored), write=False)
+        workdir.check_model_info(
+            FLAGS.workdir, workdir.model_info(restored.model, restored.image_shape),
+            write=False)
       else:
         restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
       configure()
@@ -100,18 +102,6 @@ def run(argv):
     else:
       print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
                               FLAGS.overwrite))
-
-
-# Fields of an export's metadata that describe the export, not the model
-# (export_lib.export adds them to the model's `info`).
-_EXPORT_FIELDS = ("resolution", "channels", "pixel_range", "step", "checkpoint", "generator")
-
-
-def export_model_info(restored):
-  """The model_info.json dict (workdir.model_info) of an export loaded for evaluation
-  (export_lib.load_for_evaluation)."""
-  model_fields = {k: v for k, v in restored.model.metadata.items() if k not in _EXPORT_FIELDS}
-  return {"image_shape": list(restored.image_shape), **model_fields}
 
 
 _TENSORFLOW_DIR = os.path.join(

@@ -349,7 +349,8 @@ def test_an_exports_model_info_is_that_of_its_workdir(runs):
   workdir = runs["export"]["workdir"]
   restored = export_lib.load_for_evaluation(str(workdir / "export" / "4"))
   gin.clear_config()
-  assert main.export_model_info(restored) == workdir_lib.read_model_info(str(workdir))
+  assert (workdir_lib.model_info(restored.model, restored.image_shape)
+          == workdir_lib.read_model_info(str(workdir)))
 
 
 def test_evaluating_an_export_refuses_a_workdir_of_another_model(runs, run_main, tmp_path):
