@@ -260,6 +260,20 @@ def _checkpoint_dir(workdir, strategy, chief):
       f.write("ok")
     tf.io.gfile.remove(probe)
   except (tf.errors.OpError, OSError) as e:
+    blocker = _file_in_the_way(workdir)
+    if blocker:
+      raise errors.WorkdirError(f"workdir {workdir!r} cannot be a folder: {blocker!r} is a "
+                                "file; choose another --workdir.") from None
     raise errors.WorkdirError(f"cannot write to workdir {workdir!r} ({type(e).__name__}); "
                               "choose a writable --workdir.") from None
   return path
+
+
+def _file_in_the_way(path):
+  """The file that is the local `path` or one of its parents, or None."""
+  if "://" in path:
+    return None
+  path = os.path.abspath(path)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return path if os.path.exists(path) and not os.path.isdir(path) else None

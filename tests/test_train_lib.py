@@ -208,13 +208,15 @@ def test_unusable_image_folder_fails_before_writing(tmp_path, case, match):
   assert not workdir.exists()
 
 
-def test_workdir_under_a_file_is_refused(tmp_path):
+@pytest.mark.parametrize("below", ["", "workdir"])
+def test_a_workdir_that_is_or_is_under_a_file_is_refused_naming_it(tmp_path, below):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a folder")
+  workdir = os.path.join(blocker, below) if below else str(blocker)
   with pytest.raises(errors.WorkdirError) as error:
-    _train(blocker / "workdir", 2)
-  assert _first_line(error).startswith("cannot write to workdir")
-  assert "choose a writable --workdir" in _first_line(error)
+    _train(workdir, 2)
+  assert _first_line(error) == (f"workdir {workdir!r} cannot be a folder: {str(blocker)!r} "
+                                "is a file; choose another --workdir.")
   assert blocker.read_text() == "not a folder"
 
 

@@ -238,7 +238,8 @@ def check_fixed_resolution(architecture, expected, resolution):
   if resolution != expected:
     raise errors.ConfigError(
         f"{architecture} is a {expected}x{expected} architecture; got resolution "
-        f"{resolution}. Resize the data to {expected} or choose architecture 'sndcgan'.")
+        f"{resolution}. Resize the data to {expected} (an image folder: "
+        f"dataset.resolution={expected}) or choose architecture 'sndcgan'.")
 
 
 def check_hierarchical_z(architecture, hierarchical_z, normalization):

@@ -42,7 +42,8 @@ def check_resolution(resolution):
   if resolution % 8:
     raise errors.ConfigError(
         f"sndcgan needs a resolution divisible by 8; got {resolution}. "
-        "Resize or pad the images (e.g. MNIST 28 -> 32).")
+        "Resize or pad the images (e.g. MNIST 28 -> 32; an image folder: set "
+        "dataset.resolution to a multiple of 8).")
 
 
 class Generator(keras.Model):
