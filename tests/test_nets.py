@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import strategies
 
+from ssgan_tf import errors
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import sndcgan
@@ -310,3 +311,18 @@ def test_synchronized_bn_flag_reaches_every_generator_bn():
 def test_bad_architecture_or_resolution_raises_readable_error(architecture, shape, match):
   with pytest.raises(ValueError, match=match):
     build_networks(shape, architecture=architecture)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"generator_kwargs": {"base_channel": 4}},
+     r"networks\.generator_kwargs has unknown key\(s\) \['base_channel'\] for sndcgan; it "
+     r"takes \['base_channels', 'sbn_hidden_units', 'bn_momentum', 'bn_epsilon'\]\."),
+    ({"discriminator_kwargs": {"base_channels": 4, "spectral_norm": False}},
+     r"networks\.discriminator_kwargs has unknown key\(s\) \['spectral_norm'\] for sndcgan; "
+     r"it takes \['base_channels'\]\."),  # Set by networks.d_spectral_norm.
+    ({"generator_kwargs": {"normalization": "none"}},
+     r"unknown key\(s\) \['normalization'\]"),  # Set by networks.generator_normalization.
+])
+def test_architecture_kwargs_it_does_not_take_are_named(kwargs, match):
+  with pytest.raises(errors.ConfigError, match=match):
+    build_networks((16, 16, 3), architecture="sndcgan", z_dim=8, **kwargs)

@@ -15,6 +15,8 @@ Labels are ints at this boundary (what datasets yield and samplers draw); the ne
 one-hot encode them, as compare_gan does before its linear maps.
 """
 
+import inspect
+
 import gin
 import tensorflow as tf
 
@@ -88,6 +90,12 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
     raise errors.ConfigError(f"images must be square; got {resolution}x{width}.")
   module.check_resolution(resolution)
   normalization, classes = _conditioning(conditional, num_classes, generator_normalization)
+  _check_kwargs("networks.generator_kwargs", architecture, module.Generator,
+                generator_kwargs, _SET_HERE + ("synchronized_bn", "normalization", "name",
+                                               "num_classes"))
+  if not generator_only:
+    _check_kwargs("networks.discriminator_kwargs", architecture, module.DiscriminatorTrunk,
+                  discriminator_kwargs, _SET_HERE + ("spectral_norm",))
   generator = module.Generator(resolution, channels, synchronized_bn=synchronized_bn,
                                normalization=normalization, name="generator",
                                **(generator_kwargs or {}), **classes)
@@ -106,6 +114,22 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
   discriminator(images, **_labels_kwarg(labels))
   discriminator.architecture = architecture
   return generator, discriminator
+
+
+# Arguments of every G and D trunk that build_networks sets itself.
+_SET_HERE = ("self", "resolution", "channels")
+
+
+def _check_kwargs(binding, architecture, cls, kwargs, set_here):
+  """A one-line ConfigError for keys of `kwargs` that `cls.__init__` does not take, or
+  that build_networks sets from other bindings (`set_here`): else a Keras traceback about
+  unrecognized, or a TypeError about repeated, keyword arguments."""
+  accepted = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+              if name not in set_here and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+  unknown = sorted(set(kwargs or {}) - set(accepted))
+  if unknown:
+    raise errors.ConfigError(f"{binding} has unknown key(s) {unknown} for {architecture}; "
+                             f"it takes {accepted}.")
 
 
 def _conditioning(conditional, num_classes, generator_normalization):
