@@ -79,6 +79,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   intervals = {"train.total_steps": total_steps, "train.log_every": log_every,
                "train.checkpoint_every": checkpoint_every, "train.sample_every": sample_every,
                "train.eval_every": eval_every}
+  check_steps_per_call(steps_per_execution, intervals)  # Before the workdir is written.
   chief = distribute.is_chief(strategy)
   lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
   if chief:
@@ -161,13 +162,8 @@ def steps_per_call(requested, intervals, start_step, device_kind):
       changed) takes the largest divisor that fits, for this run.
     device_kind: "CPU", "GPU" or "TPU".
   """
+  check_steps_per_call(requested, intervals)
   used = {name: steps for name, steps in intervals.items() if steps}
-  if requested is not None:
-    misfits = [f"{name} = {steps}" for name, steps in used.items() if steps % requested]
-    if misfits:
-      raise errors.ConfigError(
-          f"train.steps_per_execution = {requested} does not divide {', '.join(misfits)}; "
-          "choose a divisor of every interval, or None to let it be chosen.")
   whole = math.gcd(*used.values())
   limit = requested or AUTO_MAX_STEPS_PER_CALL[device_kind]
   fits = math.gcd(whole, start_step) if start_step else whole
@@ -177,6 +173,17 @@ def steps_per_call(requested, intervals, start_step, device_kind):
                     "divide: this run does %d step(s) per call.", start_step, requested,
                     chosen)
   return chosen
+
+
+def check_steps_per_call(requested, intervals):
+  """A one-line ConfigError unless `requested` (train.steps_per_execution; None: chosen)
+  divides every interval used (`intervals` as `steps_per_call` takes them)."""
+  misfits = [f"{name} = {steps}" for name, steps in intervals.items()
+             if requested is not None and steps and steps % requested]
+  if misfits:
+    raise errors.ConfigError(
+        f"train.steps_per_execution = {requested} does not divide {', '.join(misfits)}; "
+        "choose a divisor of every interval, or None to let it be chosen.")
 
 
 def _device_kind(strategy):
