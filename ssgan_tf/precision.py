@@ -270,8 +270,8 @@ def set_precision(precision, *, allow_emulated_bf16=False):
             "float32 (measured on an AVX2-only CPU)")
     if native is False and not allow_emulated_bf16:
       raise errors.ConfigError(
-          f"precision 'mixed_bfloat16' on {device}: {slow}; use precision='float32', "
-          "or force bf16 with allow_emulated_bf16=True.")
+          f"precision 'mixed_bfloat16' on {device}: {slow}; use train.precision='float32', "
+          "or force bf16 with train.allow_emulated_bf16=True.")
     if native is False:
       _log_once(logging.info, f"mixed_bfloat16 forced on {device}: {slow}.")
     elif native is None and not allow_emulated_bf16:

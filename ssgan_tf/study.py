@@ -12,7 +12,7 @@ The study file is gin syntax (comments allowed) binding only `study.*`, literals
     study.seeds = [0, 1, 2]            # default [0, 1, 2]
     study.eval_every = 500             # required: train.eval_every of every run
     study.gin_params = ["evaluation.metrics = ('fid', 'is', 'pr')"]   # every run; default []
-    study.metric = "fmd500_test"       # the headline metric; default: the first FID-like one
+    study.metric = "fmd500_test_ema"   # the headline metric; default: the first FID-like one
     study.probe_steps = ["final"]      # checkpoints to linear-probe (ints or "final"); default []
 
 An arm is a list: one or more gin files (paths relative to the directory the runner is
@@ -571,7 +571,7 @@ def main(argv=None):
       print(f"# {len(lines)} commands, one per arm x seed (seed by seed); when they are done: "
             f"python -m ssgan_tf.study --study={shlex.quote(args.study)} "
             f"--workdir={shlex.quote(args.workdir)} --aggregate_only", file=sys.stderr)
-      print("\n".join(lines))
+      _print_to_a_pipe("\n".join(lines))
     elif args.aggregate_only:
       if not os.path.isdir(args.workdir):
         raise errors.WorkdirError(f"--workdir {args.workdir!r} does not exist; run the "
@@ -580,6 +580,16 @@ def main(argv=None):
       write_report(study, args.workdir)
     else:
       run_study(study, args.workdir)
+
+
+def _print_to_a_pipe(text):
+  """Prints `text`; a reader that stopped early (`| head`) ends the output quietly, as
+  Python's docs advise (stdout pointed at /dev/null, so the exit's flush cannot fail)."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(1)
 
 
 def cli():

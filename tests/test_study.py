@@ -185,6 +185,21 @@ def test_printed_commands_are_the_ones_the_runner_ran(study):
     assert ran[1:] == argv[1:]
 
 
+def test_printed_commands_to_a_closed_pipe_end_without_a_traceback(study):
+  # As `--print_commands | head -3` can: the reader is gone before the runner writes.
+  read_end, write_end = os.pipe()
+  os.close(read_end)
+  try:
+    printed = subprocess.run(_runner(f"--study={study['path']}",
+                                     f"--workdir={study['workdir']}", "--print_commands"),
+                             cwd=study["tmp"], env=ENV, stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+  finally:
+    os.close(write_end)
+  assert printed.returncode == 1
+  assert "Traceback" not in printed.stderr and "BrokenPipeError" not in printed.stderr
+
+
 def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
   workdir, text = study["workdir"], (study["tmp"] / "tiny.gin").read_text()
   ran = study_lib.load_study(study["path"])
