@@ -54,6 +54,7 @@ every image lies in a first-level subfolder, the subfolder names (sorted) are th
 otherwise there are no labels.
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -412,6 +413,20 @@ def _unreadable_images(paths):
   return bad
 
 
+def _unreadable_message(bad, num_paths, image_dir, shown=3):
+  """The one-line error for `bad` `[(path, reason)]`: a count per reason and the first
+  `shown` files; every file is logged above it (a folder may hold thousands)."""
+  for path, reason in bad:
+    logging.warning("cannot read %s (%s)", path, reason)
+  named = "; ".join(f"{path} ({reason})" for path, reason in bad[:shown])
+  if len(bad) > shown:
+    counts = collections.Counter(reason for _, reason in bad).most_common()
+    named += (f"; and {len(bad) - shown} more, each named in a warning above (in all: "
+              f"{', '.join(f'{n} x {reason}' for reason, n in counts)})")
+  return (f"{len(bad)} of {num_paths} images in {image_dir} cannot be read: {named}. "
+          "Remove or re-save them.")
+
+
 def _decode(contents, resolution, channels):
   """Encoded image -> `[resolution, resolution, channels]` float32 in [-1, 1]."""
   image = tf.io.decode_image(contents, expand_animations=False)  # [h, w, 1|2|3|4] uint8
@@ -438,9 +453,7 @@ class _FolderSource(ImageSource):
     start = time.monotonic()
     bad = _unreadable_images(paths)
     if bad:
-      shown = "; ".join(f"{p} ({reason})" for p, reason in bad[:3])
-      raise DataError(f"{len(bad)} of {len(paths)} images in {image_dir} cannot be read: "
-                      f"{shown}{'; ...' if len(bad) > 3 else ''}. Remove or re-save them.")
+      raise DataError(_unreadable_message(bad, len(paths), image_dir))
     relative = [os.path.relpath(p, image_dir).split(os.sep) for p in paths]
     labelled = all(len(parts) > 1 for parts in relative)
     classes = sorted({parts[0] for parts in relative}) if labelled else []
@@ -497,12 +510,13 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
     message naming the problem and the fix.
   """
   if name == "folder":
-    if image_dir is None or not isinstance(resolution, int) or resolution < 1:
+    if image_dir is None or resolution is None:
       raise errors.ConfigError(
           "dataset 'folder' needs dataset.image_dir and dataset.resolution (side of the "
           f"square images, in pixels); got image_dir={image_dir!r}, resolution={resolution!r}.")
-    if channels not in (None, 1, 3):
-      raise errors.ConfigError(f"dataset.channels must be 1 or 3; got {channels}.")
+    errors.check_range("dataset.resolution", resolution, minimum=1, integer=True)
+    if channels not in (None, 1, 3) or isinstance(channels, bool):
+      raise errors.ConfigError(f"dataset.channels must be 1 or 3; got {channels!r}.")
     return _FolderSource(os.path.expanduser(image_dir), resolution, channels or 3)
   if name not in DATASETS:
     raise errors.ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")

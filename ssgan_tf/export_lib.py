@@ -108,14 +108,21 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
   logging.info("exporting step %d to %s: it serves %s", restored.step, export_dir,
                "the EMA of G's weights (ssgan.ema_decay), as grids and evaluation sample"
                if model.generator_kind == "ema" else "G's own weights (the model keeps no EMA)")
-  with workdir_lib.atomic_output(export_dir) as tmp_dir:
-    tf.saved_model.save(module, tmp_dir, signatures=signatures)
-    extra = os.path.join(tmp_dir, EXTRA_DIR)
-    tf.io.gfile.makedirs(extra)
-    for name, text in ((METADATA_FILE, json.dumps(metadata, indent=2)),
-                       (CONFIG_FILE, operative_config)):
-      with tf.io.gfile.GFile(os.path.join(extra, name), "w") as f:
-        f.write(text)
+  try:
+    with workdir_lib.atomic_output(export_dir) as tmp_dir:
+      tf.saved_model.save(module, tmp_dir, signatures=signatures)
+      extra = os.path.join(tmp_dir, EXTRA_DIR)
+      tf.io.gfile.makedirs(extra)
+      for name, text in ((METADATA_FILE, json.dumps(metadata, indent=2)),
+                         (CONFIG_FILE, operative_config)):
+        with tf.io.gfile.GFile(os.path.join(extra, name), "w") as f:
+          f.write(text)
+  # A read-only workdir, a full disk: the user's to fix (atomic_output left nothing).
+  except (tf.errors.PermissionDeniedError, tf.errors.ResourceExhaustedError, OSError) as e:
+    reason = getattr(e, "strerror", None) or type(e).__name__
+    raise ExportError(f"cannot write the export {export_dir!r} ({reason}); nothing was "
+                      "left there. Make the workdir writable or free space, then export "
+                      "again.") from None
   return export_dir
 
 

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
 # errors still show.
@@ -56,6 +57,9 @@ flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
 
+# 128 + SIGINT, as shells report a process that Ctrl-C ended.
+EXIT_CODE_INTERRUPTED = 130
+
 
 def run(argv):
   del argv
@@ -91,7 +95,7 @@ def run(argv):
         # model_info.json, e.g. one just for records, takes any).
         workdir.check_model_info(
             FLAGS.workdir, workdir.model_info(restored.model, restored.image_shape),
-            write=False)
+            write=False, fix="pass the export's own workdir, or a new folder, as --workdir")
       else:
         restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
       configure()
@@ -129,8 +133,13 @@ def configure():
 
 def main(argv):
   absl_logging.get_absl_handler().addFilter(_not_tensorflows_info)
-  with errors.user_errors_as_one_line():
-    run(argv)
+  try:
+    with errors.user_errors_as_one_line():
+      run(argv)
+  except KeyboardInterrupt:  # Ctrl-C before training took it over, or a second one.
+    print("error: interrupted by Ctrl-C; the checkpoints saved so far are kept (run the "
+          "same command again to resume).", file=sys.stderr)
+    sys.exit(EXIT_CODE_INTERRUPTED)
 
 
 def cli():

@@ -96,6 +96,7 @@ class Preempted(errors.UserError):
   def __init__(self, step, checkpoint=None, signal_name="SIGTERM"):
     self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name
     saved = (f"saved {checkpoint}" if checkpoint else
+             "nothing to save before the first step" if step == 0 else
              "nothing was saved at this step, the latest checkpoint is kept")
     super().__init__(f"stopped by {signal_name} at step {step}: {saved}; run the same "
                      "command again to resume.")

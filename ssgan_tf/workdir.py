@@ -107,7 +107,11 @@ def model_info(model, image_shape):
   return {"image_shape": list(image_shape), **model.info}
 
 
-def check_model_info(workdir, info, write):
+_TRAIN_FIX = (f"use a new --workdir, or the config it was trained with (its "
+              f"{OPERATIVE_CONFIG})")
+
+
+def check_model_info(workdir, info, write, fix=_TRAIN_FIX):
   """Writes model_info.json on a new workdir; on an old one, checks it describes the same
   model, so another model's checkpoints are never touched.
 
@@ -115,6 +119,7 @@ def check_model_info(workdir, info, write):
     workdir: the workdir.
     info: `model_info(...)` of the configured model.
     write: whether this process may write (the chief).
+    fix: what the error tells the user to do (default: a training run's fixes).
   """
   path = os.path.join(workdir, MODEL_INFO)
   if tf.io.gfile.exists(path):
@@ -122,8 +127,8 @@ def check_model_info(workdir, info, write):
     # Workdirs from before z_distribution was recorded describe the same models.
     if {k: v for k, v in info.items() if k in saved or k not in _ADDED_LATER} != saved:
       raise WorkdirError(
-          f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); use "
-          f"a new --workdir, or the config it was trained with (its {OPERATIVE_CONFIG}).")
+          f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); "
+          f"{fix}.")
   elif write:
     write_atomically(path, json.dumps(info))
 

@@ -191,7 +191,12 @@ def test_unknown_name_lists_the_known_ones():
     ({"name": "cifar10", "channels": 1}, "cifar10 is 32x32x3"),
     ({"name": "mnist", "image_dir": "/nonexistent"}, "image_dir is read only by"),
     ({"name": "folder", "image_dir": "/nonexistent"}, "resolution=None"),
-    ({"name": "folder", "image_dir": "/nonexistent", "resolution": 0}, "resolution=0"),
+    ({"name": "folder", "image_dir": "/nonexistent", "resolution": 0},
+     "dataset.resolution must be >= 1; got 0"),
+    ({"name": "folder", "image_dir": "/nonexistent", "resolution": "32"},
+     "dataset.resolution must be an integer; got '32'"),
+    ({"name": "folder", "image_dir": "/nonexistent", "resolution": 8, "channels": "1"},
+     "dataset.channels must be 1 or 3; got '1'"),
     ({"name": "folder", "image_dir": "/nonexistent", "resolution": 8, "channels": 4},
      "channels must be 1 or 3"),
 ])
@@ -429,6 +434,23 @@ def test_each_unreadable_file_is_named_with_why(tmp_path, name, reason):
     data.get_source("folder", image_dir=str(tmp_path), resolution=8)
   assert first_line(e).startswith(
       f"1 of 2 images in {tmp_path} cannot be read: {tmp_path / name} ({reason}")
+
+
+def test_many_unreadable_files_are_counted_by_reason_and_each_logged(tmp_path, caplog):
+  save(tmp_path / "good.png", random_pixels(8, 8, 3))
+  damage = {f"empty{i}.png": unreadable("empty.png") for i in range(4)}
+  damage["text.png"] = unreadable("text.png")
+  names = sorted(damage)
+  for name, contents in damage.items():
+    (tmp_path / name).write_bytes(contents)
+  with caplog.at_level(logging.WARNING), pytest.raises(data.DataError) as e:
+    data.get_source("folder", image_dir=str(tmp_path), resolution=8)
+  assert first_line(e).endswith(
+      "; and 2 more, each named in a warning above (in all: 4 x an empty file, 1 x cannot "
+      "identify image file). Remove or re-save them.")
+  assert first_line(e).startswith(f"5 of 6 images in {tmp_path} cannot be read: ")
+  for name in names:
+    assert f"cannot read {tmp_path / name} (" in caplog.text
 
 
 def test_folder_check_logs_its_progress(tmp_path, caplog, monkeypatch):

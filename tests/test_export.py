@@ -259,6 +259,27 @@ def test_export_without_checkpoint_is_a_clear_error(tmp_path):
   assert not os.path.exists(tmp_path / "export")
 
 
+def test_a_read_only_workdir_is_one_line_and_nothing_is_left(workdir_copy, tmp_path):
+  if os.geteuid() != 0:
+    pytest.skip("a read-only bind mount needs root (root writes through chmod)")
+  mount = tmp_path / "read_only"
+  mount.mkdir()
+  for command in (["mount", "--bind", workdir_copy, str(mount)],
+                  ["mount", "-o", "remount,ro,bind", str(mount)]):
+    if subprocess.run(command, capture_output=True, check=False).returncode:
+      subprocess.run(["umount", str(mount)], capture_output=True, check=False)
+      pytest.skip("cannot make a read-only bind mount here")
+  try:
+    before = _snapshot(workdir_copy)
+    with pytest.raises(export_lib.ExportError, match=(
+        r"cannot write the export '.*read_only/export/2' \(.*\); nothing was left there\. "
+        r"Make the workdir writable or free space, then export again\.")):
+      export_lib.export(str(mount))
+    assert _snapshot(workdir_copy) == before
+  finally:
+    subprocess.run(["umount", str(mount)], check=True)
+
+
 def test_existing_export_is_left_untouched(trained, export_dir):
   parent = os.path.dirname(export_dir)
   before = _snapshot(parent)

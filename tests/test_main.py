@@ -364,3 +364,16 @@ def test_evaluating_an_export_refuses_a_workdir_of_another_model(runs, run_main,
   with pytest.raises(errors.WorkdirError, match=r"workdir .*other' holds a different model"):
     run_main("--mode=eval", f"--export_dir={exported / 'export' / '4'}", f"--workdir={other}")
   assert _files(other) == before
+
+
+def test_a_ctrl_c_outside_training_is_one_line_and_exit_130(monkeypatch, capsys):
+  # Where training's own handler (save, exit 75) is not installed: start-up, say.
+  def interrupted(argv):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(main, "run", interrupted)
+  with pytest.raises(SystemExit) as exit_:
+    main.main([])
+  assert exit_.value.code == main.EXIT_CODE_INTERRUPTED == 130
+  assert capsys.readouterr().err.splitlines() == [
+      "error: interrupted by Ctrl-C; the checkpoints saved so far are kept (run the same "
+      "command again to resume)."]
