@@ -9,6 +9,7 @@ this route needs `tensorflow-tpu<=2.20` and is untested on hardware).
 import json
 import os
 
+from absl import logging
 import tensorflow as tf
 
 from ssgan_tf import errors
@@ -38,6 +39,10 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
       many logical devices first (0 or 1: a single CPU replica).
     tpu: for "tpu": the TPU name or grpc address ("" = the local TPU VM).
   """
+  if num_cpu_devices > 1 and name != "mirrored":
+    raise errors.ConfigError(f"--num_cpu_devices={num_cpu_devices} splits the CPU for "
+                             f"--strategy=mirrored only, not {name!r}; add that flag or drop "
+                             "this one.")
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
@@ -50,7 +55,11 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
     _check_tf_config()
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    try:
+      resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+    except ValueError as e:  # No --tpu, and this host is no TPU VM.
+      raise errors.ConfigError(f"--strategy=tpu: {e} (--tpu=NAME, or run on a TPU "
+                               "VM).") from None
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
@@ -62,6 +71,9 @@ def _check_tf_config():
   example = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
              '"task": {"type": "worker", "index": 0}}')
   text = os.environ.get("TF_CONFIG", "")
+  if not text:
+    logging.warning("--strategy=multi_worker without TF_CONFIG: this process trains as a "
+                    "single worker; set TF_CONFIG on every worker, like %s.", example)
   try:
     config = json.loads(text) if text else None
   except json.JSONDecodeError as e:

@@ -67,7 +67,8 @@ class GeneratorEMA:
 
   def __init__(self, generator, make_generator, decay=DECAY, start_step=START_STEP,
                statistics_every=1, num_replicas=1):
-    self.decay = errors.check_range("ssgan.ema_decay", decay, minimum=0, maximum=1)
+    self.decay = errors.check_range("ssgan.ema_decay", decay, minimum=0, maximum=1,
+                                    exclusive_maximum=True)
     self.start_step = errors.check_range("ssgan.ema_start_step", start_step, minimum=0,
                                          integer=True)
     self.statistics_every = errors.check_range(

@@ -272,6 +272,14 @@ def set_precision(precision, *, allow_emulated_bf16=False):
       raise errors.ConfigError(
           f"precision 'mixed_bfloat16' on {device}: {slow}; use train.precision='float32', "
           "or force bf16 with train.allow_emulated_bf16=True.")
+    cap = onednn_isa_cap()
+    if native is False and device.startswith("CPU") and cap and onednn_enabled():
+      # Measured (TF 2.21, ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 EPYC): a bare bf16
+      # tf.matmul ends the process with SIGSEGV, nothing a user could read.
+      raise errors.ConfigError(
+          f"train.allow_emulated_bf16 with oneDNN capped ({cap[0]}={cap[1]}): TensorFlow "
+          "2.21's bf16 MatMul crashes there (segfault); drop the cap, or also set "
+          "TF_ENABLE_ONEDNN_OPTS=0 (bf16 then runs on TensorFlow's own kernels).")
     if native is False:
       _log_once(logging.info, f"mixed_bfloat16 forced on {device}: {slow}.")
     elif native is None and not allow_emulated_bf16:

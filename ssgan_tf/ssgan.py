@@ -508,7 +508,9 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
                   z_distribution, self_supervision, penalties)
   errors.check_range("ssgan.seed", seed, integer=True)
   if ema_decay is not None:
-    errors.check_range("ssgan.ema_decay", ema_decay, minimum=0, maximum=1)
+    # 1 would keep the average at G's initial weights: every grid and export untrained.
+    errors.check_range("ssgan.ema_decay", ema_decay, minimum=0, maximum=1,
+                       exclusive_maximum=True)
     errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
     errors.check_range("ssgan.ema_statistics_every", ema_statistics_every, minimum=1,
                        integer=True)

@@ -80,6 +80,11 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                "train.checkpoint_every": checkpoint_every, "train.sample_every": sample_every,
                "train.eval_every": eval_every}
   check_steps_per_call(steps_per_execution, intervals)  # Before the workdir is written.
+  if jit_compile and strategy.num_replicas_in_sync > 1:
+    # Keras would fail in the first step, on a variable of another replica's device.
+    raise errors.ConfigError(
+        f"train.jit_compile=True works on one device only; this strategy has "
+        f"{strategy.num_replicas_in_sync} replicas: drop it or train on one device.")
   chief = distribute.is_chief(strategy)
   lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
   if chief:

@@ -1,5 +1,7 @@
 """Tests of distribute.py: strategies by name and the chief."""
 
+import logging
+
 import pytest
 import tensorflow as tf
 
@@ -40,6 +42,28 @@ def test_malformed_tf_config_is_named(monkeypatch, tf_config, message):
   monkeypatch.setenv("TF_CONFIG", tf_config)
   with pytest.raises(errors.ConfigError, match=message):
     distribute.make_strategy("multi_worker")
+
+
+def test_a_missing_tf_config_is_warned_about(monkeypatch, caplog):
+  # MultiWorkerMirroredStrategy would train as one worker without a word.
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  with caplog.at_level(logging.WARNING):
+    distribute._check_tf_config()  # pylint: disable=protected-access
+  assert "--strategy=multi_worker without TF_CONFIG: this process trains as a single worker" \
+      in caplog.text
+
+
+@pytest.mark.parametrize("name", ["default", "multi_worker", "tpu"])
+def test_num_cpu_devices_outside_mirrored_is_refused(name):
+  with pytest.raises(errors.ConfigError, match=(
+      rf"--num_cpu_devices=2 splits the CPU for --strategy=mirrored only, not '{name}'")):
+    distribute.make_strategy(name, num_cpu_devices=2)
+
+
+def test_tpu_without_a_name_off_a_tpu_vm_is_one_line():
+  with pytest.raises(errors.ConfigError, match=r"--strategy=tpu: .*\(--tpu=NAME, or run on a "
+                                               r"TPU VM\)\.$"):
+    distribute.make_strategy("tpu")
 
 
 def test_is_chief_off_a_cluster():

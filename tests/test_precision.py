@@ -205,3 +205,17 @@ def test_the_warning_names_tensorflows_default_when_the_variable_is_unset(monkey
   monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
   message = precision.warn_if_onednn_off([], False, "x86_64")
   assert "(TF_ENABLE_ONEDNN_OPTS unset: TensorFlow's default on this CPU)" in message
+
+
+def test_forced_bf16_under_a_onednn_cap_is_refused_not_a_segfault(fake_host, monkeypatch):
+  fake_host(AMX)
+  monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+  with pytest.raises(errors.ConfigError, match=(
+      r"train\.allow_emulated_bf16 with oneDNN capped \(ONEDNN_MAX_CPU_ISA=AVX2\): "
+      r"TensorFlow 2\.21's bf16 MatMul crashes there \(segfault\); drop the cap, or also set "
+      r"TF_ENABLE_ONEDNN_OPTS=0")):
+    precision.set_precision("mixed_bfloat16", allow_emulated_bf16=True)
+  assert keras.config.dtype_policy().name == "float32"
+  monkeypatch.setattr(precision, "onednn_enabled", lambda: False)  # As with ..._OPTS=0.
+  precision.set_precision("mixed_bfloat16", allow_emulated_bf16=True)
+  assert keras.config.dtype_policy().name == "mixed_bfloat16"

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
+from ssgan_tf import distribute
 from ssgan_tf import errors
 from ssgan_tf import preemption
 from ssgan_tf import train_lib
@@ -349,6 +350,14 @@ def test_settings_that_make_no_sense_fail_before_writing(tmp_path, binding, mess
     _train(tmp_path / "w", 2, binding)
   assert _first_line(error).startswith(message)
   # Not even model_info.json: the corrected command must not find "a different model".
+  assert not (tmp_path / "w").exists()
+
+
+def test_xla_under_several_replicas_is_refused_before_writing(tmp_path):
+  two_cpus = distribute.make_strategy("mirrored", num_cpu_devices=2)
+  with pytest.raises(errors.ConfigError, match=(
+      r"train\.jit_compile=True works on one device only; this strategy has 2 replicas")):
+    _train(tmp_path / "w", 2, "train.jit_compile = True", strategy=two_cpus)
   assert not (tmp_path / "w").exists()
 
 
