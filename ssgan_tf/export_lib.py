@@ -119,7 +119,7 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
           f.write(text)
   # A read-only workdir, a full disk: the user's to fix (atomic_output left nothing).
   except (tf.errors.PermissionDeniedError, tf.errors.ResourceExhaustedError, OSError) as e:
-    reason = getattr(e, "strerror", None) or type(e).__name__
+    reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
     raise ExportError(f"cannot write the export {export_dir!r} ({reason}); nothing was "
                       "left there. Make the workdir writable or free space, then export "
                       "again.") from None

@@ -322,7 +322,8 @@ def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy, caplog):
                                 (tf.io.gfile, "rename", fail_to_publish)):
     with pytest.MonkeyPatch.context() as patch:
       patch.setattr(target, name, failing)
-      with pytest.raises(OSError, match="disk full"):
+      with pytest.raises(export_lib.ExportError, match=(
+          r"cannot write the export '.*export/1' \(OSError: disk full\); nothing was left")):
         export_lib.export(workdir_copy, "1", overwrite=True)
     assert _snapshot(export_root) == before  # The old export is back; no temporary left.
 
