@@ -305,9 +305,7 @@ def _check_num_samples(source, split, num_samples, uses_real):
 def _check_writable(workdir):
   """Fails before the minutes of sampling if the records could not be appended."""
   try:
-    tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(os.path.join(workdir, workdir_lib.METRICS), "a") as f:
-      f.write("")  # GFile opens the file on the first write.
+    records_lib.check_appendable(workdir)
   except (tf.errors.OpError, OSError) as e:
     raise _unwritable(workdir, e, "no evaluation was run") from None
 

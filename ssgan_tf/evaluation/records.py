@@ -27,15 +27,25 @@ RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", 
 EMA_SUFFIX = "_ema"
 
 
+def check_appendable(workdir):
+  """Opens metrics.jsonl as `append_records` does, appending nothing: raises what it would
+  (tf.errors.OpError, OSError), before the minutes of an evaluation."""
+  _append_to_metrics(workdir, "")  # GFile opens the file on the first write, even of "".
+
+
+def _append_to_metrics(workdir, text):
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(os.path.join(workdir, workdir_lib.METRICS), "a") as f:
+    f.write(text)
+
+
 def append_records(workdir, records):
   """Appends `records` (dicts with RECORD_KEYS) to metrics.jsonl and TensorBoard."""
   for record in records:
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
       raise ValueError(f"metric record {record} lacks keys {missing}.")
-  tf.io.gfile.makedirs(workdir)
-  with tf.io.gfile.GFile(os.path.join(workdir, workdir_lib.METRICS), "a") as f:
-    f.write("".join(json.dumps(record) + "\n" for record in records))
+  _append_to_metrics(workdir, "".join(json.dumps(record) + "\n" for record in records))
   writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.EVAL_LOGS))
   with writer.as_default():
     for record in records:
