@@ -21,8 +21,11 @@ command line and a random token. What holds where:
   namespace), a holder whose pid is not running, or whose pid now belongs to a process
   started at another time (pid reuse: compared through /proc where it exists), is taken
   over with a logged warning. A holder on another host (or in another pid namespace, e.g.
-  another container) cannot be checked from here: the trainer refuses, and the message
-  says to remove the file if that host is gone.
+  a restarted container) cannot be checked from here, so the holder proves it is alive:
+  a thread refreshes the lock file's modification time every `heartbeat_s` seconds (60),
+  and a lock not refreshed for `LEASE_BEATS` (10) of its holder's beats is stale too.
+  Until then the trainer refuses, and the message says when the lock lapses and how to
+  remove it at once. (A lock written without a heartbeat is never taken over from there.)
 * The lock is advisory: only trainers that use it are kept out. `release` removes the file
   only if it still holds this lock's token.
 
@@ -41,6 +44,8 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 import uuid
 
 from absl import logging
@@ -48,6 +53,10 @@ from absl import logging
 from ssgan_tf import errors
 
 LOCK_NAME = "lock.json"
+HEARTBEAT_S = 60
+# A lock held elsewhere lapses after this many of its holder's beats without a refresh:
+# enough to ride out a slow shared filesystem, short enough for a restarted job to get in.
+LEASE_BEATS = 10
 
 
 def _gfile():
@@ -118,16 +127,34 @@ def _pid_running(pid):
   return True
 
 
-def holder_state(holder):
+def _lease_s(holder):
+  """How long `holder`'s lock stays valid without a refresh, in seconds; None for a lock
+  written without a heartbeat."""
+  beat = holder.get("heartbeat_s")
+  if isinstance(beat, (int, float)) and not isinstance(beat, bool) and beat > 0:
+    return LEASE_BEATS * beat
+  return None
+
+
+def holder_state(holder, age_s=None):
   """Whether the process described by a lock's contents still holds it.
 
   Args:
     holder: the decoded lock file.
+    age_s: seconds since the lock file was last modified (refreshed), or None if unknown.
 
   Returns:
-    "alive", "dead" (same host, the process is gone: the lock is stale) or "unknown"
-    (another host or pid namespace: it cannot be checked from here).
+    "alive", "dead" (the process is gone, or the lock lapsed: it is stale) or "unknown"
+    (another host or pid namespace and a live lease: it cannot be checked from here).
   """
+  state = _process_state(holder)
+  lease = _lease_s(holder)
+  if state == "unknown" and lease is not None and age_s is not None and age_s > lease:
+    return "dead"
+  return state
+
+
+def _process_state(holder):
   here = _process_identity(os.getpid())
   if holder.get("host") != socket.gethostname():
     return "unknown"
@@ -150,17 +177,31 @@ def describe(holder):
           f"since {holder.get('since', '?')}")
 
 
+def _duration(seconds):
+  """'45 s', '10 min', '2.5 h'."""
+  if seconds < 120:
+    return f"{seconds:.0f} s"
+  if seconds < 7200:
+    return f"{seconds / 60:.0f} min"
+  return f"{seconds / 3600:.1f} h"
+
+
 class WorkdirLock:
   """An exclusive, advisory lock on a training workdir (see the module docstring).
 
   Args:
     workdir: the workdir (local path or tf.io.gfile URL); created if missing.
+    heartbeat_s: seconds between refreshes of the lock file while it is held (> 0).
   """
 
-  def __init__(self, workdir):
+  def __init__(self, workdir, heartbeat_s=HEARTBEAT_S):
     self.workdir = str(workdir)
     self.path = os.path.join(self.workdir, LOCK_NAME)
+    self.heartbeat_s = heartbeat_s
     self.token = None  # Set while held.
+    self._data = None  # The lock file's contents while held.
+    self._released = threading.Event()
+    self._heartbeat = None  # The thread that refreshes the file while held.
 
   def __enter__(self):
     self.acquire()
@@ -200,7 +241,7 @@ class WorkdirLock:
       return  # Cannot be read from here: `acquire` reports why.
     if holder is None:
       return
-    state = holder_state(holder) if isinstance(holder, dict) else "unknown"
+    state = self._state(holder)
     if state != "dead":
       raise errors.WorkdirError(self._refusal(holder, state))
 
@@ -213,29 +254,39 @@ class WorkdirLock:
     contents = {
         "host": socket.gethostname(), "pid": os.getpid(), **_process_identity(os.getpid()),
         "since": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "command": " ".join(sys.argv)[:500], "token": token}
+        "command": " ".join(sys.argv)[:500], "token": token,
+        "heartbeat_s": self.heartbeat_s}
     data = json.dumps(contents, indent=1) + "\n"
     # Twice at most: a stale lock is taken over once; losing the race that follows to
     # another trainer then refuses like any held lock.
     for _ in range(2):
       if self._create(data, token):
-        self.token = token
+        self.token, self._data = token, data
+        self._released.clear()
+        self._heartbeat = threading.Thread(target=self._beat_until_released, daemon=True,
+                                           name=f"lock heartbeat {self.path}")
+        self._heartbeat.start()
         return self
       holder = self._read()
       if holder is None:
         continue  # Released in the meantime.
-      state = holder_state(holder) if isinstance(holder, dict) else "unknown"
+      state = self._state(holder)
       if state != "dead":
         raise errors.WorkdirError(self._refusal(holder, state))
       if self._remove_stale(holder):
-        logging.warning("workdir %s: took over the stale lock of %s (that process is "
-                        "gone).", self.workdir, describe(holder))
+        gone = ("its holder is gone" if _process_state(holder) == "dead" else
+                f"not refreshed for over {_duration(_lease_s(holder))}")
+        logging.warning("workdir %s: took over the stale lock of %s (%s).", self.workdir,
+                        describe(holder), gone)
     raise errors.WorkdirError(self._refusal(self._read() or {}, "alive"))
 
   def release(self):
     """Removes the lock file if it still holds this lock's token (idempotent)."""
     if not self.held:
       return
+    self._released.set()
+    # A beat in flight ends first (bounded: a hung filesystem must not hang the exit).
+    self._heartbeat.join(timeout=10)
     token, self.token = self.token, None
     holder = self._read()
     if not isinstance(holder, dict) or holder.get("token") != token:
@@ -250,14 +301,73 @@ class WorkdirLock:
     except FileNotFoundError:
       pass
 
+  def _beat_until_released(self):
+    while not self._released.wait(self.heartbeat_s):
+      if not self.beat():
+        return
+
+  def beat(self):
+    """Refreshes the lock file's modification time if it still holds this lock (the
+    heartbeat thread calls it every `heartbeat_s` seconds).
+
+    Returns:
+      False once the file holds another lock or none (it was taken over after a lapse,
+      or removed; logged as an error), else True (also after a failed refresh, which is
+      logged and tried again at the next beat).
+    """
+    try:
+      holder = self._read()
+      if not isinstance(holder, dict) or holder.get("token") != self.token:
+        logging.error("workdir %s: the lock file %s no longer holds this trainer's lock "
+                      "(removed, or taken over after %s without a refresh); another "
+                      "trainer may be writing to this workdir.", self.workdir, self.path,
+                      _duration(LEASE_BEATS * self.heartbeat_s))
+        return False
+      if _is_local(self.path):
+        os.utime(_local_path(self.path))
+      else:
+        with _gfile()[0].GFile(self.path, "w") as f:  # Object stores have no utime.
+          f.write(self._data)
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_io_error(e):
+        raise
+      logging.warning("workdir %s: could not refresh the lock file %s (%s); trying again "
+                      "in %s.", self.workdir, self.path,
+                      getattr(e, "strerror", None) or type(e).__name__,
+                      _duration(self.heartbeat_s))
+    return True
+
+  def _state(self, holder):
+    """holder_state of the lock file's contents `holder`, with the file's age."""
+    if not isinstance(holder, dict):
+      return "unknown"
+    return holder_state(holder, self._age_s())
+
+  def _age_s(self):
+    """Seconds since the lock file was last modified; None if it cannot be told."""
+    try:
+      if _is_local(self.path):
+        modified = os.stat(_local_path(self.path)).st_mtime
+      else:
+        modified = _gfile()[0].stat(self.path).mtime_nsec / 1e9
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_io_error(e):
+        raise
+      return None
+    return time.time() - modified
+
   def _refusal(self, holder, state):
     if not isinstance(holder, dict):
       return (f"workdir {self.workdir!r} is locked by {self.path}, which cannot be read; if "
               "no other trainer uses this workdir, remove that file and run again.")
     who = f"workdir {self.workdir!r} is in use by another trainer ({describe(holder)})"
     if state == "unknown":
+      lease, age = _lease_s(holder), self._age_s()
+      lapses = ("" if lease is None or age is None else
+                f" (or run again once {_duration(lease)} pass without a refresh; the last "
+                f"was {_duration(max(age, 0))} ago)")
       return (f"{who}; if that trainer has ended or its host is gone, remove {self.path} "
-              "and run again, else use another --workdir.")
+              f"and run again{lapses}, else use another --workdir.")
     return (f"{who}; wait for it to end or stop it (kill {holder.get('pid')}), or use another "
             "--workdir.")
 

@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -19,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # closes. On refusal it prints the one-line message to stderr and exits 1.
 HOLDER = """
 import sys
+import threading
+import time
 from ssgan_tf import errors
 from ssgan_tf.workdir_lock import WorkdirLock
 try:
@@ -158,3 +162,69 @@ def test_check_free_refuses_like_acquire_and_creates_nothing(tmp_path):
     WorkdirLock(tmp_path).acquire()
   assert str(early.value) == str(late.value)
   assert _token(tmp_path) == "old"
+
+
+def _set_age(workdir, seconds):
+  then = time.time() - seconds
+  os.utime(os.path.join(workdir, "lock.json"), (then, then))
+
+
+def _age(workdir):
+  return time.time() - os.stat(os.path.join(workdir, "lock.json")).st_mtime
+
+
+@pytest.mark.parametrize("elsewhere", [{"host": "elsewhere"}, {"pid_namespace": -1}],
+                         ids=["another host", "another container"])
+def test_lock_held_elsewhere_lapses_once_its_holder_stops_refreshing_it(
+    tmp_path, caplog, elsewhere):
+  _write_lock(tmp_path, pid=os.getpid(), heartbeat_s=60, **elsewhere)
+  _set_age(tmp_path, 590)  # Still within 10 beats: its holder may be alive.
+  with pytest.raises(errors.WorkdirError) as raised:
+    WorkdirLock(tmp_path).check_free()
+  assert "and run again (or run again once 10 min pass without a refresh; the last was 10 min " \
+      "ago), else use another --workdir." in str(raised.value)
+  assert _token(tmp_path) == "old"
+  _set_age(tmp_path, 610)
+  with caplog.at_level(logging.WARNING):
+    with WorkdirLock(tmp_path) as lock:
+      assert _token(tmp_path) == lock.token
+  assert (f"took over the stale lock of pid {os.getpid()} on host "
+          f"{elsewhere.get('host', socket.gethostname())}") in caplog.text
+  assert "(not refreshed for over 10 min)" in caplog.text
+
+
+def test_lock_held_elsewhere_without_a_heartbeat_never_lapses(tmp_path):
+  _write_lock(tmp_path, host="elsewhere", pid=os.getpid())  # Written before heartbeats.
+  _set_age(tmp_path, 30 * 24 * 3600)
+  with pytest.raises(errors.WorkdirError, match="its host is gone, remove .* and run again, "
+                     "else use another --workdir"):
+    WorkdirLock(tmp_path).acquire()
+  assert _token(tmp_path) == "old"
+
+
+def test_holder_refreshes_its_lock_until_released(tmp_path):
+  lock = WorkdirLock(tmp_path, heartbeat_s=0.05).acquire()
+  with open(tmp_path / "lock.json") as f:
+    assert json.load(f)["heartbeat_s"] == 0.05
+  _set_age(tmp_path, 3600)
+  deadline = time.monotonic() + 60
+  while _age(tmp_path) > 60:  # The heartbeat thread refreshes it within a beat or so.
+    assert time.monotonic() < deadline, "the lock file was not refreshed"
+    time.sleep(0.01)
+  lock.release()
+  assert not [t for t in threading.enumerate() if t.name.startswith("lock heartbeat")]
+  assert os.listdir(tmp_path) == []
+
+
+def test_beat_stops_and_says_so_once_the_lock_is_not_ours(tmp_path, caplog):
+  lock = WorkdirLock(tmp_path, heartbeat_s=3600).acquire()
+  _set_age(tmp_path, 3600)
+  assert lock.beat() and _age(tmp_path) < 60
+  _write_lock(tmp_path, host="elsewhere", token="taken over")
+  _set_age(tmp_path, 3600)
+  with caplog.at_level(logging.ERROR):
+    assert not lock.beat()
+  assert _age(tmp_path) > 3000  # Another trainer's lock is left as it is.
+  assert "no longer holds this trainer's lock" in caplog.text
+  lock.release()
+  assert _token(tmp_path) == "taken over"
