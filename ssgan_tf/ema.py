@@ -49,6 +49,7 @@ from ssgan_tf import errors
 
 DECAY = 0.9999  # compare_gan modular_gan.py:68.
 START_STEP = 40000  # compare_gan modular_gan.py:69.
+STATISTICS_EVERY = 1
 
 
 class GeneratorEMA:
@@ -66,7 +67,7 @@ class GeneratorEMA:
   """
 
   def __init__(self, generator, make_generator, decay=DECAY, start_step=START_STEP,
-               statistics_every=1, num_replicas=1):
+               statistics_every=STATISTICS_EVERY, num_replicas=1):
     self.decay = errors.check_range("ssgan.ema_decay", decay, minimum=0, maximum=1,
                                     exclusive_maximum=True)
     self.start_step = errors.check_range("ssgan.ema_start_step", start_step, minimum=0,

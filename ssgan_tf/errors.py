@@ -73,6 +73,17 @@ def check_range(name, value, *, minimum=None, maximum=None, integer=False,
   return value
 
 
+def warn_if_no_effect(name, value, default, needed):
+  """Logs a warning if `name` was set to `value`, not its `default`, while it has no
+  effect: `needed` names what gives it one, e.g. "ssgan.penalty".
+
+  A warning, not an error: a config file may set both and a command line switch the
+  feature off, which should work without dropping the file's other bindings.
+  """
+  if value != default:
+    logging.warning("%s = %r has no effect without %s; it is ignored.", name, value, needed)
+
+
 @contextlib.contextmanager
 def user_errors_as_one_line():
   """For command-line programs: a UserError becomes `error: <first line>` on stderr and

@@ -95,15 +95,18 @@ def l2(weight):
 
 
 PENALTIES = {"wgan_gp": wgan_gp, "dragan": dragan, "l2": l2}
+WEIGHT = 1.0  # lambda: compare_gan's default.
 
 
 def get_penalty(name, weight):
   """The `losses.Penalty` called `name` with weight lambda = `weight`; None for None.
 
   Raises:
-    ConfigError: an unknown name, or a weight that is not a number >= 0.
+    ConfigError: an unknown name, or a weight that is not a number >= 0 (a weight other
+      than WEIGHT without a penalty is a warning).
   """
   if name is None:
+    errors.warn_if_no_effect("ssgan.penalty_weight", weight, WEIGHT, "ssgan.penalty")
     return None
   if name not in PENALTIES:
     raise errors.ConfigError(f"unknown ssgan.penalty {name!r}; choose None or one of "

@@ -446,8 +446,10 @@ def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_ite
 def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_saturating",
                 rotation_weight_g=0.2, rotation_weight_d=1.0, disc_iters=1,
                 rotated_batch_size=None, z_dim=128, z_distribution="normal", seed=0,
-                self_supervision="rotation_gan", penalty=None, penalty_weight=1.0,
-                ema_decay=None, ema_start_step=ema_lib.START_STEP, ema_statistics_every=1,
+                self_supervision="rotation_gan", penalty=None,
+                penalty_weight=penalties_lib.WEIGHT, ema_decay=None,
+                ema_start_step=ema_lib.START_STEP,
+                ema_statistics_every=ema_lib.STATISTICS_EVERY,
                 num_classes=None, label_counts=None, label_distribution="train"):
   """Builds G, D and the SSGAN model; call inside `strategy.scope()`.
 
@@ -514,6 +516,11 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     errors.check_range("ssgan.ema_start_step", ema_start_step, minimum=0, integer=True)
     errors.check_range("ssgan.ema_statistics_every", ema_statistics_every, minimum=1,
                        integer=True)
+  else:
+    errors.warn_if_no_effect("ssgan.ema_start_step", ema_start_step, ema_lib.START_STEP,
+                            "ssgan.ema_decay")
+    errors.warn_if_no_effect("ssgan.ema_statistics_every", ema_statistics_every,
+                            ema_lib.STATISTICS_EVERY, "ssgan.ema_decay")
   if label_distribution not in LABEL_DISTRIBUTIONS:
     raise errors.ConfigError(f"unknown ssgan.label_distribution {label_distribution!r}; "
                              f"choose one of {list(LABEL_DISTRIBUTIONS)}.")
@@ -566,6 +573,10 @@ def build_optimizers(total_steps=None, disc_iters=1, g_lr=2e-4, d_lr=None, beta_
   for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
     errors.check_range(f"optimizers.{name}", beta, minimum=0, maximum=1)
   errors.check_range("optimizers.epsilon", epsilon, minimum=0, exclusive_minimum=True)
+  if lr_decay == "constant":
+    errors.warn_if_no_effect("optimizers.decay_start", decay_start, 0.0,
+                            "optimizers.lr_decay = 'linear'")
+
   def rate(initial, updates_per_step):
     total = None if total_steps is None else total_steps * updates_per_step
     return lr_schedule.learning_rate(initial, lr_decay, decay_start, total)

@@ -6,6 +6,8 @@ step runs in well under a second. Reference computations are written out here fr
 paper's definitions, not taken from ssgan.py.
 """
 
+import logging
+
 import gin
 import keras
 import numpy as np
@@ -690,6 +692,30 @@ def test_build_ssgan_bad_arguments_raise_readable_errors(tiny_gin, kwargs, match
   args.update(kwargs)
   with pytest.raises(errors.ConfigError, match=match):
     ssgan.build_ssgan(**args)
+
+
+@pytest.mark.parametrize("binding, warning", [
+    ("ssgan.penalty_weight = 10.0", "ssgan.penalty_weight = 10.0 has no effect without "
+     "ssgan.penalty; it is ignored."),
+    ("ssgan.ema_start_step = 0", "ssgan.ema_start_step = 0 has no effect without "
+     "ssgan.ema_decay; it is ignored."),
+    ("ssgan.ema_statistics_every = 4", "ssgan.ema_statistics_every = 4 has no effect "
+     "without ssgan.ema_decay; it is ignored."),
+    ("optimizers.decay_start = 0.5", "optimizers.decay_start = 0.5 has no effect without "
+     "optimizers.lr_decay = 'linear'; it is ignored."),
+])
+def test_a_setting_whose_feature_is_off_warns_that_it_is_ignored(tiny_gin, caplog, binding,
+                                                                 warning):
+  def warnings():
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      ssgan.build_ssgan(IMAGE_SHAPE, num_replicas=1, global_batch_size=8)
+      ssgan.build_optimizers(total_steps=10)
+    return [r.getMessage() for r in caplog.records if "has no effect" in r.getMessage()]
+
+  assert warnings() == []  # The defaults say nothing.
+  gin.parse_config([binding])
+  assert warnings() == [warning]
 
 
 @pytest.mark.parametrize("name, weight, calls", [("wgan_gp", 10.0, 1), ("dragan", 1.0, 1),
