@@ -221,6 +221,7 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
   except checkpoints.CheckpointMismatchError as e:
     lr_schedule.check_same_kind(e.path, {"d_optimizer": model.d_optimizer,
                                          "g_optimizer": model.g_optimizer})
+    workdir_lib.check_average(e.path, model)
     raise
   if set_aside_unreadable:
     checkpoints.quarantine(unreadable, ckpt_dir, restored=path)

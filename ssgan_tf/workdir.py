@@ -33,6 +33,7 @@ from ssgan_tf import checkpoints
 from ssgan_tf import data
 from ssgan_tf import precision
 from ssgan_tf import ssgan
+from ssgan_tf.errors import ConfigError
 from ssgan_tf.errors import WorkdirError
 
 CHECKPOINTS = "checkpoints"
@@ -149,19 +150,35 @@ def make_checkpoint(model):
   all. So every G and D variable is also tracked by its position in `variables`; so is
   every variable of the EMA of G (ema.py: its weights and its own BN statistics), when the
   model keeps one. A model without one saves what it saved before. A checkpoint without
-  an average does not restore into a model with one (`restore` says it does not match);
-  one with an average restores into a model without one, which ignores the average.
+  an average does not restore into a model with one (`check_average` says why); one with
+  an average restores into a model without one, which ignores the average.
   """
   ema = {}
   if model.ema_generator is not None:
     ema = {"ema_generator": model.ema_generator,
-           "ema_generator_variables": list(model.ema_generator.variables)}
+           _EMA_VARIABLES: list(model.ema_generator.variables)}
   return tf.train.Checkpoint(generator=model.generator, discriminator=model.discriminator,
                              d_optimizer=model.d_optimizer, g_optimizer=model.g_optimizer,
                              noise=model.noise,
                              generator_variables=list(model.generator.variables),
                              discriminator_variables=list(model.discriminator.variables),
                              **ema)
+
+
+_EMA_VARIABLES = "ema_generator_variables"
+
+
+def check_average(checkpoint_path, model):
+  """ConfigError if `model` keeps an average of G's weights (ssgan.ema_decay) and the
+  checkpoint, trained without one, cannot fill it; for a restore that did not match."""
+  if model.ema_generator is None:
+    return
+  if not any(name.startswith(_EMA_VARIABLES + "/")
+             for name, _ in tf.train.list_variables(checkpoint_path)):
+    raise ConfigError(
+        f"checkpoint {checkpoint_path} was trained without an average of G's weights and "
+        "the config keeps one (ssgan.ema_decay); a run keeps its choice: drop "
+        "ssgan.ema_decay, or start a new --workdir.")
 
 
 def checkpoint_dir(workdir):

@@ -204,6 +204,16 @@ def test_checkpoints_without_an_average_do_not_restore_into_a_model_with_one(tmp
   path = workdir_lib.make_checkpoint(plain).save(str(tmp_path / "plain"))
   with pytest.raises(errors.WorkdirError, match="does not match the configured model"):
     checkpoints.restore(workdir_lib.make_checkpoint(_model()), path)
+  # Training's resume says why.
+  workdir = str(tmp_path / "w")
+  tf.train.CheckpointManager(workdir_lib.make_checkpoint(plain),
+                             workdir_lib.checkpoint_dir(workdir), max_to_keep=1).save()
+  with_average = _model()
+  with pytest.raises(errors.ConfigError, match=r"ckpt-1 was trained without an average of "
+                     r"G's weights and the config keeps one \(ssgan.ema_decay\); a run keeps "
+                     r"its choice: drop ssgan.ema_decay, or start a new --workdir."):
+    train_lib.resume(workdir_lib.make_checkpoint(with_average), with_average, workdir,
+                     set_aside_unreadable=False)
   # The other way round G, D and the rest restore; the average is ignored.
   averaged = _model(seed=2)
   path = workdir_lib.make_checkpoint(averaged).save(str(tmp_path / "averaged"))
