@@ -81,6 +81,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # Formats that PIL may detect in those files and TensorFlow's decode_image reads
 # (MPO is the multi-picture JPEG variant some cameras write).
 _TF_DECODABLE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP")
+# A PNG's end chunk, CRC included: PIL's verify() stops at its type, libpng reads it whole.
+_PNG_END = b"IEND\xaeB`\x82"
 _NO_LABEL = -1
 
 
@@ -373,6 +375,8 @@ def _unreadable_reason(path):
       image_format = image.format
       if image_format == "PNG":
         image.verify()
+        if contents.rfind(_PNG_END) < 0:
+          return "a PNG cut short: its end chunk is incomplete"
   except PIL.UnidentifiedImageError:  # Its message names the BytesIO object.
     return "cannot identify image file"
   except Exception as e:  # pylint: disable=broad-except  # PIL raises many types.

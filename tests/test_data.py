@@ -415,6 +415,8 @@ def unreadable(name):
           "text.png": b"not an image at all",
           # Its header is whole: PIL's verify() passes it, the decode fails in training.
           "half.jpg": whole_jpeg[:len(whole_jpeg) // 2],
+          # Every chunk whole but the end chunk's CRC, which PIL's verify() does not read.
+          "last_byte_lost.png": encoded(random_pixels(8, 8, 3), format="PNG")[:-1],
           "tiff.png": encoded(random_pixels(8, 8, 3), format="TIFF"),
           # PIL opens it, TensorFlow cannot.
           "one_bit.bmp": encoded(random_pixels(8, 8) > 127, format="BMP")}[name]
@@ -424,6 +426,7 @@ def unreadable(name):
     ("empty.png", "an empty file"),
     ("text.png", "cannot identify image file"),
     ("half.jpg", "TensorFlow cannot decode it: jpeg::Uncompress failed. Invalid JPEG data"),
+    ("last_byte_lost.png", "a PNG cut short: its end chunk is incomplete"),
     ("tiff.png", "TIFF data, which TensorFlow cannot decode"),
     ("one_bit.bmp", "TensorFlow cannot decode it: Number of channels"),
 ])
