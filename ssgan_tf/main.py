@@ -1,9 +1,17 @@
-"""The command line: `python -m ssgan_tf.main --gin_file=... --workdir=... [--mode=...]`
-(installed: `ssgan-tf ...`, the same flags).
+"""Train, evaluate, export or probe an SS-GAN (installed: `ssgan-tf`, the same flags).
+
+  python -m ssgan_tf.main --gin_file=gin_configs/quickstart.gin --workdir=runs/quickstart
+  python -m ssgan_tf.main --mode=eval --workdir=runs/quickstart
+  python -m ssgan_tf.main --mode=export --workdir=runs/quickstart
+
+Running the same training command again resumes from the newest checkpoint. Configs and
+their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a diverged
+run (one line says what and how to fix it); 75 stopped by SIGTERM or Ctrl-C after saving
+(run it again to resume); 130 Ctrl-C before training started. Any other failure is a bug
+and keeps its traceback.
 
 The only module with flags: it parses gin, builds the strategy and calls one library
-function. Bad input (errors.UserError) ends with a one-line error and exit status 1; any
-other exception is a bug and keeps its traceback.
+function.
 """
 
 import importlib.util
@@ -144,6 +152,11 @@ def main(argv):
 
 def cli():
   """The `ssgan-tf` console command (pyproject.toml)."""
+  # absl's --help shows the docstring of __main__ and the flags defined in the program's
+  # file (sys.argv[0]); the console script is a wrapper with neither.
+  sys.modules["__main__"].__doc__ = __doc__
+  for flag in FLAGS.get_key_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main)
 
 

@@ -281,6 +281,16 @@ def test_config_errors_come_before_tensorflow_is_imported(tmp_path, args, messag
   assert lines[-1] == "imported: []"
 
 
+def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses():
+  process = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--help"], cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                           text=True, timeout=60, check=False)
+  assert process.stdout.startswith("Train, evaluate, export or probe an SS-GAN"), process.stdout
+  assert "--mode=eval --workdir=runs/quickstart" in process.stdout
+  assert "75 stopped by SIGTERM or Ctrl-C after saving" in process.stdout
+  assert "--gin_param: Gin bindings" in process.stdout
+
+
 def test_sigterm_saves_the_step_and_exits_75_then_the_same_command_resumes(tmp_path):
   workdir = tmp_path / "w"
   args = [*TINY, "--gin_param=train.total_steps = 400", "--gin_param=train.log_every = 400",
