@@ -3,7 +3,11 @@
 On a terminal (the stream's `isatty()`), one line is redrawn in place (`\\r`) at most
 every `min_interval` seconds (0.25 s: 4 times a second):
 
-    step 1200/10000  8.31 steps/s  ETA 0h17m39s  loss/d=1.2345  loss/g=0.5678  rot_real=0.98
+    step 1200/10000  8.31/s  ETA 17m39s  loss/d=1.234  loss/g=0.568  rot_real=0.98  rot_fake=0.97
+
+(steps per second, then the main losses and D's rotation accuracy on real and fake
+images). A field that does not fit the terminal's width whole is left out, from the end:
+on 80 columns the line above ends at rot_real.
 
 Off a terminal (CI, cluster logs, a redirected stderr) it writes nothing: the periodic
 log lines of `callbacks.ProgressAndSummaries` are the record there.
@@ -27,17 +31,32 @@ import time
 
 import keras
 
-# (name in the logs, label on the line); those absent from the logs are left out.
-METRICS = (("loss/d", "loss/d"), ("loss/g", "loss/g"),
-           ("accuracy/d_rotation_real", "rot_real"), ("accuracy/d_rotation_fake", "rot_fake"))
+# (name in the logs, label on the line, format); those absent from the logs are left out.
+METRICS = (("loss/d", "loss/d", ".3f"), ("loss/g", "loss/g", ".3f"),
+           ("accuracy/d_rotation_real", "rot_real", ".2f"),
+           ("accuracy/d_rotation_fake", "rot_fake", ".2f"))
+_SEPARATOR = "  "
 
 
 def _duration(seconds):
-  """'1h02m03s' (hours unbounded), or '?'."""
+  """'1h02m03s' (hours unbounded), '7m09s' under an hour, or '?'."""
   if seconds is None or not math.isfinite(seconds):
     return "?"
   seconds = int(round(seconds))
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def _fit(parts, width):
+  """`parts` joined by two spaces, leaving out from the end those that do not fit whole in
+  `width` characters (the first is cut if it alone is too long)."""
+  text = parts[0][:width]
+  for part in parts[1:]:
+    if len(text) + len(_SEPARATOR) + len(part) > width:
+      break
+    text += _SEPARATOR + part
+  return text
 
 
 def _is_terminal(stream):
@@ -77,9 +96,10 @@ class _Line:
       return False
     return self.last_draw is None or self.clock() - self.last_draw >= self.min_interval
 
-  def draw(self, text):
+  def draw(self, parts):
+    """Draws the fields `parts` (strings), as many as fit whole."""
     self.last_draw = self.clock()
-    text = text[:self._width() - 1]  # A wrapped line could not be redrawn in place.
+    text = _fit(parts, self._width() - 1)  # A wrapped line could not be redrawn in place.
     self.stream.write("\r" + text + " " * max(0, self.shown - len(text)))
     self.stream.flush()
     self.shown = len(text)
@@ -91,11 +111,11 @@ class _Line:
       self.stream.flush()
       self.shown = 0
 
-  def finish(self, text=None):
-    """Draws `text` (if any) for good and ends the line."""
-    if self.enabled and (text is not None or self.shown):
-      if text is not None:
-        self.draw(text)
+  def finish(self, parts=None):
+    """Draws the fields `parts` (if any) for good and ends the line."""
+    if self.enabled and (parts is not None or self.shown):
+      if parts is not None:
+        self.draw(parts)
       self.stream.write("\n")
       self.stream.flush()
       self.shown = 0
@@ -103,9 +123,10 @@ class _Line:
 
   def _width(self):
     try:
-      return os.get_terminal_size(self.stream.fileno()).columns
+      columns = os.get_terminal_size(self.stream.fileno()).columns
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both.
-      return 120
+      columns = 0
+    return columns or 120  # 0: a terminal that has not been given a size.
 
   def _watch_logs(self):
     if self._filter is None:
@@ -150,7 +171,7 @@ class LiveProgress(keras.callbacks.Callback):
       written unless it is a terminal.
     step_fn: `step_fn(model) -> int` (default: `model.step`, generator steps).
     min_interval: seconds between redraws, at least.
-    metrics: `(log name, label)` pairs to show, when present in the batch logs.
+    metrics: `(log name, label, format)` to show, when present in the batch logs.
     time_constant: seconds over which steps/s is smoothed.
     clock: monotonic seconds (a test may pass a fake).
   """
@@ -171,23 +192,23 @@ class LiveProgress(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     if self._line is not None and self._line.due():
-      self._line.draw(self._text(logs))
+      self._line.draw(self._parts(logs))
 
   def on_train_end(self, logs=None):
     if self._line is not None:
-      self._line.finish(self._text(None) if self._line.enabled and self._line.shown else None)
+      self._line.finish(self._parts(None) if self._line.enabled and self._line.shown else None)
       self._line = None
 
-  def _text(self, logs):
+  def _parts(self, logs):
     step = self.step_fn(self.model)
     rate = self._rate.update(self.clock(), step)
     parts = [f"step {step}/{self.total_steps}",
-             f"{rate:.2f} steps/s" if rate is not None else "? steps/s",
+             f"{rate:.2f}/s" if rate is not None else "?/s",
              f"ETA {_duration(self._rate.eta(max(0, self.total_steps - step)))}"]
     if logs:
-      self._metrics = [f"{label}={float(logs[name]):.4f}" for name, label in self.metrics
-                       if name in logs]
-    return "  ".join(parts + self._metrics)
+      self._metrics = [f"{label}={float(logs[name]):{form}}"
+                       for name, label, form in self.metrics if name in logs]
+    return parts + self._metrics
 
 
 def progress_bar(iterable, total=None, description="", unit="it", stream=None,
@@ -213,19 +234,19 @@ def progress_bar(iterable, total=None, description="", unit="it", stream=None,
   rate = _Rate(time_constant=10.0)
   done = 0
 
-  def text():
+  def fields():
     speed = rate.update(clock(), done)
     parts = [f"{description} {done}/{total}" if total is not None else f"{description} {done}",
              f"{speed:.2f} {unit}/s" if speed is not None else f"? {unit}/s"]
     if total is not None:
       parts.append(f"ETA {_duration(rate.eta(max(0, total - done)))}")
-    return "  ".join(p.strip() for p in parts)
+    return [p.strip() for p in parts]
 
   try:
     for item in iterable:
       if line.due():
-        line.draw(text())
+        line.draw(fields())
       yield item
       done += 1
   finally:
-    line.finish(text())
+    line.finish(fields())

@@ -66,7 +66,7 @@ def test_line_is_redrawn_in_place_with_step_rate_eta_and_losses():
   counter.step = 10
   callback.on_train_batch_end(0, {"loss/d": 1.5, "loss/g": 0.25, "other": 3.0})
   first = stream.getvalue()
-  assert first.startswith("\rstep 10/100  ? steps/s  ETA ?  loss/d=1.5000  loss/g=0.2500")
+  assert first.startswith("\rstep 10/100  ?/s  ETA ?  loss/d=1.500  loss/g=0.250")
   assert "other" not in first
   clock.now += 2.0
   counter.step = 30
@@ -74,11 +74,26 @@ def test_line_is_redrawn_in_place_with_step_rate_eta_and_losses():
                                   "accuracy/d_rotation_real": 0.75})
   second = stream.getvalue()[len(first):]
   # 20 steps in 2 s; 70 steps to go.
-  assert second.startswith("\rstep 30/100  10.00 steps/s  ETA 0h00m07s  loss/d=1.0000  "
-                           "loss/g=0.5000  rot_real=0.7500")
+  assert second.startswith("\rstep 30/100  10.00/s  ETA 0m07s  loss/d=1.000  "
+                           "loss/g=0.500  rot_real=0.75")
   assert "\n" not in stream.getvalue()
   callback.on_train_end()
   assert stream.getvalue().endswith("\n") and stream.getvalue().count("\n") == 1
+
+
+def test_fields_that_do_not_fit_the_width_whole_are_left_out_from_the_end():
+  parts = ["step 1200/10000", "8.31/s", "ETA 17m39s", "loss/d=1.234", "loss/g=0.568",
+           "rot_real=0.98", "rot_fake=0.97"]
+  assert progress._fit(parts, 79) == ("step 1200/10000  8.31/s  ETA 17m39s  loss/d=1.234  "
+                                      "loss/g=0.568  rot_real=0.98")  # 80 columns.
+  assert progress._fit(parts, 200) == "  ".join(parts)
+  assert progress._fit(parts, 24) == "step 1200/10000  8.31/s"
+  assert progress._fit(parts, 10) == "step 1200/"
+
+
+def test_eta_under_an_hour_and_over_it():
+  assert [progress._duration(s) for s in (7, 1059.4, 3600, 90061, None, float("inf"))] == [
+      "0m07s", "17m39s", "1h00m00s", "25h01m01s", "?", "?"]
 
 
 def test_no_redraw_and_no_reads_before_min_interval():
@@ -134,7 +149,7 @@ def test_progress_bar_on_a_terminal_and_off_it():
   assert items == [0, 1, 2]
   out = stream.getvalue()
   assert out.startswith("\reval 0/3  ? images/s  ETA ?")
-  assert "\reval 3/3  1.00 images/s  ETA 0h00m00s" in out and out.endswith("\n")
+  assert "\reval 3/3  1.00 images/s  ETA 0m00s" in out and out.endswith("\n")
   plain = io.StringIO()
   assert list(progress.progress_bar(iter(range(3)), stream=plain)) == [0, 1, 2]
   assert plain.getvalue() == ""
