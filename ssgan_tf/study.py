@@ -349,11 +349,20 @@ def check_arms(study, workdir):
           "--workdir (or give the changed arm a new name).")
 
 
+def _normalized(config):
+  """An ARM_RECORD dict with its paths normalized and the spaces around each binding's
+  first "=" folded, so that `a.b=1` and `a.b = 1` give the same arm."""
+  return {"gin_files": [os.path.normpath(path) for path in config.get("gin_files", [])],
+          "gin_params": [" = ".join(side.strip() for side in param.split("=", 1))
+                         for param in config.get("gin_params", [])]}
+
+
 def _changes(recorded, config):
   """What differs between two ARM_RECORD dicts: ["gin_params added ['x = 1']", ...]."""
   changes = []
+  recorded, config = _normalized(recorded), _normalized(config)
   for key, now in config.items():
-    before = recorded.get(key, [])
+    before = recorded[key]
     if now != before:
       added = [x for x in now if x not in before]
       removed = [x for x in before if x not in now]

@@ -211,6 +211,10 @@ def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
   grown.write_text(text.replace("study.seeds = [0, 1]", "study.seeds = [0, 1, 2]")
                    .replace('{"gan": ', f'{{"more": [{json.dumps(BASELINE)}], "gan": '))
   study_lib.check_arms(study_lib.load_study(str(grown)), workdir)
+  respaced = tmp_path / "respaced.gin"  # The same arms, written otherwise.
+  respaced.write_text(text.replace("train.total_steps = 4", "train.total_steps=4"))
+  assert "train.total_steps=4" in respaced.read_text()
+  study_lib.check_arms(study_lib.load_study(str(respaced)), workdir)
   changed = tmp_path / "changed.gin"
   changed.write_text(text.replace(f"{json.dumps(QUICKSTART)}]",
                                   f'{json.dumps(QUICKSTART)}, "ssgan.rotation_weight_g = 0.5"]'))
