@@ -41,17 +41,21 @@ TFDS cannot download ImageNet and CelebA-HQ: their files, downloaded by hand, mu
 PNGs (see TFDS' celeb_a_hq page; or point `folder` at them).
 
 Folder: `.png .jpg .jpeg .bmp .gif .webp` (any case) under `image_dir`, searched
-recursively (local, `~` expanded, or any tf.io.gfile path such as gs://); hidden files and
-folders (".name") are skipped. Every file is checked once, at `get_source`, in threads:
-PNG by PIL (structure and chunk CRCs, `verify()`), other formats by TensorFlow's decoder
+recursively (local, `~` expanded, or any tf.io.gfile path such as gs://); hidden files
+and folders (".name") are skipped. Every file is checked at `get_source`, in threads: PNG
+by PIL (structure and chunk CRCs, `verify()`), other formats by TensorFlow's decoder
 (JPEG at 1/8 scale), about 0.8 ms of CPU per 256-512 px JPEG. Any unreadable file is an
 error naming it, since a silently smaller data set would skew training and FID, and a
-file that fails in training stops it without naming the file. Images are decoded by
-TensorFlow (GIF: first frame; alpha dropped; EXIF orientation ignored), converted to
-`channels` (3 by default: gray is replicated; 1: ITU-R 601 luma), resized with
-antialiasing so that the short side is `resolution` (up or down), then center-cropped. If
-every image lies in a first-level subfolder, the subfolder names (sorted) are the classes;
-otherwise there are no labels.
+file that fails in training stops it without naming the file. A folder that passed is
+recorded by its fingerprint (a digest of every file's path, size and modification time)
+under `<cache dir>/folder_checks/`; while the fingerprint is unchanged, later starts (a
+resume, an evaluation) skip the check, which reads every byte of the data set. The
+fingerprint is also the source's `content_id`, so that caches of its activations follow
+its files. Images are decoded by TensorFlow (GIF: first frame; alpha dropped; EXIF
+orientation ignored), converted to `channels` (3 by default: gray is replicated; 1: ITU-R
+601 luma), resized with antialiasing so that the short side is `resolution` (up or down),
+then center-cropped. If every image lies in a first-level subfolder, the subfolder names
+(sorted) are the classes; otherwise there are no labels.
 """
 
 import collections
@@ -59,8 +63,10 @@ import concurrent.futures
 import dataclasses
 import functools
 import gzip
+import hashlib
 import importlib.metadata
 import io
+import json
 import os
 import re
 import time
@@ -86,6 +92,13 @@ _PNG_END = b"IEND\xaeB`\x82"
 _NO_LABEL = -1
 
 
+def default_cache_dir():
+  """The package's cache dir: `$XDG_CACHE_HOME/ssgan_tf`, else `~/.cache/ssgan_tf`. Every
+  file in it is keyed by what produced it, so deleting it only costs recomputation."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "ssgan_tf")
+
+
 def _to_unit_range(image):
   """Pixels in [0, 255] (any real dtype) -> float32 in [-1, 1]."""
   image = tf.cast(image, tf.float32) / 127.5 - 1.0
@@ -101,10 +114,13 @@ class ImageSource:
     image_shape: `(H, H, C)` of every image `images` yields.
     num_classes: number of label values (labels are 0..num_classes-1), or None when the
       source has no labels.
+    content_id: a short digest that changes when the source's files do (a folder's
+      fingerprint), for caches keyed by the data; "" where the name says it all.
   """
 
-  def __init__(self, name, image_shape, num_classes):
+  def __init__(self, name, image_shape, num_classes, content_id=""):
     self.name, self.image_shape, self.num_classes = name, tuple(image_shape), num_classes
+    self.content_id = content_id
     self._label_counts = {}  # split -> label_counts(split), counted once.
 
   def images(self, split, with_labels=False):
@@ -417,6 +433,58 @@ def _unreadable_images(paths):
   return bad
 
 
+def _fingerprint(paths):
+  """A hex digest of every path with its size and modification time (remote files are
+  stat'ed in threads: a request each)."""
+  def size_and_time(path):
+    if "://" in path:
+      stat = tf.io.gfile.stat(path)
+      return stat.length, stat.mtime_nsec
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+  digest = hashlib.sha256()
+  with concurrent.futures.ThreadPoolExecutor() as pool:
+    remote = any("://" in path for path in paths)
+    for path, (size, mtime) in zip(paths, (pool.map if remote else map)(size_and_time, paths)):
+      digest.update(f"{path}\0{size}\0{mtime}\n".encode())
+  return digest.hexdigest()
+
+
+def _check_record_path(image_dir, cache_dir):
+  if "://" not in image_dir:
+    image_dir = os.path.abspath(image_dir)  # One record, however the folder is named.
+  name = hashlib.sha256(image_dir.encode()).hexdigest()[:16]
+  return os.path.join(cache_dir, "folder_checks", f"{name}.json")
+
+
+def _passed_before(image_dir, fingerprint, cache_dir):
+  """Whether the folder passed the check with these very files (its check record)."""
+  try:
+    with open(_check_record_path(image_dir, cache_dir)) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return False
+  return isinstance(record, dict) and record.get("fingerprint") == fingerprint
+
+
+def _record_pass(image_dir, fingerprint, num_images, cache_dir):
+  """Records that the folder passed the check; a cache that cannot be written only
+  costs the check at the next start."""
+  path = _check_record_path(image_dir, cache_dir)
+  record = {"image_dir": image_dir, "fingerprint": fingerprint, "images": num_images,
+            "checked": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+  temporary = f"{path}.{os.getpid()}.tmp"
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(temporary, "w") as f:
+      json.dump(record, f)
+    os.replace(temporary, path)
+  except OSError as e:
+    logging.info("Could not record the check of %s in %s (%s); the next start checks "
+                 "it again.", image_dir, path, e.strerror or e)
+
+
 def _unreadable_message(bad, num_paths, image_dir, shown=3):
   """The one-line error for `bad` `[(path, reason)]`: a count per reason and the first
   `shown` files; every file is logged above it (a folder may hold thousands)."""
@@ -446,7 +514,7 @@ def _decode(contents, resolution, channels):
 
 class _FolderSource(ImageSource):
 
-  def __init__(self, image_dir, resolution, channels):
+  def __init__(self, image_dir, resolution, channels, cache_dir):
     if not tf.io.gfile.isdir(image_dir):
       raise DataError(f"image folder {image_dir} does not exist or is not a folder; "
                       "set dataset.image_dir to a folder of images.")
@@ -455,17 +523,22 @@ class _FolderSource(ImageSource):
       raise DataError(f"no images in {image_dir} (searched recursively for "
                       f"{' '.join(IMAGE_EXTENSIONS)}, any case; hidden files skipped).")
     start = time.monotonic()
-    bad = _unreadable_images(paths)
-    if bad:
-      raise DataError(_unreadable_message(bad, len(paths), image_dir))
+    fingerprint = _fingerprint(paths)
+    if _passed_before(image_dir, fingerprint, cache_dir):
+      checked = "unchanged since they passed the check"
+    else:
+      bad = _unreadable_images(paths)
+      if bad:
+        raise DataError(_unreadable_message(bad, len(paths), image_dir))
+      _record_pass(image_dir, fingerprint, len(paths), cache_dir)
+      checked = f"checked in {time.monotonic() - start:.1f} s"
     relative = [os.path.relpath(p, image_dir).split(os.sep) for p in paths]
     labelled = all(len(parts) > 1 for parts in relative)
     classes = sorted({parts[0] for parts in relative}) if labelled else []
-    logging.info("Image folder %s: %d images (checked in %.1f s), %s.", image_dir, len(paths),
-                 time.monotonic() - start,
+    logging.info("Image folder %s: %d images (%s), %s.", image_dir, len(paths), checked,
                  f"classes {classes}" if labelled else "no class subfolders")
     super().__init__(f"folder:{image_dir}", (resolution, resolution, channels),
-                     len(classes) if labelled else None)
+                     len(classes) if labelled else None, content_id=fingerprint[:12])
     self._paths = paths
     class_index = {name: i for i, name in enumerate(classes)}
     self._labels = [class_index[parts[0]] if labelled else _NO_LABEL for parts in relative]
@@ -495,7 +568,7 @@ DATASETS = ("mnist",) + tuple(TFDS_DATASETS) + ("folder",)
 
 @gin.configurable("dataset")
 def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None,
-               channels=None, allow_download=False):
+               channels=None, allow_download=False, cache_dir=None):
   """The `ImageSource` called `name` (see the module docstring for each).
 
   Args:
@@ -508,6 +581,8 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
     channels: for "folder": 3 (default) or 1. Other sources: None or their own.
     allow_download: let TFDS download and prepare a missing dataset (needs network;
       offline TFDS retries for minutes). False: fail at once if it is not prepared.
+    cache_dir: for "folder": the local folder that records which image folders passed
+      the check (None: `default_cache_dir()`).
 
   Raises:
     ConfigError, or DataError for missing / unprepared / unreadable data, with a one-line
@@ -521,7 +596,8 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
     errors.check_range("dataset.resolution", resolution, minimum=1, integer=True)
     if channels not in (None, 1, 3) or isinstance(channels, bool):
       raise errors.ConfigError(f"dataset.channels must be 1 or 3; got {channels!r}.")
-    return _FolderSource(os.path.expanduser(image_dir), resolution, channels or 3)
+    return _FolderSource(os.path.expanduser(image_dir), resolution, channels or 3,
+                         os.path.expanduser(cache_dir or default_cache_dir()))
   if name not in DATASETS:
     raise errors.ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
   if image_dir is not None:

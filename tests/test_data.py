@@ -9,6 +9,7 @@ import gzip
 import importlib.metadata
 import io
 import logging
+import os
 import re
 import time
 
@@ -464,3 +465,53 @@ def test_folder_check_logs_its_progress(tmp_path, caplog, monkeypatch):
     data.get_source("folder", image_dir=str(tmp_path), resolution=4)
   assert "Checked 3 of 3 images." in caplog.text
   assert re.search(r"Image folder .*: 3 images \(checked in \d+\.\d s\)", caplog.text)
+
+
+def _folder_log(caplog, image_dir, **kwargs):
+  caplog.clear()
+  with caplog.at_level(logging.INFO):
+    source = data.get_source("folder", image_dir=str(image_dir), resolution=8, **kwargs)
+  [line] = [m for m in caplog.messages if m.startswith("Image folder")]
+  return source, line
+
+
+def test_a_folder_that_passed_is_not_checked_again_until_a_file_changes(tmp_path, caplog):
+  folder, cache = tmp_path / "images", tmp_path / "cache"
+  folder.mkdir()
+  for i in range(3):
+    save(folder / f"{i}.jpg", random_pixels(8, 8, 3, seed=i))
+  first, line = _folder_log(caplog, folder, cache_dir=str(cache))
+  assert re.search(r": 3 images \(checked in \d+\.\d s\)", line)
+  assert len(list((cache / "folder_checks").iterdir())) == 1
+  # Damaged in place with its size and time kept: only a check that reads it would notice.
+  damaged = folder / "1.jpg"
+  stat = damaged.stat()
+  damaged.write_bytes(b"\0" * stat.st_size)
+  os.utime(damaged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  again, line = _folder_log(caplog, folder, cache_dir=str(cache))
+  assert line.endswith(": 3 images (unchanged since they passed the check), no class "
+                       "subfolders.")
+  assert again.content_id == first.content_id != ""
+  os.utime(damaged)  # Now its time says it changed: checked, and named.
+  with pytest.raises(data.DataError, match=r"1 of 3 images .*1\.jpg \(cannot identify"):
+    data.get_source("folder", image_dir=str(folder), resolution=8, cache_dir=str(cache))
+  save(damaged, random_pixels(8, 8, 3, seed=5))
+  changed, line = _folder_log(caplog, folder, cache_dir=str(cache))
+  assert "checked in" in line and changed.content_id != first.content_id
+
+
+def test_a_cache_dir_that_cannot_be_written_only_costs_the_check(tmp_path, caplog):
+  for i in range(2):
+    save(tmp_path / f"{i}.png", random_pixels(8, 8, 3, seed=i))
+  (tmp_path / "file").write_text("")
+  for _ in range(2):
+    _, line = _folder_log(caplog, tmp_path, cache_dir=str(tmp_path / "file" / "cache"))
+    assert "checked in" in line
+  assert "Could not record the check of" in caplog.text
+
+
+def test_the_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert data.default_cache_dir() == str(tmp_path / "ssgan_tf")
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  assert data.default_cache_dir() == os.path.expanduser("~/.cache/ssgan_tf")

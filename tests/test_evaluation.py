@@ -187,7 +187,7 @@ def test_real_activations_are_cached_and_reused(tiny_model, mnist, inception, tm
   assert second[0]["value"] - first[0]["value"] > FEATURES / 2
 
 
-def test_cache_file_names_of_folder_sources_are_flat(inception, tmp_path):
+def test_cache_file_names_of_folder_sources_are_flat_and_follow_their_files(inception, tmp_path):
   image_dir = tmp_path / "my images"
   image_dir.mkdir()
   for i in range(3):
@@ -196,7 +196,14 @@ def test_cache_file_names_of_folder_sources_are_flat(inception, tmp_path):
   cache = tmp_path / "cache"
   activations.real_activations(inception, folder, "test", 3, 2, str(cache))
   [name] = [p.name for p in (cache / "real_activations").iterdir()]
-  assert name.startswith("folder_") and "my_images-32x32x3_test_3_" in name
+  assert name.startswith("folder_")
+  assert f"my_images-{folder.content_id}-32x32x3_test_3_" in name
+  # Other images in the folder: other activations, not the cached ones.
+  PIL.Image.new("RGB", (40, 40), (0, 0, 255)).save(image_dir / "0.png")
+  changed = data.get_source("folder", image_dir=str(image_dir), resolution=32)
+  assert changed.content_id != folder.content_id
+  activations.real_activations(inception, changed, "test", 3, 2, str(cache))
+  assert len(list((cache / "real_activations").iterdir())) == 2
 
 
 def test_more_samples_than_the_split_is_a_clear_error(tiny_model, mnist, inception):

@@ -5,10 +5,10 @@ N = 10k); images exist one batch at a time. Real-image activations depend only o
 dataset, split, N and classifier, so they are cached on disk as
 `<cache_dir>/real_activations/<dataset>-<H>x<W>x<C>_<split>_<N>_<classifier>.npz`
 (characters other than letters, digits, "." and "-" in the dataset name, e.g. the path of
-a "folder:/..." source, become "_").
-The default cache dir, `$XDG_CACHE_HOME/ssgan_tf` (else `~/.cache/ssgan_tf`), is shared
-by all workdirs; every file in it is keyed by what produced it, so deleting it only costs
-recomputation.
+a "folder:/..." source, become "_"; a folder's name ends in its `content_id`, so that
+changed files are read anew). The default cache dir, `data.default_cache_dir()`, is
+shared by all workdirs; every file in it is keyed by what produced it, so deleting it
+only costs recomputation.
 """
 
 import io
@@ -24,12 +24,6 @@ from ssgan_tf import errors
 from ssgan_tf import progress
 from ssgan_tf import workdir
 from ssgan_tf.evaluation import classifiers
-
-
-def default_cache_dir():
-  """`$XDG_CACHE_HOME/ssgan_tf`, else `~/.cache/ssgan_tf`."""
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return os.path.join(base, "ssgan_tf")
 
 
 def stream_activations(classifier, image_batches, num):
@@ -87,15 +81,17 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
     split: e.g. "test".
     num: number of images.
     batch_size: images per classifier call.
-    cache_dir: see the module docstring; None = `default_cache_dir()`.
+    cache_dir: see the module docstring; None = `data.default_cache_dir()`.
 
   Returns:
     As `stream_activations`.
   """
   height, width, channels = source.image_shape
   dataset = re.sub(r"[^A-Za-z0-9.-]+", "_", source.name)
+  if source.content_id:
+    dataset += f"-{source.content_id}"
   path = os.path.join(
-      cache_dir or default_cache_dir(), "real_activations",
+      cache_dir or data.default_cache_dir(), "real_activations",
       f"{dataset}-{height}x{width}x{channels}_{split}_{num}_{classifier.name}.npz")
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path, "rb") as f:
