@@ -149,11 +149,13 @@ class SSGAN(multi_step.MultiStepTraining):
   def call(self, z, labels=None, training=False):
     return self._run_generator(self.generator, z, labels, training)
 
+  @tf.function
   def generate(self, z, labels=None, ema=True):
     """Images `[N, H, H, C]` float32 in [-1, 1] from `z` `[N, z_dim]`, in eval mode.
 
     What sample grids, evaluation and export all show: `sampling_generator` (the EMA of
-    G when the model keeps one); with `ema=False`, G itself.
+    G when the model keeps one); with `ema=False`, G itself. Compiled once per model
+    and input shape (a tf.function made per evaluation would be traced again each time).
 
     Args:
       z: `[N, z_dim]` float32.

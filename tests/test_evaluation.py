@@ -50,8 +50,7 @@ def mnist():
   return data.get_source("mnist")
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
+def _tiny_model():
   generator, discriminator = build_networks(
       (32, 32, 1), architecture="sndcgan", generator_kwargs={"base_channels": 8},
       discriminator_kwargs={"base_channels": 8})
@@ -59,6 +58,11 @@ def tiny_model():
                       gan_loss=losses.adversarial_loss("hinge"))
   model.compile(*ssgan.build_optimizers())
   return model
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+  return _tiny_model()
 
 
 def _images(num, seed=0, channels=3):
@@ -220,6 +224,16 @@ def test_evaluation_repeats_and_never_touches_the_training_noise(tiny_model, mni
   assert eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs) == first
   other_seed = eval_lib.compute_metrics(tiny_model, mnist, inception, seed=1, **kwargs)
   assert other_seed[0]["values"] != first[0]["values"]
+
+
+def test_repeated_evaluations_trace_the_generator_once(mnist, inception, tmp_path):
+  # As in training with train.eval_every: a trace per fake set or evaluation cost
+  # seconds each time and logged TensorFlow's retracing warnings.
+  model = _tiny_model()
+  for _ in range(2):
+    eval_lib.compute_metrics(model, mnist, inception, num_samples=20, metrics=("fid",),
+                             batch_size=10, cache_dir=str(tmp_path))  # 3 fake sets each.
+  assert model.generate.experimental_get_tracing_count() == 1
 
 
 def test_the_classifier_score_of_the_real_images_is_recorded_beside_the_fakes(

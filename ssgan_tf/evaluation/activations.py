@@ -65,11 +65,11 @@ def generated_batches(model, num, batch_size, rng):
       which checkpoints save), so evaluating is reproducible and never perturbs
       training.
   """
-  sample = tf.function(model.generate)
   conditional = getattr(model, "num_classes", None) is not None
   for _ in range(math.ceil(num / batch_size)):
     z = model.sample_z(batch_size, rng)
-    yield sample(z, model.sample_labels(batch_size, rng)) if conditional else sample(z)
+    yield (model.generate(z, model.sample_labels(batch_size, rng)) if conditional
+           else model.generate(z))
 
 
 def real_activations(classifier, source, split, num, batch_size, cache_dir=None):
