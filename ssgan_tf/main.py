@@ -150,6 +150,18 @@ def main(argv):
     sys.exit(EXIT_CODE_INTERRUPTED)
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, except that a help asked for exits 0 (absl's help flags exit 1,
+  which scripts read as a failure)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except SystemExit as e:
+    if e.code == 1 and any(arg.lstrip("-") in ("help", "helpshort", "helpfull", "?")
+                           for arg in argv[1:]):
+      raise SystemExit(0) from None
+    raise
+
+
 def cli():
   """The `ssgan-tf` console command (pyproject.toml)."""
   # absl's --help shows the docstring of __main__ and the flags defined in the program's
@@ -157,7 +169,7 @@ def cli():
   sys.modules["__main__"].__doc__ = __doc__
   for flag in FLAGS.get_key_flags_for_module(__name__):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

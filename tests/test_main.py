@@ -285,6 +285,7 @@ def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses()
   process = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--help"], cwd=ROOT,
                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                            text=True, timeout=60, check=False)
+  assert process.returncode == 0, process.stderr
   assert process.stdout.startswith("Train, evaluate, export or probe an SS-GAN"), process.stdout
   assert "--mode=eval --workdir=runs/quickstart" in process.stdout
   assert "75 stopped by SIGTERM or Ctrl-C after saving" in process.stdout
