@@ -447,7 +447,8 @@ def _fingerprint(paths):
   with concurrent.futures.ThreadPoolExecutor() as pool:
     remote = any("://" in path for path in paths)
     for path, (size, mtime) in zip(paths, (pool.map if remote else map)(size_and_time, paths)):
-      digest.update(f"{path}\0{size}\0{mtime}\n".encode())
+      name = path if remote else os.path.abspath(path)  # The same, from any directory.
+      digest.update(f"{name}\0{size}\0{mtime}\n".encode())
   return digest.hexdigest()
 
 
