@@ -17,7 +17,6 @@ import tokenize
 import gin
 from gin import config_parser
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -25,6 +24,7 @@ from ssgan_tf import checkpoints
 from ssgan_tf import distribute
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import nonfinite
+from ssgan_tf import progress
 from ssgan_tf import workdir as workdir_lib
 
 
@@ -58,6 +58,19 @@ class StopAtStep(keras.callbacks.Callback):
     self.bad_step = step or self.model.step
     self.model.stop_training = True
     logging.error("step %d: %s; stopping at step %d.", self.bad_step, what, self.model.step)
+
+
+class StopIfLockLost(keras.callbacks.Callback):
+  """Stops training, without saving, once the workdir lock was found taken over or
+  removed (`workdir_lock.WorkdirLock.check_held` raises its one-line WorkdirError); put
+  it before the callbacks that save, which run after it at the same step."""
+
+  def __init__(self, lock):
+    super().__init__()
+    self.lock = lock
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.lock.check_held()
 
 
 class Checkpointing(keras.callbacks.Callback):
@@ -252,7 +265,8 @@ class ProgressAndSummaries(keras.callbacks.Callback):
     eta = (self.total_steps - step) / rate if rate else float("inf")
     metrics = {k: float(v) for k, v in (logs or {}).items() if k != nonfinite.LOG_NAME}
     logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step, self.total_steps, rate,
-                 _duration(eta), "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
+                 progress.format_duration(eta),
+                 "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     if self.writer:
       with self.writer.as_default(step=step):
         for name, value in metrics.items():
@@ -313,10 +327,3 @@ def grid(images):
   # Transposed before the cast: oneDNN's uint8 transpose logs an error line on some CPUs.
   pixels = tf.reshape(tf.transpose(pixels, [0, 2, 1, 3, 4]), [rows * h, rows * w, c])
   return tf.cast(pixels, tf.uint8)
-
-
-def _duration(seconds):
-  if not np.isfinite(seconds):
-    return "?"
-  seconds = int(seconds)
-  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"

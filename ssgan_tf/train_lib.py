@@ -123,7 +123,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                                            checkpoint_every_secs, strategy)
       # Every worker runs the same callbacks up to SaveOnPreemption (they take part in
       # collectives); then come those that only report.
-      callbacks = [stop, saving, preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
+      callbacks = [*([callbacks_lib.StopIfLockLost(lock)] if chief else []), stop, saving,
+                   preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
                    *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
                                          sample_every, eval_every, watcher)]
       model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,

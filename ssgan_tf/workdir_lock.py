@@ -26,6 +26,10 @@ command line and a random token. What holds where:
   and a lock not refreshed for `LEASE_BEATS` (10) of its holder's beats is stale too.
   Until then the trainer refuses, and the message says when the lock lapses and how to
   remove it at once. (A lock written without a heartbeat is never taken over from there.)
+  A holder that finds its lock taken over (it was stopped or cut off for that long) marks
+  it `lost`; `check_held` then raises, and training stops without saving. On object
+  stores a refresh rewrites the file, so one that races a take-over can overwrite it (the
+  same best-effort window as creation).
 * The lock is advisory: only trainers that use it are kept out. `release` removes the file
   only if it still holds this lock's token.
 
@@ -41,6 +45,7 @@ refuses earlier, before a slow start-up, without creating anything):
 
 import datetime
 import json
+import math
 import os
 import socket
 import sys
@@ -177,13 +182,14 @@ def describe(holder):
           f"since {holder.get('since', '?')}")
 
 
-def _duration(seconds):
-  """'45 s', '10 min', '2.5 h'."""
+def _duration(seconds, round_up=False):
+  """'45 s', '10 min', '2.5 h', rounded down (or up)."""
+  whole = math.ceil if round_up else math.floor
   if seconds < 120:
-    return f"{seconds:.0f} s"
+    return f"{whole(seconds)} s"
   if seconds < 7200:
-    return f"{seconds / 60:.0f} min"
-  return f"{seconds / 3600:.1f} h"
+    return f"{whole(seconds / 60)} min"
+  return f"{whole(seconds / 360) / 10} h"
 
 
 class WorkdirLock:
@@ -197,8 +203,10 @@ class WorkdirLock:
   def __init__(self, workdir, heartbeat_s=HEARTBEAT_S):
     self.workdir = str(workdir)
     self.path = os.path.join(self.workdir, LOCK_NAME)
-    self.heartbeat_s = heartbeat_s
+    self.heartbeat_s = errors.check_range("heartbeat_s", heartbeat_s, minimum=0,
+                                          exclusive_minimum=True)
     self.token = None  # Set while held.
+    self.lost = False  # Set once a refresh finds the lock taken over or removed.
     self._data = None  # The lock file's contents while held.
     self._released = threading.Event()
     self._heartbeat = None  # The thread that refreshes the file while held.
@@ -261,7 +269,7 @@ class WorkdirLock:
     # another trainer then refuses like any held lock.
     for _ in range(2):
       if self._create(data, token):
-        self.token, self._data = token, data
+        self.token, self._data, self.lost = token, data, False
         self._released.clear()
         self._heartbeat = threading.Thread(target=self._beat_until_released, daemon=True,
                                            name=f"lock heartbeat {self.path}")
@@ -318,10 +326,8 @@ class WorkdirLock:
     try:
       holder = self._read()
       if not isinstance(holder, dict) or holder.get("token") != self.token:
-        logging.error("workdir %s: the lock file %s no longer holds this trainer's lock "
-                      "(removed, or taken over after %s without a refresh); another "
-                      "trainer may be writing to this workdir.", self.workdir, self.path,
-                      _duration(LEASE_BEATS * self.heartbeat_s))
+        self.lost = True
+        logging.error("%s", self._lost_message())
         return False
       if _is_local(self.path):
         os.utime(_local_path(self.path))
@@ -336,6 +342,19 @@ class WorkdirLock:
                       getattr(e, "strerror", None) or type(e).__name__,
                       _duration(self.heartbeat_s))
     return True
+
+  def check_held(self):
+    """Raises a one-line WorkdirError once a refresh found this lock taken over or
+    removed (`lost`): another trainer may be writing to the workdir."""
+    if self.lost:
+      raise errors.WorkdirError(self._lost_message() + " Stopped without saving; make sure "
+                                "one trainer owns this workdir, then run again.")
+
+  def _lost_message(self):
+    lease = _duration(LEASE_BEATS * self.heartbeat_s)
+    return (f"workdir {self.workdir!r}: the lock file {self.path} no longer holds this "
+            f"trainer's lock (removed, or taken over after {lease} without a refresh); "
+            "another trainer may be writing to this workdir.")
 
   def _state(self, holder):
     """holder_state of the lock file's contents `holder`, with the file's age."""
@@ -364,8 +383,8 @@ class WorkdirLock:
     if state == "unknown":
       lease, age = _lease_s(holder), self._age_s()
       lapses = ("" if lease is None or age is None else
-                f" (or run again once {_duration(lease)} pass without a refresh; the last "
-                f"was {_duration(max(age, 0))} ago)")
+                f" (or run again in {_duration(max(lease - age, 1), round_up=True)}: it "
+                f"lapses once {_duration(lease)} pass without a refresh)")
       return (f"{who}; if that trainer has ended or its host is gone, remove {self.path} "
               f"and run again{lapses}, else use another --workdir.")
     return (f"{who}; wait for it to end or stop it (kill {holder.get('pid')}), or use another "

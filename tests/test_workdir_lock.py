@@ -21,8 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # closes. On refusal it prints the one-line message to stderr and exits 1.
 HOLDER = """
 import sys
-import threading
-import time
 from ssgan_tf import errors
 from ssgan_tf.workdir_lock import WorkdirLock
 try:
@@ -181,8 +179,8 @@ def test_lock_held_elsewhere_lapses_once_its_holder_stops_refreshing_it(
   _set_age(tmp_path, 590)  # Still within 10 beats: its holder may be alive.
   with pytest.raises(errors.WorkdirError) as raised:
     WorkdirLock(tmp_path).check_free()
-  assert "and run again (or run again once 10 min pass without a refresh; the last was 10 min " \
-      "ago), else use another --workdir." in str(raised.value)
+  assert ("and run again (or run again in 10 s: it lapses once 10 min pass without a "
+          "refresh), else use another --workdir.") in str(raised.value)
   assert _token(tmp_path) == "old"
   _set_age(tmp_path, 610)
   with caplog.at_level(logging.WARNING):
@@ -216,15 +214,26 @@ def test_holder_refreshes_its_lock_until_released(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
-def test_beat_stops_and_says_so_once_the_lock_is_not_ours(tmp_path, caplog):
+def test_a_lock_found_taken_over_stops_training_before_the_next_save(tmp_path, caplog):
+  from ssgan_tf import callbacks  # pylint: disable=g-import-not-at-top
   lock = WorkdirLock(tmp_path, heartbeat_s=3600).acquire()
+  stop = callbacks.StopIfLockLost(lock)
   _set_age(tmp_path, 3600)
   assert lock.beat() and _age(tmp_path) < 60
+  stop.on_train_batch_end(0)  # Held: training goes on.
   _write_lock(tmp_path, host="elsewhere", token="taken over")
   _set_age(tmp_path, 3600)
   with caplog.at_level(logging.ERROR):
     assert not lock.beat()
   assert _age(tmp_path) > 3000  # Another trainer's lock is left as it is.
   assert "no longer holds this trainer's lock" in caplog.text
+  with pytest.raises(errors.WorkdirError, match=r"another trainer may be writing to this "
+                     r"workdir\. Stopped without saving; make sure one trainer owns"):
+    stop.on_train_batch_end(0)
   lock.release()
   assert _token(tmp_path) == "taken over"
+
+
+def test_heartbeat_must_be_positive(tmp_path):
+  with pytest.raises(errors.ConfigError, match=r"heartbeat_s must be > 0; got 0"):
+    WorkdirLock(tmp_path, heartbeat_s=0)
