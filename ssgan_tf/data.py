@@ -89,6 +89,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _TF_DECODABLE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP")
 # A PNG's end chunk, CRC included: PIL's verify() stops at its type, libpng reads it whole.
 _PNG_END = b"IEND\xaeB`\x82"
+# Part of every folder fingerprint: raise it when the check gets stricter, so that the
+# folders that passed a laxer one are checked again.
+_CHECK_VERSION = 2
 _NO_LABEL = -1
 
 
@@ -443,7 +446,7 @@ def _fingerprint(paths):
     stat = os.stat(path)
     return stat.st_size, stat.st_mtime_ns
 
-  digest = hashlib.sha256()
+  digest = hashlib.sha256(f"check {_CHECK_VERSION}\n".encode())
   with concurrent.futures.ThreadPoolExecutor() as pool:
     remote = any("://" in path for path in paths)
     for path, (size, mtime) in zip(paths, (pool.map if remote else map)(size_and_time, paths)):
@@ -462,9 +465,9 @@ def _check_record_path(image_dir, cache_dir):
 def _passed_before(image_dir, fingerprint, cache_dir):
   """Whether the folder passed the check with these very files (its check record)."""
   try:
-    with open(_check_record_path(image_dir, cache_dir)) as f:
+    with tf.io.gfile.GFile(_check_record_path(image_dir, cache_dir)) as f:
       record = json.load(f)
-  except (OSError, ValueError):
+  except (tf.errors.OpError, ValueError):
     return False
   return isinstance(record, dict) and record.get("fingerprint") == fingerprint
 
@@ -477,13 +480,13 @@ def _record_pass(image_dir, fingerprint, num_images, cache_dir):
             "checked": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
   temporary = f"{path}.{os.getpid()}.tmp"
   try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(temporary, "w") as f:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(temporary, "w") as f:
       json.dump(record, f)
-    os.replace(temporary, path)
-  except OSError as e:
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+  except tf.errors.OpError as e:
     logging.info("Could not record the check of %s in %s (%s); the next start checks "
-                 "it again.", image_dir, path, e.strerror or e)
+                 "it again.", image_dir, path, e.message)
 
 
 def _unreadable_message(bad, num_paths, image_dir, shown=3):
@@ -582,8 +585,8 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
     channels: for "folder": 3 (default) or 1. Other sources: None or their own.
     allow_download: let TFDS download and prepare a missing dataset (needs network;
       offline TFDS retries for minutes). False: fail at once if it is not prepared.
-    cache_dir: for "folder": the local folder that records which image folders passed
-      the check (None: `default_cache_dir()`).
+    cache_dir: for "folder": where the records of the image folders that passed the
+      check are kept (a local path or tf.io.gfile URL; None: `default_cache_dir()`).
 
   Raises:
     ConfigError, or DataError for missing / unprepared / unreadable data, with a one-line

@@ -515,3 +515,12 @@ def test_the_default_cache_dir_follows_xdg_cache_home(tmp_path, monkeypatch):
   assert data.default_cache_dir() == str(tmp_path / "ssgan_tf")
   monkeypatch.delenv("XDG_CACHE_HOME")
   assert data.default_cache_dir() == os.path.expanduser("~/.cache/ssgan_tf")
+
+
+def test_the_check_record_may_live_on_a_tf_io_gfile_path(tmp_path, caplog):
+  for i in range(2):
+    save(tmp_path / f"{i}.png", random_pixels(8, 8, 3, seed=i))
+  lines = [_folder_log(caplog, tmp_path, cache_dir="ram://folder_check_cache")[1]
+           for _ in range(2)]
+  assert "checked in" in lines[0] and "unchanged since they passed the check" in lines[1]
+  assert tf.io.gfile.glob("ram://folder_check_cache/folder_checks/*.json")
