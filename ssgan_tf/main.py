@@ -6,9 +6,10 @@
 
 Running the same training command again resumes from the newest checkpoint. Configs and
 their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a diverged
-run (one line says what and how to fix it); 75 stopped by SIGTERM or Ctrl-C after saving
-(run it again to resume); 130 Ctrl-C before training started. Any other failure is a bug
-and keeps its traceback.
+run (one line says what and how to fix it); 75 stopped by SIGTERM or a first Ctrl-C
+during training, after saving the step where it could (run it again to resume); 130
+Ctrl-C before training, or a second one during it (not saved). Any other failure is a bug and keeps its
+traceback.
 
 The only module with flags: it parses gin, builds the strategy and calls one library
 function.
@@ -18,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
@@ -156,8 +158,9 @@ def _parse_flags(argv):
   try:
     return app.parse_flags_with_usage(argv)
   except SystemExit as e:
-    if e.code == 1 and any(arg.lstrip("-") in ("help", "helpshort", "helpfull", "?")
-                           for arg in argv[1:]):
+    flags_given = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    if e.code == 1 and any(re.fullmatch(r"--?(help|helpshort|helpfull|\?)", arg)
+                           for arg in flags_given):
       raise SystemExit(0) from None
     raise
 

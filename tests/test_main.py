@@ -288,8 +288,14 @@ def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses()
   assert process.returncode == 0, process.stderr
   assert process.stdout.startswith("Train, evaluate, export or probe an SS-GAN"), process.stdout
   assert "--mode=eval --workdir=runs/quickstart" in process.stdout
-  assert "75 stopped by SIGTERM or Ctrl-C after saving" in process.stdout
+  assert "75 stopped by SIGTERM or a first Ctrl-C" in process.stdout
   assert "--gin_param: Gin bindings" in process.stdout
+  # A flag error exits 1, also where a flag's value is the word "help".
+  mistyped = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--workdir", "help",
+                             "--no_such_flag"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                            capture_output=True, text=True, timeout=60, check=False)
+  assert mistyped.returncode == 1 and "Unknown command line flag 'no_such_flag'" in (
+      mistyped.stderr)
 
 
 def test_sigterm_saves_the_step_and_exits_75_then_the_same_command_resumes(tmp_path):
