@@ -38,7 +38,7 @@ METRICS = (("loss/d", "loss/d", ".3f"), ("loss/g", "loss/g", ".3f"),
 _SEPARATOR = "  "
 
 
-def _duration(seconds):
+def format_duration(seconds):
   """'1h02m03s' (hours unbounded), '7m09s' under an hour, or '?'."""
   if seconds is None or not math.isfinite(seconds):
     return "?"
@@ -204,7 +204,7 @@ class LiveProgress(keras.callbacks.Callback):
     rate = self._rate.update(self.clock(), step)
     parts = [f"step {step}/{self.total_steps}",
              f"{rate:.2f}/s" if rate is not None else "?/s",
-             f"ETA {_duration(self._rate.eta(max(0, self.total_steps - step)))}"]
+             f"ETA {format_duration(self._rate.eta(max(0, self.total_steps - step)))}"]
     if logs:
       self._metrics = [f"{label}={float(logs[name]):{form}}"
                        for name, label, form in self.metrics if name in logs]
@@ -239,7 +239,7 @@ def progress_bar(iterable, total=None, description="", unit="it", stream=None,
     parts = [f"{description} {done}/{total}" if total is not None else f"{description} {done}",
              f"{speed:.2f} {unit}/s" if speed is not None else f"? {unit}/s"]
     if total is not None:
-      parts.append(f"ETA {_duration(rate.eta(max(0, total - done)))}")
+      parts.append(f"ETA {format_duration(rate.eta(max(0, total - done)))}")
     return [p.strip() for p in parts]
 
   try:

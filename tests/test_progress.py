@@ -92,7 +92,7 @@ def test_fields_that_do_not_fit_the_width_whole_are_left_out_from_the_end():
 
 
 def test_eta_under_an_hour_and_over_it():
-  assert [progress._duration(s) for s in (7, 1059.4, 3600, 90061, None, float("inf"))] == [
+  assert [progress.format_duration(s) for s in (7, 1059.4, 3600, 90061, None, float("inf"))] == [
       "0m07s", "17m39s", "1h00m00s", "25h01m01s", "?", "?"]
 
 
