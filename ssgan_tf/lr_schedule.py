@@ -11,6 +11,7 @@ import tensorflow as tf
 from ssgan_tf import errors
 
 DECAYS = ("constant", "linear")
+DECAY_START = 0.0  # The default: a "linear" decay over the whole run.
 
 
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):

@@ -551,7 +551,8 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
 
 @gin.configurable("optimizers", denylist=["total_steps", "disc_iters"])
 def build_optimizers(total_steps=None, disc_iters=1, g_lr=2e-4, d_lr=None, beta_1=0.5,
-                     beta_2=0.999, epsilon=1e-8, lr_decay="constant", decay_start=0.0):
+                     beta_2=0.999, epsilon=1e-8, lr_decay="constant",
+                     decay_start=lr_schedule.DECAY_START):
   """Adam for D and G; `d_lr=None` means `g_lr`.
 
   Defaults are compare_gan's resnet_cifar10 config; epsilon 1e-8 is tf.train.Adam's
@@ -576,7 +577,7 @@ def build_optimizers(total_steps=None, disc_iters=1, g_lr=2e-4, d_lr=None, beta_
     errors.check_range(f"optimizers.{name}", beta, minimum=0, maximum=1)
   errors.check_range("optimizers.epsilon", epsilon, minimum=0, exclusive_minimum=True)
   if lr_decay == "constant":
-    errors.warn_if_no_effect("optimizers.decay_start", decay_start, 0.0,
+    errors.warn_if_no_effect("optimizers.decay_start", decay_start, lr_schedule.DECAY_START,
                             "optimizers.lr_decay = 'linear'")
 
   def rate(initial, updates_per_step):

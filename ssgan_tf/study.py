@@ -352,7 +352,8 @@ def check_arms(study, workdir):
 def _normalized(config):
   """An ARM_RECORD dict with its paths normalized and the spaces around each binding's
   first "=" folded, so that `a.b=1` and `a.b = 1` give the same arm."""
-  return {"gin_files": [os.path.normpath(path) for path in config.get("gin_files", [])],
+  return {"gin_files": [path if "://" in path else os.path.normpath(path)
+                        for path in config.get("gin_files", [])],
           "gin_params": [" = ".join(side.strip() for side in param.split("=", 1))
                          for param in config.get("gin_params", [])]}
 
