@@ -49,7 +49,7 @@ from ssgan_tf import errors
 
 DECAY = 0.9999  # compare_gan modular_gan.py:68.
 START_STEP = 40000  # compare_gan modular_gan.py:69.
-STATISTICS_EVERY = 1
+STATISTICS_EVERY = 1  # Generator steps between the average's batch-norm statistics passes.
 
 
 class GeneratorEMA:

@@ -5,11 +5,11 @@
   python -m ssgan_tf.main --mode=export --workdir=runs/quickstart
 
 Running the same training command again resumes from the newest checkpoint. Configs and
-their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a diverged
-run (one line says what and how to fix it); 75 stopped by SIGTERM or a first Ctrl-C
-during training, after saving the step where it could (run it again to resume); 130
-Ctrl-C before training, or a second one during it (not saved). Any other failure is a bug and keeps its
-traceback.
+their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a diverged run
+(one line says what and how to fix it); 75 stopped by SIGTERM or a first Ctrl-C during
+training, after saving the step where it could (run it again to resume); 130 Ctrl-C
+before training, or a second one during it (not saved). Any other failure is a bug and
+keeps its traceback.
 
 The only module with flags: it parses gin, builds the strategy and calls one library
 function.

@@ -141,6 +141,9 @@ def read_model_info(workdir):
 
 # Checkpoints.
 
+_EMA_VARIABLES = "ema_generator_variables"  # The average's variables in a checkpoint.
+
+
 def make_checkpoint(model):
   """Everything exact resumption needs; the step is `g_optimizer.iterations`.
 
@@ -163,9 +166,6 @@ def make_checkpoint(model):
                              generator_variables=list(model.generator.variables),
                              discriminator_variables=list(model.discriminator.variables),
                              **ema)
-
-
-_EMA_VARIABLES = "ema_generator_variables"
 
 
 def check_average(checkpoint_path, model):
