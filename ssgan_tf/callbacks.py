@@ -22,6 +22,7 @@ from absl import logging
 
 from ssgan_tf import checkpoints
 from ssgan_tf import distribute
+from ssgan_tf import files
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import nonfinite
 from ssgan_tf import progress
@@ -172,7 +173,7 @@ class OperativeConfig(keras.callbacks.Callback):
     config = gin.operative_config_str()
     previous = _previous_operative_config(self.workdir, self.start_step)
     if previous is None:
-      workdir_lib.write_atomically(
+      files.write_atomically(
           os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG), config)
       return
     with tf.io.gfile.GFile(previous) as f:
@@ -180,7 +181,7 @@ class OperativeConfig(keras.callbacks.Callback):
     if previous_config == config:
       return
     path = os.path.join(self.workdir, f"operative_config-{self.start_step}.gin")
-    workdir_lib.write_atomically(path, config)
+    files.write_atomically(path, config)
     changes = describe_changes(previous_config, config)
     if changes:  # Else only the layout differs (another gin version, say).
       logging.warning("resumed with changed settings: %s (recorded in %s).", changes, path)

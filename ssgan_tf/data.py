@@ -80,6 +80,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ssgan_tf import errors
+from ssgan_tf import files
 from ssgan_tf.errors import DataError
 
 SPLITS = ("train", "test")
@@ -478,12 +479,8 @@ def _record_pass(image_dir, fingerprint, num_images, cache_dir):
   path = _check_record_path(image_dir, cache_dir)
   record = {"image_dir": image_dir, "fingerprint": fingerprint, "images": num_images,
             "checked": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-  temporary = f"{path}.{os.getpid()}.tmp"
   try:
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(temporary, "w") as f:
-      json.dump(record, f)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    files.write_atomically(path, json.dumps(record))
   except tf.errors.OpError as e:
     logging.info("Could not record the check of %s in %s (%s); the next start checks "
                  "it again.", image_dir, path, e.message)

@@ -45,7 +45,7 @@ load), for readers without TensorFlow:
   operative_config.gin  the gin config the model was trained with.
 
 An export is written to a temporary directory beside its target and renamed into place
-(workdir.atomic_output), so a reader (or TF Serving polling the base path) never sees a
+(files.atomic_output), so a reader (or TF Serving polling the base path) never sees a
 partial export, and a failed export leaves nothing behind. An existing export is replaced
 only when asked.
 """
@@ -57,6 +57,7 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from ssgan_tf import files
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
@@ -109,7 +110,7 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
                "the EMA of G's weights (ssgan.ema_decay), as grids and evaluation sample"
                if model.generator_kind == "ema" else "G's own weights (the model keeps no EMA)")
   try:
-    with workdir_lib.atomic_output(export_dir) as tmp_dir:
+    with files.atomic_output(export_dir) as tmp_dir:
       tf.saved_model.save(module, tmp_dir, signatures=signatures)
       extra = os.path.join(tmp_dir, EXTRA_DIR)
       tf.io.gfile.makedirs(extra)

@@ -1,4 +1,4 @@
-"""The workdir: its layout, its model description, its checkpoints, and atomic writes.
+"""The workdir: its layout, its model description and its checkpoints.
 
 Training, evaluation, export and the probe all read and write a workdir through this
 module. A workdir only grows:
@@ -18,12 +18,10 @@ module. A workdir only grows:
 Paths may be local or any tf.io.gfile URL (gs://...).
 """
 
-import contextlib
 import dataclasses
 import functools
 import json
 import os
-import uuid
 
 import gin
 import tensorflow as tf
@@ -31,6 +29,7 @@ from absl import logging
 
 from ssgan_tf import checkpoints
 from ssgan_tf import data
+from ssgan_tf import files
 from ssgan_tf import precision
 from ssgan_tf import ssgan
 from ssgan_tf.errors import ConfigError
@@ -44,56 +43,6 @@ EXPORT = "export"
 METRICS = "metrics.jsonl"
 TRAIN_LOGS = "train"
 EVAL_LOGS = "eval"
-
-
-@contextlib.contextmanager
-def atomic_output(path, overwrite=True):
-  """Yields a temporary sibling path to write a file or a directory to; on success it is
-  renamed to `path`, so readers never see a partial result and a failure leaves nothing.
-
-  The temporary name starts with ".tmp-" (TF Serving and our listings ignore it) and ends
-  like `path` (Keras picks the format of `save_weights` by suffix).
-
-  Args:
-    path: the final file or directory (local or tf.io.gfile URL).
-    overwrite: replace an existing `path`; if False and it exists, WorkdirError before
-      anything is written.
-  """
-  parent, name = os.path.split(path)
-  if not overwrite and tf.io.gfile.exists(path):
-    raise WorkdirError(f"{path!r} exists already; delete it or ask to overwrite it.")
-  tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
-  replaced = tmp + "-replaced"
-  tf.io.gfile.makedirs(parent)
-  try:
-    yield tmp
-    if tf.io.gfile.isdir(tmp):
-      # Directories cannot be renamed over one another: move the old one aside first.
-      if tf.io.gfile.exists(path):
-        tf.io.gfile.rename(path, replaced)
-      tf.io.gfile.rename(tmp, path)
-    else:
-      tf.io.gfile.rename(tmp, path, overwrite=True)
-  except BaseException:
-    if tf.io.gfile.exists(replaced) and not tf.io.gfile.exists(path):
-      tf.io.gfile.rename(replaced, path)
-    _remove(tmp)
-    raise
-  _remove(replaced)
-
-
-def write_atomically(path, contents):
-  """Writes `contents` (str or bytes) to `path` through `atomic_output`."""
-  with atomic_output(path) as tmp:
-    with tf.io.gfile.GFile(tmp, "wb" if isinstance(contents, bytes) else "w") as f:
-      f.write(contents)
-
-
-def _remove(path):
-  if tf.io.gfile.isdir(path):
-    tf.io.gfile.rmtree(path)
-  elif tf.io.gfile.exists(path):
-    tf.io.gfile.remove(path)
 
 
 # Model description.
@@ -131,7 +80,7 @@ def check_model_info(workdir, info, write, fix=_TRAIN_FIX):
           f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); "
           f"{fix}.")
   elif write:
-    write_atomically(path, json.dumps(info))
+    files.write_atomically(path, json.dumps(info))
 
 
 def read_model_info(workdir):

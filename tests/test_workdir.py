@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf import files
 from ssgan_tf import workdir
 
 from test_train_lib import _train
@@ -19,8 +20,8 @@ from test_train_lib import _train
 
 def test_write_atomically_replaces_a_file_whole(tmp_path):
   path = str(tmp_path / "sub" / "info.json")
-  workdir.write_atomically(path, "old")
-  workdir.write_atomically(path, b"new")
+  files.write_atomically(path, "old")
+  files.write_atomically(path, b"new")
   assert open(path, "rb").read() == b"new"
   assert os.listdir(tmp_path / "sub") == ["info.json"]
 
@@ -34,7 +35,7 @@ def test_a_failed_write_keeps_the_old_content_and_leaves_no_temporary(tmp_path, 
     path.mkdir()
     (path / "a").write_text("old")
   with pytest.raises(OSError, match="disk full"):
-    with workdir.atomic_output(str(path)) as tmp:
+    with files.atomic_output(str(path)) as tmp:
       if kind == "file":
         open(tmp, "w").write("half")
       else:
@@ -49,7 +50,7 @@ def test_a_directory_is_replaced_whole(tmp_path):
   path = tmp_path / "export"
   path.mkdir()
   (path / "stale").write_text("x")
-  with workdir.atomic_output(str(path)) as tmp:
+  with files.atomic_output(str(path)) as tmp:
     os.mkdir(tmp)
     open(os.path.join(tmp, "fresh"), "w").write("y")
   assert os.listdir(path) == ["fresh"] and os.listdir(tmp_path) == ["export"]
@@ -58,7 +59,7 @@ def test_a_directory_is_replaced_whole(tmp_path):
 def test_no_overwrite_refuses_before_writing(tmp_path):
   (tmp_path / "f").write_text("keep")
   with pytest.raises(errors.WorkdirError, match="exists already"):
-    with workdir.atomic_output(str(tmp_path / "f"), overwrite=False):
+    with files.atomic_output(str(tmp_path / "f"), overwrite=False):
       pytest.fail("must not be reached")
   assert (tmp_path / "f").read_text() == "keep"
 

@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from ssgan_tf import data
 from ssgan_tf import errors
+from ssgan_tf import files
 from ssgan_tf import progress
-from ssgan_tf import workdir
 from ssgan_tf.evaluation import classifiers
 
 
@@ -102,5 +102,5 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
       images, math.ceil(num / batch_size), f"real {split} images", unit="batches"), num)
   buffer = io.BytesIO()  # np.savez seeks, which a GFile opened for writing cannot.
   np.savez(buffer, **activations)
-  workdir.write_atomically(path, buffer.getvalue())
+  files.write_atomically(path, buffer.getvalue())
   return activations

@@ -1,0 +1,64 @@
+"""Atomic file writes, local or through tf.io.gfile (gs://...): a reader never sees a
+partial file or directory, and a failed write leaves nothing behind.
+
+Below every stage (data records its folder checks with it, the workdir its files), so
+that any module may use it.
+"""
+
+import contextlib
+import os
+import uuid
+
+import tensorflow as tf
+
+from ssgan_tf.errors import WorkdirError
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite=True):
+  """Yields a temporary sibling path to write a file or a directory to; on success it is
+  renamed to `path`, so readers never see a partial result and a failure leaves nothing.
+
+  The temporary name starts with ".tmp-" (TF Serving and our listings ignore it) and ends
+  like `path` (Keras picks the format of `save_weights` by suffix).
+
+  Args:
+    path: the final file or directory (local or tf.io.gfile URL).
+    overwrite: replace an existing `path`; if False and it exists, WorkdirError before
+      anything is written.
+  """
+  parent, name = os.path.split(path)
+  if not overwrite and tf.io.gfile.exists(path):
+    raise WorkdirError(f"{path!r} exists already; delete it or ask to overwrite it.")
+  tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+  replaced = tmp + "-replaced"
+  tf.io.gfile.makedirs(parent)
+  try:
+    yield tmp
+    if tf.io.gfile.isdir(tmp):
+      # Directories cannot be renamed over one another: move the old one aside first.
+      if tf.io.gfile.exists(path):
+        tf.io.gfile.rename(path, replaced)
+      tf.io.gfile.rename(tmp, path)
+    else:
+      tf.io.gfile.rename(tmp, path, overwrite=True)
+  except BaseException:
+    if tf.io.gfile.exists(replaced) and not tf.io.gfile.exists(path):
+      tf.io.gfile.rename(replaced, path)
+    _remove(tmp)
+    raise
+  _remove(replaced)
+
+
+def write_atomically(path, contents):
+  """Writes `contents` (str or bytes) to `path` through `atomic_output`."""
+  with atomic_output(path) as tmp:
+    with tf.io.gfile.GFile(tmp, "wb" if isinstance(contents, bytes) else "w") as f:
+      f.write(contents)
+
+
+def _remove(path):
+  if tf.io.gfile.isdir(path):
+    tf.io.gfile.rmtree(path)
+  elif tf.io.gfile.exists(path):
+    tf.io.gfile.remove(path)
