@@ -36,12 +36,14 @@ checkpoints of `study.probe_steps` not yet probed (`--mode=probe`).
 
 A study may grow (more seeds, more arms, another metric or probe steps) but an arm's runs
 keep the config they were started with: `<arm>/study_arm.json` records the arm's gin
-files and bindings (study.gin_params, the arm's, train.eval_every) when its first run
-starts, and the runner (and --aggregate_only) refuses a study file that changes them.
+files and bindings (study.gin_params, the arm's, train.eval_every) and a digest of each
+file's statements (its includes too; comments aside) when its first run starts, and the
+runner (and --aggregate_only) refuses a study file or an edited gin file that changes
+them.
 
 The workdir:
     <arm>/seed<k>/          ordinary training workdirs
-    <arm>/study_arm.json    the gin files and bindings the arm's runs were started with
+    <arm>/study_arm.json    the gin files (and digests) and bindings its runs started with
     logs/<arm>.seed<k>.log  every child's output (appended)
     study_log.jsonl         one line per child process: arm, seed, mode, seconds, status
     study.gin               a copy of the study file (the first one run)
@@ -58,6 +60,7 @@ training state.
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -94,11 +97,14 @@ class Arm:
     gin_files: paths as written in the study file.
     gin_params: the arm's own bindings (applied after study.gin_params).
     total_steps: train.total_steps of its runs (generator steps), read statically.
+    gin_file_digests: ((path, sha256), ...) of the gin files and their includes, over
+      their statements (comments and layout aside): `_arm_statements`.
   """
   name: str
   gin_files: tuple
   gin_params: tuple
   total_steps: int
+  gin_file_digests: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,25 +271,24 @@ def _parse_arms(arms, where, study_params):
         raise errors.ConfigError(f"{where}[{name!r}]: gin file {binding!r} after a binding; "
                                  "list the files first.")
       _check_binding(binding, f"{where}[{name!r}]")
-    total_steps = _total_steps(files, list(study_params) + items, f"{where}[{name!r}]")
-    parsed.append(Arm(name, tuple(files), tuple(items), total_steps))
+    file_statements, digests = _arm_statements(files, f"{where}[{name!r}]")
+    total_steps = _total_steps(file_statements, list(study_params) + items,
+                               f"{where}[{name!r}]")
+    parsed.append(Arm(name, tuple(files), tuple(items), total_steps,
+                      tuple(sorted(digests.items()))))
   return tuple(parsed)
 
 
-def _total_steps(files, params, where):
-  """train.total_steps as the run will see it: the last unscoped binding over the files
-  (their includes first, found next to the including file as gin_files.parse does), then
-  the bindings."""
-  found = [None]
+def _arm_statements(files, where):
+  """Reads an arm's gin files, their includes expanded in place (found next to the
+  including file, as gin_files.parse does).
 
-  def visit(statements, label):
-    for statement in statements:
-      if isinstance(statement, config_parser.IncludeStatement):
-        read_file(statement.filename, os.path.dirname(label))
-      elif (isinstance(statement, config_parser.BindingStatement) and not statement.scope
-            and statement.selector.split(".")[-1] == "train"
-            and statement.arg_name == "total_steps"):
-        found[0] = (statement.value, f"{label}, line {statement.location.line_num}")
+  Returns:
+    ([(statement, label)], {path: sha256}): the binding and import statements in order,
+    each with "<path>, line N"; and per file read, a digest of its statements (comments
+    and layout left out), so that a run's config can be told from an edited file's.
+  """
+  statements, digests = [], {}
 
   def read_file(path, relative_to):
     candidates = [path] + ([os.path.join(relative_to, path)] if relative_to else [])
@@ -292,13 +297,43 @@ def _total_steps(files, params, where):
       raise errors.ConfigError(f"{where}: gin file {path!r} not found (paths are relative "
                                f"to the directory the study runs from, {os.getcwd()!r}).")
     with open(existing[0]) as f:
-      visit(_statements(f.read(), existing[0], gin_files.SyntaxOnly()), existing[0])
+      parsed = _statements(f.read(), existing[0], _Canonical())
+    digests[existing[0]] = hashlib.sha256(
+        repr([tuple(s)[:-1] for s in parsed]).encode()).hexdigest()
+    for statement in parsed:
+      if isinstance(statement, config_parser.IncludeStatement):
+        read_file(statement.filename, os.path.dirname(existing[0]))
+      else:
+        statements.append((statement, f"{existing[0]}, line {statement.location.line_num}"))
 
   for path in files:
     read_file(path, None)
-  for param in params:
-    visit(_statements(param, f"binding {param!r}", gin_files.SyntaxOnly()), "--gin_param")
-  value, source = found[0] or (None, None)
+  return statements, digests
+
+
+class _Canonical(config_parser.ParserDelegate):
+  """References and macros as text, so that a digest of statements sees them change."""
+
+  def configurable_reference(self, scoped_name, evaluate):
+    return f"<@{scoped_name}{'()' if evaluate else ''}>"
+
+  def macro(self, macro_name):
+    return f"<%{macro_name}>"
+
+
+def _total_steps(file_statements, params, where):
+  """train.total_steps as the run will see it: the last unscoped binding over the files'
+  statements (`_arm_statements`), then the bindings."""
+  found = None
+  statements = file_statements + [
+      (statement, f"binding {param!r}") for param in params
+      for statement in _statements(param, f"binding {param!r}", gin_files.SyntaxOnly())]
+  for statement, source in statements:
+    if (isinstance(statement, config_parser.BindingStatement) and not statement.scope
+        and statement.selector.split(".")[-1] == "train"
+        and statement.arg_name == "total_steps"):
+      found = (statement.value, source)
+  value, source = found or (None, None)
   if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 1:
     raise errors.ConfigError(
         f"{where}: cannot read train.total_steps as an integer >= 1 from its gin files and "
@@ -317,10 +352,11 @@ def log_path(workdir, arm, seed):
 
 def arm_config(study, arm):
   """What every run of `arm` is trained with, its seed aside: {"gin_files": [...],
-  "gin_params": [...]} (the ARM_RECORD's content)."""
+  "gin_params": [...], "gin_file_digests": {path: sha256}} (the ARM_RECORD's content)."""
   return {"gin_files": list(arm.gin_files),
           "gin_params": list(study.gin_params + arm.gin_params)
-                        + [f"train.eval_every = {study.eval_every}"]}
+                        + [f"train.eval_every = {study.eval_every}"],
+          "gin_file_digests": dict(arm.gin_file_digests)}
 
 
 def _gin_args(study, arm, seed):
@@ -332,8 +368,9 @@ def _gin_args(study, arm, seed):
 
 def check_arms(study, workdir):
   """Raises a one-line ConfigError if an arm's runs in `workdir` were started with other
-  gin files or bindings than the study now gives it (its ARM_RECORD); arms without a
-  record pass."""
+  gin files or bindings than the study now gives it (its ARM_RECORD), or with other
+  statements in those files; arms without a record pass, as do files a record made
+  before digests were kept does not list."""
   for arm in study.arms:
     path = os.path.join(workdir, arm.name, ARM_RECORD)
     if not os.path.exists(path):
@@ -347,6 +384,15 @@ def check_arms(study, workdir):
           f"{os.path.join(workdir, arm.name)} were started with ({path}): "
           f"{'; '.join(changes)}; restore the arm in the study file, or pass a new "
           "--workdir (or give the changed arm a new name).")
+    recorded_digests = recorded.get("gin_file_digests", {})
+    edited = [file for file, digest in arm.gin_file_digests
+              if recorded_digests.get(file, digest) != digest]
+    if edited:
+      raise errors.ConfigError(
+          f"gin file {edited[0]} of arm {arm.name!r} has other settings than when the "
+          f"arm's runs in {os.path.join(workdir, arm.name)} were started (recorded in "
+          f"{path}); restore the file, or pass a new --workdir (or save the edited file "
+          "under a new name for a new arm).")
 
 
 def _normalized(config):

@@ -228,6 +228,47 @@ def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
   assert _files(workdir) == before  # Nothing ran, no report rewritten.
 
 
+def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_path):
+  configs = tmp_path / "configs"
+  configs.mkdir()
+  (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.2\n")
+  (configs / "arm.gin").write_text("include 'base.gin'\nssgan.z_dim = @custom_z()\n")
+  path = _write_study(tmp_path / "s.gin", {"a": [str(configs / "arm.gin")]}, [0])
+  workdir = tmp_path / "workdir"
+  (workdir / "a").mkdir(parents=True)
+  record = workdir / "a" / study_lib.ARM_RECORD
+  study = study_lib.load_study(path)
+  record.write_text(json.dumps(study_lib.arm_config(study, study.arms[0])))
+  assert sorted(json.loads(record.read_text())["gin_file_digests"]) == [
+      str(configs / "arm.gin"), str(configs / "base.gin")]
+
+  def check():
+    study_lib.check_arms(study_lib.load_study(path), workdir)
+
+  (configs / "base.gin").write_text("# tried 0.5: worse\ntrain.total_steps = 4\n\n"
+                                    "ssgan.rotation_weight_g =   0.2  # the paper's\n")
+  check()  # Comments and layout are not settings.
+  for file, text in [("base.gin", "train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n"),
+                     ("arm.gin", "include 'base.gin'\nssgan.z_dim = @other_z()\n")]:
+    original = (configs / file).read_text()
+    (configs / file).write_text(text)
+    with pytest.raises(errors.ConfigError) as error:
+      check()
+    assert re.fullmatch(
+        rf"gin file .*{file} of arm 'a' has other settings than when the arm's runs in "
+        r".*workdir/a were started \(recorded in .*study_arm\.json\); restore the file, or "
+        r"pass a new --workdir \(or save the edited file under a new name for a new arm\)\.",
+        str(error.value)), str(error.value)
+    (configs / file).write_text(original)
+  check()
+  # A record written before digests were kept checks names and bindings only.
+  (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n")
+  old = json.loads(record.read_text())
+  del old["gin_file_digests"]
+  record.write_text(json.dumps(old))
+  check()
+
+
 # ----------------------------------------------------------------------------------------
 # Statistics and aggregation on synthetic run folders (no training).
 
