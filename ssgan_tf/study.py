@@ -280,8 +280,8 @@ def _parse_arms(arms, where, study_params):
 
 
 def _arm_statements(files, where):
-  """Reads an arm's gin files, their includes expanded in place (found next to the
-  including file, as gin_files.parse does).
+  """Reads an arm's gin files, their includes expanded in place and looked up as
+  gin_files.parse does: in the top file's folder first, then the working directory.
 
   Returns:
     ([(statement, label)], {path: sha256}): the binding and import statements in order,
@@ -290,8 +290,8 @@ def _arm_statements(files, where):
   """
   statements, digests = [], {}
 
-  def read_file(path, relative_to):
-    candidates = [path] + ([os.path.join(relative_to, path)] if relative_to else [])
+  def read_file(path, top_folder):
+    candidates = ([os.path.join(top_folder, path)] if top_folder is not None else []) + [path]
     existing = [c for c in candidates if os.path.isfile(c)]
     if not existing:
       raise errors.ConfigError(f"{where}: gin file {path!r} not found (paths are relative "
@@ -302,7 +302,8 @@ def _arm_statements(files, where):
         repr([tuple(s)[:-1] for s in parsed]).encode()).hexdigest()
     for statement in parsed:
       if isinstance(statement, config_parser.IncludeStatement):
-        read_file(statement.filename, os.path.dirname(existing[0]))
+        read_file(statement.filename,
+                  os.path.dirname(existing[0]) if top_folder is None else top_folder)
       else:
         statements.append((statement, f"{existing[0]}, line {statement.location.line_num}"))
 

@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import PIL.Image
 import pytest
 
 from ssgan_tf import errors
+from ssgan_tf import gin_files
 from ssgan_tf import study as study_lib
 from ssgan_tf import study_report
 from tiny_runs import files as _files
@@ -448,6 +450,30 @@ def test_total_steps_come_from_the_arms_files_and_bindings(tmp_path):
     quickstart_steps = int(re.search(r"^train\.total_steps = (\d+)", f.read(), re.M).group(1))
   assert [(a.name, a.total_steps) for a in study.arms] == [("gan", quickstart_steps),
                                                            ("short", 7)]
+
+
+@gin.configurable("train", module="study_test")
+def _train(total_steps=None):
+  return total_steps
+
+
+def test_includes_are_found_where_the_trainers_gin_finds_them(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  for path, steps in [("base.gin", 99), ("configs/base.gin", 10), ("configs/leaf.gin", 30),
+                      ("configs/sub/leaf.gin", 40)]:
+    (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / path).write_text(f"study_test.train.total_steps = {steps}\n")
+  (tmp_path / "configs" / "top.gin").write_text("include 'base.gin'\n")
+  (tmp_path / "configs" / "sub" / "mid.gin").write_text("include 'leaf.gin'\n")
+  (tmp_path / "configs" / "nested.gin").write_text("include 'sub/mid.gin'\n")
+  for top in ["configs/top.gin", "configs/nested.gin"]:
+    study = study_lib.load_study(_write_study(tmp_path / "s.gin", {"a": [top]}, [0]))
+    try:
+      gin_files.parse([top], [])
+      assert study.arms[0].total_steps == gin.query_parameter("study_test.train.total_steps")
+    finally:
+      gin.clear_config()
+  assert study.arms[0].total_steps == 30  # Not sub/leaf.gin's 40: gin looks next to the top.
 
 
 def test_the_cli_prints_one_error_line(tmp_path):
