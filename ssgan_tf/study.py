@@ -7,8 +7,8 @@
 The study file is gin syntax (comments allowed) binding only `study.*`, literals only:
 
     study.arms = {"gan": ["gin_configs/quickstart_baseline.gin"],
-                  "ssgan_sbn": ["gin_configs/quickstart.gin",
-                                "networks.generator_normalization = 'self_modulated'"]}
+                  "ssgan_bn": ["gin_configs/quickstart.gin",
+                               "networks.generator_normalization = 'batch_norm'"]}
     study.seeds = [0, 1, 2]            # default [0, 1, 2]
     study.eval_every = 500             # required: train.eval_every of every run
     study.gin_params = ["evaluation.metrics = ('fid', 'is', 'pr')"]   # every run; default []
@@ -37,9 +37,13 @@ checkpoints of `study.probe_steps` not yet probed (`--mode=probe`).
 A study may grow (more seeds, more arms, another metric or probe steps) but an arm's runs
 keep the config they were started with: `<arm>/study_arm.json` records the arm's gin
 files and bindings (study.gin_params, the arm's, train.eval_every) and a digest of each
-file's statements (its includes too; comments aside) when its first run starts, and the
-runner (and --aggregate_only) refuses a study file or an edited gin file that changes
-them.
+file's statements (its includes too; comments aside) when the runner or --print_commands
+first starts it, and once one of its runs has a checkpoint the runner, --print_commands
+and --aggregate_only refuse a study file or an edited gin file that changes them. Bindings
+of `evaluation`, `probe`, `classifier` and `dataset.data_dir`, `cache_dir`,
+`allow_download` may change (NOT_TRAINING): they evaluate runs or find their data.
+--aggregate_only also prints the commands that finish trained runs whose final
+evaluation or a probe is missing (e.g. a preempted evaluation on a cluster).
 
 The workdir:
     <arm>/seed<k>/          ordinary training workdirs
@@ -75,17 +79,24 @@ from gin import config_parser
 from ssgan_tf import errors
 from ssgan_tf import gin_files
 from ssgan_tf import study_report
+from ssgan_tf.study_report import EXIT_CODE_PREEMPTED
+from ssgan_tf.study_report import LOGS
+from ssgan_tf.study_report import log_path
 from ssgan_tf.study_report import STUDY_LOG
 from ssgan_tf.study_report import run_dir
 from ssgan_tf.study_report import run_state
 
-EXIT_CODE_PREEMPTED = 75  # As preemption.EXIT_CODE_PREEMPTED (not imported: no TF here).
 SETTINGS = ("arms", "seeds", "eval_every", "gin_params", "metric", "probe_steps")
 # Bound by the study itself for every run; an arm or study.gin_params may not bind them.
 OWNED = {("train", "seed"), ("ssgan", "seed"), ("train", "eval_every")}
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-LOGS = "logs"
+_CHILD_HEADER = "=== "  # Starts the line each child's output follows in its run's log.
 ARM_RECORD = "study_arm.json"
+# Configurables, and (configurable, argument) pairs, that choose how runs are evaluated
+# or where their data is found, not what they train: a study may change them later.
+NOT_TRAINING = {"evaluation", "probe", "classifier"}
+NOT_TRAINING_ARGS = {("dataset", "data_dir"), ("dataset", "cache_dir"),
+                     ("dataset", "allow_download")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,8 +296,9 @@ def _arm_statements(files, where):
 
   Returns:
     ([(statement, label)], {path: sha256}): the binding and import statements in order,
-    each with "<path>, line N"; and per file read, a digest of its statements (comments
-    and layout left out), so that a run's config can be told from an edited file's.
+    each with "<path>, line N"; and per file read, a digest of the statements that
+    `_trains` (comments and layout left out), so that a run's config can be told from an
+    edited file's.
   """
   statements, digests = [], {}
 
@@ -299,7 +311,7 @@ def _arm_statements(files, where):
     with open(existing[0]) as f:
       parsed = _statements(f.read(), existing[0], _Canonical())
     digests[existing[0]] = hashlib.sha256(
-        repr([tuple(s)[:-1] for s in parsed]).encode()).hexdigest()
+        repr([tuple(s)[:-1] for s in parsed if _trains(s)]).encode()).hexdigest()
     for statement in parsed:
       if isinstance(statement, config_parser.IncludeStatement):
         read_file(statement.filename,
@@ -310,6 +322,15 @@ def _arm_statements(files, where):
   for path in files:
     read_file(path, None)
   return statements, digests
+
+
+def _trains(statement):
+  """False for a binding of NOT_TRAINING or NOT_TRAINING_ARGS; True for any other
+  statement."""
+  if not isinstance(statement, config_parser.BindingStatement):
+    return True
+  name = statement.selector.split(".")[-1]
+  return name not in NOT_TRAINING and (name, statement.arg_name) not in NOT_TRAINING_ARGS
 
 
 class _Canonical(config_parser.ParserDelegate):
@@ -347,10 +368,6 @@ def _total_steps(file_statements, params, where):
 # Runs: their folders, commands and state.
 
 
-def log_path(workdir, arm, seed):
-  return os.path.join(workdir, LOGS, f"{arm.name}.seed{seed}.log")
-
-
 def arm_config(study, arm):
   """What every run of `arm` is trained with, its seed aside: {"gin_files": [...],
   "gin_params": [...], "gin_file_digests": {path: sha256}} (the ARM_RECORD's content)."""
@@ -370,11 +387,12 @@ def _gin_args(study, arm, seed):
 def check_arms(study, workdir):
   """Raises a one-line ConfigError if an arm's runs in `workdir` were started with other
   gin files or bindings than the study now gives it (its ARM_RECORD), or with other
-  statements in those files; arms without a record pass, as do files a record made
-  before digests were kept does not list."""
+  statements in those files; bindings that only evaluate or locate data (`_trains`)
+  may change. Arms without a record or without a checkpoint yet pass, as do files a
+  record made before digests were kept does not list."""
   for arm in study.arms:
     path = os.path.join(workdir, arm.name, ARM_RECORD)
-    if not os.path.exists(path):
+    if not os.path.exists(path) or not _started(workdir, arm):
       continue
     with open(path) as f:
       recorded = json.load(f)
@@ -397,12 +415,15 @@ def check_arms(study, workdir):
 
 
 def _normalized(config):
-  """An ARM_RECORD dict with its paths normalized and the spaces around each binding's
-  first "=" folded, so that `a.b=1` and `a.b = 1` give the same arm."""
+  """An ARM_RECORD dict with its paths normalized, the bindings that do not `_trains`
+  left out and the spaces around each binding's first "=" folded, so that `a.b=1` and
+  `a.b = 1` give the same arm."""
   return {"gin_files": [path if "://" in path else os.path.normpath(path)
                         for path in config.get("gin_files", [])],
           "gin_params": [" = ".join(side.strip() for side in param.split("=", 1))
-                         for param in config.get("gin_params", [])]}
+                         for param in config.get("gin_params", [])
+                         if all(_trains(statement) for statement in _statements(
+                             param, f"binding {param!r}", gin_files.SyntaxOnly()))]}
 
 
 def _changes(recorded, config):
@@ -419,13 +440,23 @@ def _changes(recorded, config):
   return changes
 
 
-def _record_arm(study, workdir, arm):
-  """Writes the arm's ARM_RECORD, if it has none, before its first run starts."""
-  path = os.path.join(workdir, arm.name, ARM_RECORD)
-  if not os.path.exists(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(arm_config(study, arm), f, indent=2)
+def _started(workdir, arm):
+  """Whether a run of `arm` in `workdir` (any seed, in the study or not) has a
+  checkpoint: until then its config may still change."""
+  folder = os.path.join(workdir, arm.name)
+  return any(name.startswith("seed") and study_report.checkpoint_steps(
+      os.path.join(folder, name)) for name in os.listdir(folder))
+
+
+def record_arms(study, workdir):
+  """Writes each arm's ARM_RECORD before its runs start: where it has none, or none of
+  its runs has a checkpoint yet (a run that failed at start-up may be fixed)."""
+  for arm in study.arms:
+    path = os.path.join(workdir, arm.name, ARM_RECORD)
+    if not os.path.exists(path) or not _started(workdir, arm):
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path, "w") as f:
+        json.dump(arm_config(study, arm), f, indent=2)
 
 
 def command(study, workdir, arm, seed, mode="train", checkpoint=None, python=None):
@@ -498,11 +529,22 @@ def _say(message):
   print(message, flush=True)
 
 
-def _last_error_line(path):
-  """The child's `error:` line, else its last line (from its log)."""
+def _last_error_line(path, status):
+  """What ended the last child of log `path` (after its "=== " header): its `error:`
+  line; else, if a signal killed it (status < 0), the signal; else its last line."""
+  lines = []
   with open(path, errors="replace") as f:
-    lines = [line.strip() for line in f if line.strip()]
+    for line in f:
+      if line.startswith(_CHILD_HEADER):
+        lines = []
+      elif line.strip():
+        lines.append(line.strip())
   errors_ = [line for line in lines if line.startswith("error:")]
+  if not errors_ and status < 0:
+    try:
+      return f"killed by {signal.Signals(-status).name}"
+    except ValueError:  # A number without a name.
+      return f"killed by signal {-status}"
   return (errors_ or lines or ["(no output)"])[-1]
 
 
@@ -518,6 +560,7 @@ def run_study(study, workdir, out=_say):
     errors.UserError: when a child failed (after the others ran and the report was written).
   """
   check_arms(study, workdir)
+  record_arms(study, workdir)
   os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
   copy = os.path.join(workdir, "study.gin")
   if not os.path.exists(copy):
@@ -535,7 +578,6 @@ def run_study(study, workdir, out=_say):
       if not todo:
         out(f"{label}: finished earlier (step {state.step}/{state.total_steps}), skipped")
         continue
-      _record_arm(study, workdir, arm)
       run_start = time.perf_counter()
       for mode, checkpoint in todo:
         what = {"train": (f"training from step {state.step} to {state.total_steps}"
@@ -552,7 +594,7 @@ def run_study(study, workdir, out=_say):
               f"{arm.name}/seed{seed} ({mode}; exit status {status}); run the same command "
               "again to resume.")
         if status != 0:
-          message = _last_error_line(log_path(workdir, arm, seed))
+          message = _last_error_line(log_path(workdir, arm, seed), status)
           out(f"{label}: FAILED ({mode}, exit status {status}): {message}")
           failed.append(f"{arm.name}/seed{seed} ({mode}: {message})")
           break
@@ -573,7 +615,7 @@ def _run_child(study, workdir, arm, seed, mode, checkpoint, signals):
   started = datetime.datetime.now().astimezone()
   begin = time.perf_counter()
   with open(log, "a") as f:
-    f.write(f"=== {started.isoformat(timespec='seconds')} {shlex.join(argv)}\n")
+    f.write(f"{_CHILD_HEADER}{started.isoformat(timespec='seconds')} {shlex.join(argv)}\n")
     f.flush()
     # Its own session: a terminal's Ctrl-C goes to the runner only, which forwards SIGTERM.
     signals.child = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
@@ -599,6 +641,8 @@ def write_report(study, workdir, out=_say):
   report = study_report.write(study, workdir)
   out(f"report: {os.path.join(workdir, 'report.md')} ({report['finished_runs']} of "
       f"{len(study.runs())} runs finished)")
+  if report["headline_note"]:
+    out(f"warning: {report['headline_note']}")
   for metrics, by_classifier in study_report.group_mixed(report["mixed_classifiers"]):
     out(f"warning: {', '.join(metrics)} from different classifiers "
         f"({', '.join(by_classifier)}): not comparable; report.md names the runs to "
@@ -606,24 +650,48 @@ def write_report(study, workdir, out=_say):
   return report
 
 
+def finishing_commands(study, workdir):
+  """Shell lines for the trained runs that still miss their final evaluation or a probe
+  (what the runner would run for them; a training command finds nothing to do there)."""
+  lines = []
+  for arm, seed in study.runs():
+    todo, state = pending(study, workdir, arm, seed)
+    if state.trained and todo:
+      lines.append(" && ".join(
+          shlex.join(command(study, workdir, arm, seed, mode, step, python="python"))
+          for mode, step in todo))
+  return lines
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog="python -m ssgan_tf.study",
       description="Train every arm x seed of a study (ordinary ssgan_tf.main runs) and "
-                  "write report.md / report.json with curves and sample grids.")
-  parser.add_argument("--study", required=True, help="the study file (gin syntax, study.*)")
+                  "write report.md / report.json with curves and sample grids.",
+      epilog="Exit status: 0 done (report written); 1 a bad study file or a failed run "
+             "(its log is named; the report covers the others); 75 stopped by SIGTERM or "
+             "Ctrl-C after the running child saved (run the same command again). The "
+             "study file's format: studies/README.md.")
+  parser.add_argument("--study", required=True, help="the study file (gin syntax, "
+                      "study.*); the arms' gin file paths are relative to the working "
+                      "directory")
   parser.add_argument("--workdir", required=True, help="the study's folder: "
                       "<workdir>/<arm>/seed<k> are the runs")
   group = parser.add_mutually_exclusive_group()
   group.add_argument("--print_commands", action="store_true",
                      help="print one shell command per arm x seed (training, then its "
-                     "probes) for a job scheduler, and do nothing else")
+                     "probes) for a job scheduler; runs nothing (records the arms' "
+                     "configs in the workdir)")
   group.add_argument("--aggregate_only", action="store_true",
                      help="run nothing: write the report from what the workdir holds")
   args = parser.parse_args(argv)
   with errors.user_errors_as_one_line():
     study = load_study(args.study)
     if args.print_commands:
+      # The printed commands start runs: their arms are held to this config, as the
+      # runner's are.
+      check_arms(study, args.workdir)
+      record_arms(study, args.workdir)
       lines = shell_commands(study, args.workdir)
       print(f"# {len(lines)} commands, one per arm x seed (seed by seed); when they are done: "
             f"python -m ssgan_tf.study --study={shlex.quote(args.study)} "
@@ -635,6 +703,11 @@ def main(argv=None):
                                   "study (or its --print_commands) first.")
       check_arms(study, args.workdir)
       write_report(study, args.workdir)
+      finishing = finishing_commands(study, args.workdir)
+      if finishing:
+        _say(f"{len(finishing)} trained run(s) miss their final evaluation or a probe; "
+             "these commands (or the runner) finish them:")
+        _print_to_a_pipe("\n".join(finishing))
     else:
       run_study(study, args.workdir)
 

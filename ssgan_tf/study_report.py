@@ -45,6 +45,8 @@ FID_LIKE = re.compile(r"^(fid|fmd)\d")
 SAMPLE_GRID = re.compile(r"^fakes_(\d+)\.png$")
 CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
+LOGS = "logs"  # The runner's: every child's output, a file per run.
+EXIT_CODE_PREEMPTED = 75  # As preemption.EXIT_CODE_PREEMPTED (not imported: no TF here).
 PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py).
 
 
@@ -55,6 +57,11 @@ PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py).
 def run_dir(workdir, arm, seed):
   """The training workdir of `arm` (anything with .name) and `seed`."""
   return os.path.join(workdir, arm.name, f"seed{seed}")
+
+
+def log_path(workdir, arm, seed):
+  """The runner's log of `arm`'s run with `seed`: every child's output, appended."""
+  return os.path.join(workdir, LOGS, f"{arm.name}.seed{seed}.log")
 
 
 def checkpoint_steps(path):
@@ -224,9 +231,10 @@ def _latest_per_step(records):
   return out
 
 
-def _wall_times(workdir):
-  """{(arm, seed): seconds of all its children} from the runner's study_log.jsonl."""
-  out = {}
+def _children(workdir):
+  """From the runner's study_log.jsonl: ({(arm, seed): seconds of all its children},
+  {(arm, seed): its last child's entry})."""
+  walls, last = {}, {}
   path = os.path.join(workdir, STUDY_LOG)
   if os.path.exists(path):
     with open(path) as f:
@@ -236,8 +244,26 @@ def _wall_times(workdir):
         except json.JSONDecodeError:
           continue
         key = (entry["arm"], entry["seed"])
-        out[key] = out.get(key, 0.0) + float(entry["seconds"])
-  return out
+        walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
+        last[key] = entry
+  return walls, last
+
+
+def _status(state, last_child, log):
+  """A run's status in words; a failure of its last child (not a preemption) is named
+  with its log."""
+  if state.finished:
+    return "finished"
+  if state.trained:
+    status = "trained, final evaluation missing"
+  elif state.step:
+    status = f"interrupted or running (step {state.step}/{state.total_steps})"
+  else:
+    status = "not started"
+  exit_status = (last_child or {}).get("exit_status", 0)
+  if exit_status not in (0, EXIT_CODE_PREEMPTED):
+    status += f"; its last {last_child['mode']} failed (exit status {exit_status}, {log})"
+  return status
 
 
 def _sample_grid(path, step):
@@ -255,7 +281,7 @@ def _sample_grid(path, step):
 def collect(study, workdir):
   """The report as a dict (what report.json holds); see the module docstring."""
   workdir = os.fspath(workdir)
-  walls = _wall_times(workdir)
+  walls, last_children = _children(workdir)
   arms = {}
   for arm in study.arms:
     runs = {}
@@ -263,14 +289,8 @@ def collect(study, workdir):
       path = run_dir(workdir, arm, seed)
       state = run_state(workdir, arm, seed)
       series = _latest_per_step(read_records(path))
-      if state.finished:
-        status = "finished"
-      elif state.trained:
-        status = "trained, final evaluation missing"
-      elif state.step:
-        status = f"interrupted or running (step {state.step}/{state.total_steps})"
-      else:
-        status = "not started"
+      status = _status(state, last_children.get((arm.name, seed)),
+                       os.path.relpath(log_path(workdir, arm, seed), workdir))
       final = {metric: {k: by_step[state.step][k] for k in ("value", "std", "runs", "classifier")
                         if k in by_step[state.step]}
                for metric, by_step in series.items() if state.step in by_step}

@@ -247,9 +247,13 @@ def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_p
   def check():
     study_lib.check_arms(study_lib.load_study(path), workdir)
 
+  (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n")
+  check()  # No run of the arm has a checkpoint yet: it may still change.
+  _fake_run(workdir / "a" / "seed0", 1, {})
   (configs / "base.gin").write_text("# tried 0.5: worse\ntrain.total_steps = 4\n\n"
-                                    "ssgan.rotation_weight_g =   0.2  # the paper's\n")
-  check()  # Comments and layout are not settings.
+                                    "ssgan.rotation_weight_g =   0.2  # the paper's\n"
+                                    "evaluation.num_samples = 100\n")
+  check()  # Comments, layout and how runs are evaluated are not what they train.
   for file, text in [("base.gin", "train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n"),
                      ("arm.gin", "include 'base.gin'\nssgan.z_dim = @other_z()\n")]:
     original = (configs / file).read_text()
@@ -394,6 +398,79 @@ def test_what_a_rerun_would_do(synthetic, tmp_path):
   assert todo == [("train", None), ("probe", 4)] and state.step == 2
   assert study_lib.pending(study, tmp_path / "none", ssgan, 0)[0] == [("train", None),
                                                                       ("probe", 4)]
+
+
+def test_the_cluster_route_holds_arms_to_their_config_and_finishes_trained_runs(
+    synthetic, tmp_path, capsys):
+  study, workdir, _ = synthetic
+  arms = {"gan": [BASELINE], "ssgan": [QUICKSTART]}
+
+  def cli(*flags, **study_changes):
+    path = _write_study(tmp_path / "now.gin", {**arms, **study_changes.get("arms", {})},
+                        [0, 1, 2], ["train.total_steps = 4"] + study_changes.get("params", []),
+                        other="study.probe_steps = ['final']\n")
+    capsys.readouterr()
+    try:
+      study_lib.main([f"--study={path}", f"--workdir={workdir}", *flags])
+      status = 0
+    except SystemExit as e:
+      status = e.code
+    return status, capsys.readouterr()
+
+  status, printed = cli("--print_commands")
+  assert status == 0 and len(printed.out.splitlines()) == 6
+  for arm in study.arms:  # The printed commands start runs: their config is recorded.
+    assert json.loads((workdir / arm.name / study_lib.ARM_RECORD).read_text()) == (
+        study_lib.arm_config(study, arm))
+  for flag in ("--aggregate_only", "--print_commands"):
+    status, printed = cli(flag, arms={"ssgan": [QUICKSTART, "ssgan.rotation_weight_g = 0.5"]})
+    assert status == 1 and re.fullmatch(
+        r"error: arm 'ssgan' of .* differs from the one its runs in .* were started with "
+        r".*gin_params added \['ssgan\.rotation_weight_g = 0\.5'\]; .*\n", printed.err)
+  status, printed = cli("--aggregate_only", params=["evaluation.num_samples = 100",
+                                                    "dataset.data_dir = '/data'"])
+  assert status == 0 and printed.out.startswith("report: ")
+  assert "miss their final evaluation" not in printed.out  # Every run is finished.
+  # gan/seed1 trained, but its final evaluation and probe were lost (preempted, say).
+  lines = (workdir / "gan" / "seed1" / "metrics.jsonl").read_text().splitlines()
+  (workdir / "gan" / "seed1" / "metrics.jsonl").write_text(lines[0] + "\n")
+  status, printed = cli("--aggregate_only")
+  _, header, line = printed.out.splitlines()
+  assert status == 0 and header.startswith("1 trained run(s) miss their final evaluation")
+  evaluate, probe = [shlex.split(part) for part in line.split(" && ")]
+  assert evaluate[:5] == ["python", "-m", "ssgan_tf.main", "--mode=eval", "--checkpoint=4"]
+  assert probe[3:5] == ["--mode=probe", "--checkpoint=4"]
+  assert f"--workdir={workdir / 'gan' / 'seed1'}" in evaluate
+  assert "--gin_param=train.seed = 1" in evaluate
+
+
+def test_a_run_whose_last_child_failed_says_so_with_its_log(synthetic):
+  study, workdir, _ = synthetic
+  with open(workdir / study_report.STUDY_LOG, "a") as f:
+    for seed, status in [(1, 75), (2, 1)]:
+      f.write(json.dumps({"arm": "gan", "seed": seed, "mode": "eval", "checkpoint": 4,
+                          "seconds": 3.0, "exit_status": status}) + "\n")
+  for seed in (1, 2):
+    lines = (workdir / "gan" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
+    (workdir / "gan" / f"seed{seed}" / "metrics.jsonl").write_text(lines[0] + "\n")
+  runs = study_report.collect(study, workdir)["arms"]["gan"]["runs"]
+  assert runs["1"]["status"] == "trained, final evaluation missing"  # Preempted: no failure.
+  assert runs["2"]["status"] == ("trained, final evaluation missing; its last eval failed "
+                                 "(exit status 1, logs/gan.seed2.log)")
+
+
+def test_a_failed_childs_message_is_its_own_not_an_earlier_ones(tmp_path):
+  log = tmp_path / "run.log"
+  log.write_text("=== 2026-01-01T00:00:00 python -m ssgan_tf.main --workdir=w\n"
+                 "step 10/10\nerror: stopped by SIGTERM at step 10: saved w/ckpt-10; ...\n"
+                 "=== 2026-01-01T00:05:00 python -m ssgan_tf.main --mode=eval\n"
+                 "I1207 eval_lib.py] sampling\n")
+  assert study_lib._last_error_line(str(log), -9) == "killed by SIGKILL"
+  assert study_lib._last_error_line(str(log), 1) == "I1207 eval_lib.py] sampling"
+  with open(log, "a") as f:
+    f.write("error: bad gin config: no parameter named 'rotation_weigth_g'\nmore\n")
+  assert study_lib._last_error_line(str(log), 1) == (
+      "error: bad gin config: no parameter named 'rotation_weigth_g'")
 
 
 # ----------------------------------------------------------------------------------------
