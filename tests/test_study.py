@@ -408,7 +408,7 @@ def test_the_cluster_route_holds_arms_to_their_config_and_finishes_trained_runs(
   def cli(*flags, **study_changes):
     path = _write_study(tmp_path / "now.gin", {**arms, **study_changes.get("arms", {})},
                         [0, 1, 2], ["train.total_steps = 4"] + study_changes.get("params", []),
-                        other="study.probe_steps = ['final']\n")
+                        other="study.probe_steps = ['final']\n" + study_changes.get("other", ""))
     capsys.readouterr()
     try:
       study_lib.main([f"--study={path}", f"--workdir={workdir}", *flags])
@@ -431,6 +431,11 @@ def test_the_cluster_route_holds_arms_to_their_config_and_finishes_trained_runs(
                                                     "dataset.data_dir = '/data'"])
   assert status == 0 and printed.out.startswith("report: ")
   assert "miss their final evaluation" not in printed.out  # Every run is finished.
+  status, printed = cli("--aggregate_only", other="study.metric = 'fmd500_test_ema'\n")
+  assert status == 0 and printed.out.splitlines()[1] == (
+      "warning: study.metric 'fmd500_test_ema' was not recorded by any finished run "
+      "(recorded: ['fid10k_test', 'recall10k_test', 'probe_top1_test']); showing "
+      "'fid10k_test' instead.")
   # gan/seed1 trained, but its final evaluation and probe were lost (preempted, say).
   lines = (workdir / "gan" / "seed1" / "metrics.jsonl").read_text().splitlines()
   (workdir / "gan" / "seed1" / "metrics.jsonl").write_text(lines[0] + "\n")
