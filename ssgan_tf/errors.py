@@ -15,6 +15,19 @@ import sys
 
 from absl import logging
 
+# EX_TEMPFAIL (sysexits.h: "temporary failure; the user is invited to retry"): a program
+# stopped cleanly (training at a saved step) and should be started again. Distinct from 1 (a user
+# error: retrying the same command cannot help), from 0 (done) and from 143 = 128 +
+# SIGTERM, which is what a wrapper shell or the container runtime reports for a process
+# that SIGTERM killed before it could save (TF's own handler also uses 143 on GCP), so a
+# scheduler can tell "saved, requeue me" from "killed". To requeue on it: Slurm
+# `RequeueExit=75` in slurm.conf (or `[ $? -eq 75 ] && scontrol requeue $SLURM_JOB_ID` in
+# the batch script); a Kubernetes Job `podFailurePolicy` rule `action: Ignore`,
+# `onExitCodes: {operator: In, values: [75]}` (the retry does not count against
+# `backoffLimit`); or a shell loop
+# `until python -m ssgan_tf.main ...; do [ $? -eq 75 ] || break; done`.
+EXIT_CODE_PREEMPTED = 75
+
 
 class UserError(Exception):
   """Bad input, config or workdir: the one-line message says what to change.
@@ -87,7 +100,7 @@ def warn_if_no_effect(name, value, default, needed):
 @contextlib.contextmanager
 def user_errors_as_one_line():
   """For command-line programs: a UserError becomes `error: <first line>` on stderr and
-  its `exit_code` (1, or e.g. preemption.EXIT_CODE_PREEMPTED); any other exception
+  its `exit_code` (1, or e.g. EXIT_CODE_PREEMPTED); any other exception
   passes through with its traceback.
 
   Only the first line: gin appends "In call to configurable ..." lines (`-v 1` shows them

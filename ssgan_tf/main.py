@@ -6,10 +6,10 @@
 
 Running the same training command again resumes from the newest checkpoint. Configs and
 their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a diverged run
-(one line says what and how to fix it); 75 stopped by SIGTERM or a first Ctrl-C during
-training, after saving the step where it could (run it again to resume); 130 Ctrl-C
-before training, or a second one during it (not saved). Any other failure is a bug and
-keeps its traceback.
+(one line says what and how to fix it; -v 1 adds its traceback); 75 stopped by SIGTERM
+(at any time) or a first Ctrl-C during training, after saving the step where it could
+(run it again to resume); 130 Ctrl-C before training, or a second one during it (not
+saved). Any other failure is a bug and keeps its traceback.
 
 The only module with flags: it parses gin, builds the strategy and calls one library
 function.
@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 
 # TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
@@ -69,6 +70,17 @@ FLAGS = flags.FLAGS
 
 # 128 + SIGINT, as shells report a process that Ctrl-C ended.
 EXIT_CODE_INTERRUPTED = 130
+
+
+class _Terminated(BaseException):
+  """SIGTERM outside training's own handler (start-up, evaluation, export): unwinds like
+  KeyboardInterrupt, so that the workdir's lock is released and no file is left half
+  written, then exits with errors.EXIT_CODE_PREEMPTED, which schedulers requeue on."""
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise _Terminated()
 
 
 def run(argv):
@@ -143,6 +155,7 @@ def configure():
 
 def main(argv):
   absl_logging.get_absl_handler().addFilter(_not_tensorflows_info)
+  previous = signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     with errors.user_errors_as_one_line():
       run(argv)
@@ -150,6 +163,12 @@ def main(argv):
     print("error: interrupted by Ctrl-C; the checkpoints saved so far are kept (run the "
           "same command again to resume).", file=sys.stderr)
     sys.exit(EXIT_CODE_INTERRUPTED)
+  except _Terminated:
+    print("error: stopped by SIGTERM outside the training steps; the checkpoints saved so "
+          "far are kept (run the same command again to resume).", file=sys.stderr)
+    sys.exit(errors.EXIT_CODE_PREEMPTED)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def _parse_flags(argv):

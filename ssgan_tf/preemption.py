@@ -1,5 +1,5 @@
 """SIGTERM or Ctrl-C during `fit`: checkpoint the current step, stop, exit with
-EXIT_CODE_PREEMPTED.
+errors.EXIT_CODE_PREEMPTED.
 
 Preemptible and spot VMs, Cloud TPU VMs, Slurm (preemption, `scancel`, the time limit)
 and Kubernetes (pod deletion, eviction, node drain) all ask a process to stop with
@@ -26,7 +26,7 @@ How it works:
   callback runs, not even `on_train_end` (no evaluation or sample grid eats into the
   grace period).
 * `main` turns `Preempted` into its one-line message and exit status
-  `EXIT_CODE_PREEMPTED` (its `exit_code`); running the same command again resumes from
+  `errors.EXIT_CODE_PREEMPTED` (its `exit_code`); running the same command again resumes from
   that checkpoint.
 * MultiWorkerMirroredStrategy: each worker gets its own SIGTERM, at its own time (or only
   one worker gets one). All workers must save the same step and stop together, or the
@@ -67,19 +67,6 @@ from absl import logging
 from ssgan_tf import distribute
 from ssgan_tf import errors
 
-# EX_TEMPFAIL (sysexits.h: "temporary failure; the user is invited to retry"): the run
-# stopped cleanly at a saved step and should be started again. Distinct from 1 (a user
-# error: retrying the same command cannot help), from 0 (done) and from 143 = 128 +
-# SIGTERM, which is what a wrapper shell or the container runtime reports for a process
-# that SIGTERM killed before it could save (TF's own handler also uses 143 on GCP), so a
-# scheduler can tell "saved, requeue me" from "killed". To requeue on it: Slurm
-# `RequeueExit=75` in slurm.conf (or `[ $? -eq 75 ] && scontrol requeue $SLURM_JOB_ID` in
-# the batch script); a Kubernetes Job `podFailurePolicy` rule `action: Ignore`,
-# `onExitCodes: {operator: In, values: [75]}` (the retry does not count against
-# `backoffLimit`); or a shell loop
-# `until python -m ssgan_tf.main ...; do [ $? -eq 75 ] || break; done`.
-EXIT_CODE_PREEMPTED = 75
-
 
 class Preempted(errors.UserError):
   """Training stopped on a termination signal after saving its current step.
@@ -91,7 +78,7 @@ class Preempted(errors.UserError):
     signal_name: e.g. "SIGTERM".
   """
 
-  exit_code = EXIT_CODE_PREEMPTED
+  exit_code = errors.EXIT_CODE_PREEMPTED
 
   def __init__(self, step, checkpoint=None, signal_name="SIGTERM"):
     self.step, self.checkpoint, self.signal_name = step, checkpoint, signal_name

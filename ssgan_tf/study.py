@@ -79,7 +79,6 @@ from gin import config_parser
 from ssgan_tf import errors
 from ssgan_tf import gin_files
 from ssgan_tf import study_report
-from ssgan_tf.study_report import EXIT_CODE_PREEMPTED
 from ssgan_tf.study_report import LOGS
 from ssgan_tf.study_report import log_path
 from ssgan_tf.study_report import STUDY_LOG
@@ -137,7 +136,7 @@ class Study:
 
 class StudyInterrupted(errors.UserError):
   """The runner stopped on SIGTERM / SIGINT after its running child saved its step."""
-  exit_code = EXIT_CODE_PREEMPTED
+  exit_code = errors.EXIT_CODE_PREEMPTED
 
 
 class _Literals(config_parser.ParserDelegate):
@@ -586,7 +585,7 @@ def run_study(study, workdir, out=_say):
                 "probe": f"probing step {checkpoint}"}[mode]
         out(f"{label}: {what}; log {log_path(workdir, arm, seed)}")
         status = _run_child(study, workdir, arm, seed, mode, checkpoint, signals)
-        if signals.received or status == EXIT_CODE_PREEMPTED:
+        if signals.received or status == errors.EXIT_CODE_PREEMPTED:
           out(f"{label}: stopped ({signals.received or 'the child was preempted'}) after "
               f"{study_report.duration(time.perf_counter() - run_start)}")
           raise StudyInterrupted(

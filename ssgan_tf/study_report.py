@@ -34,6 +34,8 @@ import re
 
 import numpy as np
 
+from ssgan_tf import errors
+
 # matplotlib (Agg backend: files only) and scipy are imported where they are used, so that
 # the runner starts fast.
 
@@ -46,7 +48,6 @@ SAMPLE_GRID = re.compile(r"^fakes_(\d+)\.png$")
 CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
 LOGS = "logs"  # The runner's: every child's output, a file per run.
-EXIT_CODE_PREEMPTED = 75  # As preemption.EXIT_CODE_PREEMPTED (not imported: no TF here).
 PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py).
 
 
@@ -261,7 +262,7 @@ def _status(state, last_child, log):
   else:
     status = "not started"
   exit_status = (last_child or {}).get("exit_status", 0)
-  if exit_status not in (0, EXIT_CODE_PREEMPTED):
+  if exit_status not in (0, errors.EXIT_CODE_PREEMPTED):
     status += f"; its last {last_child['mode']} failed (exit status {exit_status}, {log})"
   return status
 

@@ -6,7 +6,7 @@ in WORKDIR/checkpoints (other workers: WORKDIR/worker_<i>). A worker told to ann
 (ANNOUNCE_STEP > 0; only worker 1 in a cluster) writes its weights at that step to
 WORKDIR/weights_<step>.npz, prints "reached <step>", then waits for a signal (through
 the signal wakeup fd: no race with a signal that comes first). Exits as `main` does:
-EXIT_CODE_PREEMPTED on `Preempted`.
+errors.EXIT_CODE_PREEMPTED on `Preempted`.
 """
 
 import json
@@ -22,6 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from ssgan_tf import errors  # noqa: E402
 from ssgan_tf import preemption  # noqa: E402
 
 TOTAL_STEPS = 50
@@ -108,7 +109,7 @@ def main(workdir, announce_step):
                 shuffle=False, verbose=0)
     except preemption.Preempted as e:
       print(e, file=sys.stderr)
-      sys.exit(preemption.EXIT_CODE_PREEMPTED)
+      sys.exit(errors.EXIT_CODE_PREEMPTED)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from ssgan_tf import errors
 from ssgan_tf import export_lib
 from ssgan_tf import main
 from ssgan_tf import workdir as workdir_lib
+from ssgan_tf import workdir_lock
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
 from tiny_runs import ROOT
@@ -288,7 +289,7 @@ def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses()
   assert process.returncode == 0, process.stderr
   assert process.stdout.startswith("Train, evaluate, export or probe an SS-GAN"), process.stdout
   assert "--mode=eval --workdir=runs/quickstart" in process.stdout
-  assert "75 stopped by SIGTERM or a first Ctrl-C" in process.stdout
+  assert "75 stopped by SIGTERM (at any time) or a first Ctrl-C" in " ".join(process.stdout.split())
   assert "--gin_param: Gin bindings" in process.stdout
   # A flag error exits 1, also where a flag's value is the word "help".
   mistyped = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--workdir", "help",
@@ -381,6 +382,25 @@ def test_evaluating_an_export_refuses_a_workdir_of_another_model(runs, run_main,
   with pytest.raises(errors.WorkdirError, match=r"workdir .*other' holds a different model"):
     run_main("--mode=eval", f"--export_dir={exported / 'export' / '4'}", f"--workdir={other}")
   assert _files(other) == before
+
+
+def test_a_sigterm_outside_training_is_one_line_and_exit_75(monkeypatch, capsys, tmp_path):
+  # Start-up (here: with the workdir locked), evaluation, export: a scheduler that
+  # preempts then must see "requeue me", not 143; the lock is released on the way out.
+  def preempted_at_start_up(argv):
+    with workdir_lock.WorkdirLock(str(tmp_path)):
+      os.kill(os.getpid(), signal.SIGTERM)
+      time.sleep(60)  # The handler raises in this thread; never reached.
+  monkeypatch.setattr(main, "run", preempted_at_start_up)
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(SystemExit) as exit_:
+    main.main([])
+  assert exit_.value.code == errors.EXIT_CODE_PREEMPTED == 75
+  assert capsys.readouterr().err.splitlines() == [
+      "error: stopped by SIGTERM outside the training steps; the checkpoints saved so far "
+      "are kept (run the same command again to resume)."]
+  assert not (tmp_path / "lock.json").exists()
+  assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_ctrl_c_outside_training_is_one_line_and_exit_130(monkeypatch, capsys):

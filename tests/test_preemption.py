@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf import preemption
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -117,7 +118,7 @@ def test_ctrl_c_saves_like_sigterm_and_its_handler_comes_back():
     with pytest.raises(preemption.Preempted) as raised:
       _fit(model, [_SigtermAt(2, signal.SIGINT),
                    preemption.SaveOnPreemption(watcher, lambda: saved.append(model.step))])
-  assert saved == [2] and raised.value.exit_code == preemption.EXIT_CODE_PREEMPTED
+  assert saved == [2] and raised.value.exit_code == errors.EXIT_CODE_PREEMPTED
   assert str(raised.value).startswith("stopped by SIGINT at step 2: nothing was saved")
   assert signal.getsignal(signal.SIGINT) is before
 
@@ -186,7 +187,7 @@ def test_sigtermed_trainer_exits_with_the_preempted_code_and_its_step_saved(tmp_
     _, stderr = child.communicate(timeout=TIMEOUT)
   finally:
     child.kill()
-  assert child.returncode == preemption.EXIT_CODE_PREEMPTED, stderr
+  assert child.returncode == errors.EXIT_CODE_PREEMPTED, stderr
   assert "stopped by SIGTERM at step 4: saved" in stderr
   prefix = str(tmp_path / "checkpoints" / "ckpt-4")
   assert tf.train.latest_checkpoint(tmp_path / "checkpoints") == prefix
@@ -212,7 +213,7 @@ def test_sigterm_to_one_worker_stops_both_at_the_same_saved_step(tmp_path):
     for worker in workers:
       worker.kill()  # A worker whose peer died would wait for it forever.
   for worker, (_, stderr) in zip(workers, results):
-    assert worker.returncode == preemption.EXIT_CODE_PREEMPTED, stderr
+    assert worker.returncode == errors.EXIT_CODE_PREEMPTED, stderr
   assert "stopped by a peer worker's SIGTERM at step 3" in results[0][1]
   assert "stopped by SIGTERM at step 3" in results[1][1]
   for directory in ("checkpoints", "worker_1"):

@@ -94,7 +94,7 @@ def study(tmp_path_factory):
 
 def test_sigterm_stops_the_study_after_the_running_child_saved(study):
   first, between, workdir = study["first"], study["between"], study["workdir"]
-  assert first["status"] == study_lib.EXIT_CODE_PREEMPTED, first["output"]
+  assert first["status"] == errors.EXIT_CODE_PREEMPTED, first["output"]
   assert re.search(r"\[1/4\] gan/seed0: done in \d+m\d\ds \(step 4/4", first["output"])
   assert re.search(r"error: stopped by SIGTERM during ssgan/seed0 \(train; exit status 75\); "
                    r"run the same command again to resume\.", first["output"])

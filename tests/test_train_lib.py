@@ -274,7 +274,7 @@ def test_sigterm_mid_interval_saves_the_current_step_and_resumes_exactly(tmp_pat
   watcher.join()
   step = stopped.value.step
   assert 1 <= step < 12 and step % 1000  # Between two step-based checkpoints.
-  assert stopped.value.exit_code == preemption.EXIT_CODE_PREEMPTED == 75
+  assert stopped.value.exit_code == errors.EXIT_CODE_PREEMPTED == 75
   assert _first_line(stopped) == (f"stopped by SIGTERM at step {step}: saved "
                                   f"{workdir / 'checkpoints' / f'ckpt-{step}'}; run the "
                                   "same command again to resume.")
