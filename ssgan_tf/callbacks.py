@@ -10,7 +10,6 @@ callbacks that write nothing.
 
 import math
 import os
-import re
 import time
 import tokenize
 
@@ -171,7 +170,7 @@ class OperativeConfig(keras.callbacks.Callback):
       return
     self.pending = False
     config = gin.operative_config_str()
-    previous = _previous_operative_config(self.workdir, self.start_step)
+    previous = workdir_lib.operative_config_path(self.workdir, self.start_step)
     if previous is None:
       files.write_atomically(
           os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG), config)
@@ -185,21 +184,6 @@ class OperativeConfig(keras.callbacks.Callback):
     changes = describe_changes(previous_config, config)
     if changes:  # Else only the layout differs (another gin version, say).
       logging.warning("resumed with changed settings: %s (recorded in %s).", changes, path)
-
-
-def _previous_operative_config(workdir, start_step):
-  """The path of the operative config of the run before one resumed at `start_step`: the
-  newest `operative_config-<step>.gin` with step <= `start_step`, else
-  `operative_config.gin`; None if there is none (a new run)."""
-  steps = []
-  for path in tf.io.gfile.glob(os.path.join(workdir, "operative_config-*.gin")):
-    match = re.fullmatch(r"operative_config-(\d+)\.gin", os.path.basename(path))
-    if match and int(match.group(1)) <= start_step:
-      steps.append(int(match.group(1)))
-  if steps:
-    return os.path.join(workdir, f"operative_config-{max(steps)}.gin")
-  path = os.path.join(workdir, workdir_lib.OPERATIVE_CONFIG)
-  return path if tf.io.gfile.exists(path) else None
 
 
 def describe_changes(before, after):

@@ -365,11 +365,20 @@ class _TfdsSource(ImageSource):
 # ---------------------------------------------------------------------------- folder
 
 def _list_images(image_dir):
-  """Sorted image paths under `image_dir`, hidden files and folders skipped."""
-  paths = []
+  """Sorted image paths under `image_dir`, hidden files and folders skipped; a local
+  folder reached again through a symbolic link (a loop, or a second link to it) is not
+  listed twice."""
+  paths, seen = [], set()
   for folder, subfolders, files in tf.io.gfile.walk(image_dir):
-    # In place: walk descends into the subfolders left in this list.
-    subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+    if "://" not in folder:
+      real = os.path.realpath(folder)
+      if real in seen:
+        subfolders[:] = []
+        continue
+      seen.add(real)
+    # In place: walk descends into the subfolders left in this list, in its order (sorted:
+    # which name of a folder linked twice is listed must not change between starts).
+    subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
     paths += [os.path.join(folder, f) for f in files
               if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
   return sorted(paths)
@@ -444,7 +453,10 @@ def _fingerprint(paths):
     if "://" in path:
       stat = tf.io.gfile.stat(path)
       return stat.length, stat.mtime_nsec
-    stat = os.stat(path)
+    try:
+      stat = os.stat(path)
+    except OSError:  # A broken link, say: the check names it.
+      return -1, -1
     return stat.st_size, stat.st_mtime_ns
 
   digest = hashlib.sha256(f"check {_CHECK_VERSION}\n".encode())

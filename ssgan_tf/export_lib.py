@@ -104,7 +104,8 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
   if model.generator_kind == "ema":
     # Only then: exports of models without an EMA keep their metadata as it was.
     metadata["generator"] = "ema"
-  operative_config = workdir_lib.read_operative_config(workdir)
+  with tf.io.gfile.GFile(restored.config_path) as f:
+    operative_config = f.read()
   module, signatures = build_module(model, metadata, operative_config, include_discriminator)
   logging.info("exporting step %d to %s: it serves %s", restored.step, export_dir,
                "the EMA of G's weights (ssgan.ema_decay), as grids and evaluation sample"
@@ -291,8 +292,9 @@ def load_for_evaluation(export_dir):
   export's copy) into gin, so that the data source it was trained on can be built.
   """
   exported = ExportedGenerator(export_dir)
-  with tf.io.gfile.GFile(os.path.join(export_dir, EXTRA_DIR, CONFIG_FILE)) as f:
+  config_path = os.path.join(export_dir, EXTRA_DIR, CONFIG_FILE)
+  with tf.io.gfile.GFile(config_path) as f:
     gin.parse_config(f.read(), skip_unknown=True)
   metadata = exported.metadata
   image_shape = (metadata["resolution"], metadata["resolution"], metadata["channels"])
-  return workdir_lib.Restored(exported, metadata["step"], export_dir, image_shape)
+  return workdir_lib.Restored(exported, metadata["step"], export_dir, image_shape, config_path)

@@ -123,7 +123,10 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                                            checkpoint_every_secs, strategy)
       # Every worker runs the same callbacks up to SaveOnPreemption (they take part in
       # collectives); then come those that only report.
-      callbacks = [*([callbacks_lib.StopIfLockLost(lock)] if chief else []), stop, saving,
+      # The operative config comes before any save: eval and export need it to rebuild
+      # the model of a checkpoint, even one saved on a signal in the first call.
+      callbacks = [*([callbacks_lib.StopIfLockLost(lock), callbacks_lib.OperativeConfig(workdir)]
+                     if chief else []), stop, saving,
                    preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
                    *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
                                          sample_every, eval_every, watcher)]
@@ -245,14 +248,14 @@ def _training_data(source, model, seed, start_step):
 
 def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sample_every,
                          eval_every, watcher):
-  """Progress (log lines; on a terminal also a live line), summaries, operative config,
-  samples and evaluation (only the chief writes; evaluation is skipped once `watcher`
+  """Progress (log lines; on a terminal also a live line), summaries, samples and
+  evaluation (only the chief writes; evaluation is skipped once `watcher`
   saw a signal)."""
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
             if chief else None)
   callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
   if chief:
-    callbacks += [progress.LiveProgress(total_steps), callbacks_lib.OperativeConfig(workdir)]
+    callbacks.append(progress.LiveProgress(total_steps))
     fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
     callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))

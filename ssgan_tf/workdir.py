@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 
 import gin
 import tensorflow as tf
@@ -156,10 +157,19 @@ def checkpoint_path(workdir, checkpoint=None):
   Raises:
     WorkdirError: the workdir has no checkpoint, or not the one asked for.
   """
+  if not tf.io.gfile.isdir(workdir):
+    raise WorkdirError(f"workdir {workdir!r} does not exist; pass a training workdir, or "
+                       f"train first: python -m ssgan_tf.main --gin_file=... "
+                       f"--workdir={workdir}")
   latest = latest_checkpoint(workdir)
-  if not latest or not tf.io.gfile.exists(os.path.join(workdir, OPERATIVE_CONFIG)):
+  if not latest:
     raise WorkdirError(f"no checkpoint in {workdir!r}; train first: python -m ssgan_tf.main "
                        f"--gin_file=... --workdir={workdir}")
+  if not tf.io.gfile.exists(os.path.join(workdir, OPERATIVE_CONFIG)):
+    raise WorkdirError(
+        f"{workdir!r} has checkpoints but no {OPERATIVE_CONFIG} (training stopped before "
+        "its first step was done); run its training command again: it resumes and "
+        "writes it.")
   if checkpoint is None:
     return latest
   path = (os.path.join(checkpoint_dir(workdir), f"ckpt-{checkpoint}")
@@ -207,6 +217,7 @@ class Restored:
   step: int
   checkpoint_path: str
   image_shape: tuple
+  config_path: str  # The operative config in force at `step` (`operative_config_path`).
 
   @functools.cached_property
   def source(self):
@@ -235,7 +246,9 @@ def restore_for_inference(workdir, checkpoint=None):
     checkpoints.CheckpointMismatchError: it holds another model.
   """
   path = checkpoint_path(workdir, checkpoint)
-  gin.parse_config_file(os.path.join(workdir, OPERATIVE_CONFIG), skip_unknown=True)
+  match = re.search(r"ckpt-(\d+)$", path)
+  config = operative_config_path(workdir, int(match.group(1)) if match else 0)
+  gin.parse_config_file(config, skip_unknown=True)
   info = read_model_info(workdir)
   image_shape = tuple(info["image_shape"])
   precision.set_precision("float32")
@@ -244,9 +257,19 @@ def restore_for_inference(workdir, checkpoint=None):
                             num_classes=info.get("num_classes"),
                             label_counts=info.get("label_counts"))
   path = _restore_readable(model, workdir, path, follow_latest=checkpoint is None)
-  return Restored(model, model.step, path, image_shape)
+  return Restored(model, model.step, path, image_shape, config)
 
 
-def read_operative_config(workdir):
-  with tf.io.gfile.GFile(os.path.join(workdir, OPERATIVE_CONFIG)) as f:
-    return f.read()
+def operative_config_path(workdir, step):
+  """The operative config in force at checkpoint `step`: the newest
+  `operative_config-<s>.gin` (written by a run resumed at step s with other settings)
+  with s <= `step`, else `operative_config.gin`; None if there is none (a new run)."""
+  steps = []
+  for path in tf.io.gfile.glob(os.path.join(workdir, "operative_config-*.gin")):
+    match = re.fullmatch(r"operative_config-(\d+)\.gin", os.path.basename(path))
+    if match and int(match.group(1)) <= step:
+      steps.append(int(match.group(1)))
+  if steps:
+    return os.path.join(workdir, f"operative_config-{max(steps)}.gin")
+  path = os.path.join(workdir, OPERATIVE_CONFIG)
+  return path if tf.io.gfile.exists(path) else None

@@ -440,6 +440,21 @@ def test_each_unreadable_file_is_named_with_why(tmp_path, name, reason):
       f"1 of 2 images in {tmp_path} cannot be read: {tmp_path / name} ({reason}")
 
 
+def test_a_broken_link_is_named_and_a_linked_folder_is_listed_once(tmp_path):
+  images = tmp_path / "images"
+  save(images / "a.png", random_pixels(8, 8, 3))
+  save(images / "sub" / "b.png", random_pixels(8, 8, 3))
+  (images / "sub" / "loop").symlink_to(images)  # A loop: images/sub/loop/sub/loop/...
+  (images / "again").symlink_to(images / "sub")  # The same folder by a second name.
+  source = data.get_source("folder", image_dir=str(images), resolution=8)
+  assert source.num_examples("train") == 2
+  (images / "broken.png").symlink_to(tmp_path / "moved_away.png")
+  with pytest.raises(data.DataError) as e:
+    data.get_source("folder", image_dir=str(images), resolution=8)
+  assert first_line(e).startswith(
+      f"1 of 3 images in {images} cannot be read: {images / 'broken.png'} (NotFoundError")
+
+
 def test_many_unreadable_files_are_counted_by_reason_and_each_logged(tmp_path, caplog):
   save(tmp_path / "good.png", random_pixels(8, 8, 3))
   damage = {f"empty{i}.png": unreadable("empty.png") for i in range(4)}

@@ -216,7 +216,8 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
     ("unknown_dataset", r"unknown dataset 'nosuch'; choose one of \[.*'mnist'"),
     ("tfds_not_prepared", r"TFDS 'cifar10' is not prepared in .*empty.*; build it .*"
                           r"`tfds build cifar10 --data_dir=DIR`"),
-    ("eval_without_checkpoint", r"no checkpoint in .*; train first: python -m ssgan_tf.main"),
+    ("eval_without_checkpoint", r"workdir .* does not exist; pass a training workdir, or "
+                                r"train first: python -m ssgan_tf.main"),
     ("export_with_gin", r"--mode=export takes no --gin_file/--gin_param"),
     ("export_dir_and_checkpoint", r"--export_dir is for --mode=eval, instead of --checkpoint"),
 ])

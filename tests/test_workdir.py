@@ -106,6 +106,38 @@ def _checkpoints(path):
   return path / workdir.CHECKPOINTS
 
 
+def test_a_checkpoint_is_rebuilt_with_the_config_in_force_at_its_step(copy):
+  # A run resumed at step 4 with another setting recorded operative_config-4.gin.
+  first = (copy / workdir.OPERATIVE_CONFIG).read_text()
+  assert "dataset.data_dir = None" in first
+  (copy / "operative_config-4.gin").write_text(
+      first.replace("dataset.data_dir = None", "dataset.data_dir = '/data/resumed'"))
+  for step, config, data_dir in [(2, workdir.OPERATIVE_CONFIG, None),
+                                 (4, "operative_config-4.gin", "/data/resumed"),
+                                 (None, "operative_config-4.gin", "/data/resumed")]:
+    gin.clear_config()
+    restored = workdir.restore_for_inference(str(copy), step)
+    assert restored.config_path == str(copy / config)
+    assert gin.query_parameter("dataset.data_dir") == data_dir
+
+
+def test_checkpoints_without_an_operative_config_say_how_to_get_one(copy):
+  # Training stopped by a signal inside its first call, before the fix that writes the
+  # config before any save.
+  os.remove(copy / workdir.OPERATIVE_CONFIG)
+  with pytest.raises(errors.WorkdirError) as raised:
+    workdir.restore_for_inference(str(copy))
+  assert str(raised.value) == (
+      f"{str(copy)!r} has checkpoints but no operative_config.gin (training stopped before "
+      "its first step was done); run its training command again: it resumes and writes it.")
+
+
+def test_a_workdir_that_does_not_exist_is_named(tmp_path):
+  with pytest.raises(errors.WorkdirError, match=r"workdir '.*typo' does not exist; pass a "
+                                                r"training workdir, or train first"):
+    workdir.restore_for_inference(str(tmp_path / "typo"))
+
+
 def test_a_damaged_latest_checkpoint_is_named_with_the_steps_on_disk(copy):
   [data] = _checkpoints(copy).glob("ckpt-6.data-*")
   data.write_bytes(data.read_bytes()[:100])
