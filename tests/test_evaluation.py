@@ -210,6 +210,18 @@ def test_cache_file_names_of_folder_sources_are_flat_and_follow_their_files(ince
   assert len(list((cache / "real_activations").iterdir())) == 2
 
 
+def test_an_unwritable_cache_costs_only_the_cache(tiny_model, mnist, inception, tmp_path,
+                                                  caplog):
+  kwargs = dict(num_samples=20, metrics=("fid",), batch_size=10)
+  cached = eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs,
+                                    cache_dir=str(tmp_path / "cache"))
+  with caplog.at_level(logging.WARNING):
+    uncached = eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs,
+                                        cache_dir=_unwritable(tmp_path))
+  assert uncached[0]["value"] == pytest.approx(cached[0]["value"], rel=1e-5)
+  assert "could not cache the real images' activations in " in caplog.text
+
+
 def test_more_samples_than_the_split_is_a_clear_error(tiny_model, mnist, inception):
   with pytest.raises(ValueError, match="num_samples=501.*at most 500"):
     eval_lib.compute_metrics(tiny_model, mnist, inception, num_samples=501)

@@ -16,6 +16,7 @@ import math
 import os
 import re
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -102,5 +103,10 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
       images, math.ceil(num / batch_size), f"real {split} images", unit="batches"), num)
   buffer = io.BytesIO()  # np.savez seeks, which a GFile opened for writing cannot.
   np.savez(buffer, **activations)
-  files.write_atomically(path, buffer.getvalue())
+  try:
+    files.write_atomically(path, buffer.getvalue())
+  except (tf.errors.OpError, OSError) as e:  # A read-only home in a container, say.
+    logging.warning("could not cache the real images' activations in %s (%s); the next "
+                    "evaluation computes them again (evaluation.cache_dir chooses the "
+                    "folder).", path, getattr(e, "message", e))
   return activations
