@@ -127,6 +127,12 @@ class ImageSource:
     self.content_id = content_id
     self._label_counts = {}  # split -> label_counts(split), counted once.
 
+  def contains(self, path):
+    """Whether files written under `path` would join the source (a folder inside an
+    image folder)."""
+    del path
+    return False
+
   def images(self, split, with_labels=False):
     """The images of `split`, in a fixed order (ImageNet "train" crops at random).
 
@@ -552,9 +558,15 @@ class _FolderSource(ImageSource):
                  f"classes {classes}" if labelled else "no class subfolders")
     super().__init__(f"folder:{image_dir}", (resolution, resolution, channels),
                      len(classes) if labelled else None, content_id=fingerprint[:12])
-    self._paths = paths
+    self._image_dir, self._paths = image_dir, paths
     class_index = {name: i for i, name in enumerate(classes)}
     self._labels = [class_index[parts[0]] if labelled else _NO_LABEL for parts in relative]
+
+  def contains(self, path):
+    if "://" in path or "://" in self._image_dir:
+      return (path.rstrip("/") + "/").startswith(self._image_dir.rstrip("/") + "/")
+    folder, path = os.path.realpath(self._image_dir), os.path.realpath(path)
+    return os.path.commonpath([folder, path]) == folder
 
   def _examples(self, split):
     del split  # A folder is one collection: both splits read every image.

@@ -92,6 +92,10 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     # taken below, as it creates the workdir, which a data or model error must not.
     lock.check_free()
   source = data.get_source()
+  if source.contains(workdir):
+    raise errors.ConfigError(
+        f"--workdir {workdir} is inside the training images ({source.name}): its sample "
+        "grids would join them at the next start; use a workdir outside that folder.")
   precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
   precision_lib.warn_if_onednn_off()
   keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.

@@ -209,6 +209,22 @@ def test_unusable_image_folder_fails_before_writing(tmp_path, case, match):
   assert not workdir.exists()
 
 
+def test_a_workdir_inside_the_image_folder_is_refused(tmp_path):
+  images = tmp_path / "images"
+  _write_png(images / "good.png", 40)
+  (tmp_path / "link").symlink_to(images)
+  folder = ['dataset.name = "folder"', f'dataset.image_dir = "{images}"',
+            "dataset.resolution = 32"]
+  for workdir in (images / "runs" / "a", tmp_path / "link" / "a"):
+    with pytest.raises(errors.ConfigError) as error:
+      _train(workdir, 2, *folder)
+    assert _first_line(error) == (
+        f"--workdir {workdir} is inside the training images (folder:{images}): its sample "
+        "grids would join them at the next start; use a workdir outside that folder.")
+  assert sorted(os.listdir(images)) == ["good.png"]
+  _train(tmp_path / "images_run", 1, *folder)  # A sibling that shares the name's start.
+
+
 @pytest.mark.parametrize("below", ["", "workdir"])
 def test_a_workdir_that_is_or_is_under_a_file_is_refused_naming_it(tmp_path, below):
   blocker = tmp_path / "a_file"
