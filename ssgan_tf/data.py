@@ -375,7 +375,7 @@ def _list_images(image_dir):
   folder reached again through a symbolic link (a loop, or a second link to it) is not
   listed twice."""
   paths, seen = [], set()
-  for folder, subfolders, files in tf.io.gfile.walk(image_dir):
+  for folder, subfolders, names in tf.io.gfile.walk(image_dir):
     if "://" not in folder:
       real = os.path.realpath(folder)
       if real in seen:
@@ -385,7 +385,7 @@ def _list_images(image_dir):
     # In place: walk descends into the subfolders left in this list, in its order (sorted:
     # which name of a folder linked twice is listed must not change between starts).
     subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-    paths += [os.path.join(folder, f) for f in files
+    paths += [os.path.join(folder, f) for f in names
               if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
   return sorted(paths)
 

@@ -160,15 +160,21 @@ def main(argv):
     with errors.user_errors_as_one_line():
       run(argv)
   except KeyboardInterrupt:  # Ctrl-C before training took it over, or a second one.
-    print("error: interrupted by Ctrl-C; the checkpoints saved so far are kept (run the "
-          "same command again to resume).", file=sys.stderr)
+    print(f"error: interrupted by Ctrl-C; {_what_is_kept()}", file=sys.stderr)
     sys.exit(EXIT_CODE_INTERRUPTED)
   except _Terminated:
-    print("error: stopped by SIGTERM outside the training steps; the checkpoints saved so "
-          "far are kept (run the same command again to resume).", file=sys.stderr)
+    print(f"error: stopped by SIGTERM outside the training steps; {_what_is_kept()}",
+          file=sys.stderr)
     sys.exit(errors.EXIT_CODE_PREEMPTED)
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def _what_is_kept():
+  if FLAGS.mode == "train":
+    return "the checkpoints saved so far are kept (run the same command again to resume)."
+  # Evaluation and probe records are appended at their end; an export is written whole.
+  return f"the {FLAGS.mode} wrote nothing (run the same command again)."
 
 
 def _parse_flags(argv):

@@ -154,8 +154,8 @@ def load_inception(path=None, allow_download=False):
       if not allow_download:
         raise InceptionUnavailableError(
             f"Inception is not available offline (no --inception_path, and the TF-Hub "
-            f"cache has no {path}); {fix}, or allow downloads (allow_download=True; "
-            "needs network).")
+            f"cache has no {path}); {fix}, or pass --allow_download (needs network; gin: "
+            "classifier.allow_download=True).")
       try:
         path = hub.resolve(INCEPTION_TFHUB)
       except OSError as e:  # urllib's URLError when offline.
