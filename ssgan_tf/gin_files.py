@@ -49,6 +49,19 @@ def check_syntax(files, params):
                                "bracket or string?)") from None
 
 
+def bindings_outside(params, configurables):
+  """The `params` (--gin_param strings, syntax already checked) that bind a configurable
+  not in `configurables` (names such as "evaluation"), as written."""
+  outside = []
+  for param in params:
+    for statement in config_parser.ConfigParser(param, SyntaxOnly()):
+      if (isinstance(statement, config_parser.BindingStatement)
+          and statement.selector.split(".")[-1] not in configurables):
+        outside.append(param)
+        break
+  return outside
+
+
 # gin's parser reads a value with ast.literal_eval; a word that is not a Python literal
 # fails with this message (gin/config_parser.py, `_maybe_parse_basic_type`).
 _NOT_A_LITERAL = re.compile(r"Failed to parse token '([A-Za-z_]\w*)'$")

@@ -68,6 +68,9 @@ flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
 
+# What --gin_param may set in --mode=eval and probe (the model comes from the workdir).
+EVALUATION_CONFIGURABLES = ("evaluation", "classifier", "probe", "dataset")
+
 # 128 + SIGINT, as shells report a process that Ctrl-C ended.
 EXIT_CODE_INTERRUPTED = 130
 
@@ -121,6 +124,11 @@ def run(argv):
       else:
         restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
       configure()
+      for param in gin_files.bindings_outside(FLAGS.gin_param, EVALUATION_CONFIGURABLES):
+        absl_logging.warning("--gin_param=%s has no effect in --mode=%s: the model is "
+                             "rebuilt as trained; only %s bindings apply.", param,
+                             FLAGS.mode,
+                             ", ".join(f"{name}.*" for name in EVALUATION_CONFIGURABLES))
       if FLAGS.mode == "eval":
         eval_lib.evaluate(FLAGS.workdir, restored)
       else:

@@ -70,8 +70,9 @@ COMMANDS = {
     # The offline classifier (built-in mnist); the real activations go to {tmp}/cache.
     "eval": (["--mode=eval", "--gin_param=evaluation.num_samples = 100",
               "--gin_param=evaluation.cache_dir = '{tmp}/cache'"], "copy"),
+    # A model setting too: the model is rebuilt as trained, with a warning.
     "probe": (["--mode=probe", "--gin_param=probe.num_train = 100",
-               "--gin_param=probe.num_test = 50"], "copy"),
+               "--gin_param=probe.num_test = 50", "--gin_param=ssgan.z_dim = 16"], "copy"),
     "eval_without_checkpoint": (["--mode=eval"], "new"),
     "export_dir_and_checkpoint": (["--mode=eval", "--export_dir={tmp}/export/4",
                                    "--checkpoint=4"], "new"),
@@ -132,6 +133,10 @@ def test_probe_appends_the_best_block(runs):
   assert record["metric"] == "probe_top1_test" and record["step"] == 4
   assert (record["num_train"], record["num_real"]) == (100, 50)
   assert record["value"] == max(record["per_block"].values())
+  [warning] = [line for line in run["stderr"].splitlines() if "has no effect" in line]
+  assert warning.endswith(
+      "--gin_param=ssgan.z_dim = 16 has no effect in --mode=probe: the model is rebuilt as "
+      "trained; only evaluation.*, classifier.*, probe.*, dataset.* bindings apply.")
 
 
 def test_export_writes_a_savedmodel_of_the_latest_step(runs):
