@@ -555,7 +555,9 @@ class _FolderSource(ImageSource):
     labelled = all(len(parts) > 1 for parts in relative)
     classes = sorted({parts[0] for parts in relative}) if labelled else []
     logging.info("Image folder %s: %d images (%s), %s.", image_dir, len(paths), checked,
-                 f"classes {classes}" if labelled else "no class subfolders")
+                 f"classes {classes}" if labelled else
+                 f"no classes ({sum(len(parts) == 1 for parts in relative)} images at its top "
+                 "level; classes need every image in a subfolder)")
     super().__init__(f"folder:{image_dir}", (resolution, resolution, channels),
                      len(classes) if labelled else None, content_id=fingerprint[:12])
     self._image_dir, self._paths = image_dir, paths

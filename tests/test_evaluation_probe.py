@@ -3,6 +3,7 @@
 import types
 
 import numpy as np
+import PIL.Image
 import pytest
 
 from ssgan_tf import data
@@ -74,6 +75,20 @@ def test_one_class_of_training_labels_is_rejected():
   features = np.random.default_rng(0).normal(size=(20, 4))
   with pytest.raises(ValueError, match="at least two classes"):
     probe.fit_probe(features, np.zeros(20), features, np.zeros(20))
+
+
+def test_a_first_slice_of_one_class_says_how_to_get_more(discriminator, tmp_path):
+  for name in ("a/0.png", "a/1.png", "a/2.png", "b/0.png"):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    PIL.Image.new("L", (32, 32), 40 * len(name)).save(tmp_path / name)
+  folder = data.get_source("folder", image_dir=str(tmp_path), resolution=32, channels=1)
+  with pytest.raises(ValueError) as error:
+    probe.linear_probe(discriminator, folder, num_train=3, num_test=4)
+  assert str(error.value).splitlines()[0] == (  # gin adds a line naming the configurable.
+      f"the probe needs training examples of at least two classes; the first 3 of split "
+      f"'train' of folder:{tmp_path} are all of class 0 (a folder lists its images class by "
+      "class): raise probe.num_train (None: all).")
+  assert probe.linear_probe(discriminator, folder, num_test=4)["num_train"] == 4
 
 
 def test_unlabelled_data_is_rejected(discriminator):

@@ -143,7 +143,8 @@ def _conditioning(conditional, num_classes, generator_normalization):
   if num_classes is None:
     raise errors.ConfigError(
         "networks.conditional = True needs class labels, and this dataset has none; use a "
-        "labelled one (mnist, cifar10, imagenet*, a folder with class subfolders).")
+        "labelled one (mnist, cifar10, imagenet*, or a folder whose every image lies in a "
+        "class subfolder: images at its top level leave it without classes).")
   errors.check_range("num_classes", num_classes, minimum=1, integer=True)
   if generator_normalization != "batch_norm":
     why = {"self_modulated": "compare_gan's self-modulated BN ignores the labels",
