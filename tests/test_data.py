@@ -504,8 +504,8 @@ def test_a_folder_that_passed_is_not_checked_again_until_a_file_changes(tmp_path
   damaged.write_bytes(b"\0" * stat.st_size)
   os.utime(damaged, ns=(stat.st_atime_ns, stat.st_mtime_ns))
   again, line = _folder_log(caplog, folder, cache_dir=str(cache))
-  assert line.endswith(": 3 images (unchanged since they passed the check), no class "
-                       "subfolders.")
+  assert line.endswith(": 3 images (unchanged since they passed the check), no classes (3 "
+                       "images at its top level; classes need every image in a subfolder).")
   assert again.content_id == first.content_id != ""
   os.utime(damaged)  # Now its time says it changed: checked, and named.
   with pytest.raises(data.DataError, match=r"1 of 3 images .*1\.jpg \(cannot identify"):

@@ -534,17 +534,14 @@ def test_total_steps_come_from_the_arms_files_and_bindings(tmp_path):
                                                            ("short", 7)]
 
 
-@gin.configurable("train", module="study_test")
-def _train(total_steps=None):
-  return total_steps
-
-
 def test_includes_are_found_where_the_trainers_gin_finds_them(tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)
+  from ssgan_tf import train_lib  # pylint: disable=import-outside-toplevel,unused-import
+  monkeypatch.chdir(tmp_path)  # train_lib: gin knows `train` (no configurable of our own:
+  # one registered here would make the name ambiguous in every later in-process test).
   for path, steps in [("base.gin", 99), ("configs/base.gin", 10), ("configs/leaf.gin", 30),
                       ("configs/sub/leaf.gin", 40)]:
     (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-    (tmp_path / path).write_text(f"study_test.train.total_steps = {steps}\n")
+    (tmp_path / path).write_text(f"train.total_steps = {steps}\n")
   (tmp_path / "configs" / "top.gin").write_text("include 'base.gin'\n")
   (tmp_path / "configs" / "sub" / "mid.gin").write_text("include 'leaf.gin'\n")
   (tmp_path / "configs" / "nested.gin").write_text("include 'sub/mid.gin'\n")
@@ -552,7 +549,7 @@ def test_includes_are_found_where_the_trainers_gin_finds_them(tmp_path, monkeypa
     study = study_lib.load_study(_write_study(tmp_path / "s.gin", {"a": [top]}, [0]))
     try:
       gin_files.parse([top], [])
-      assert study.arms[0].total_steps == gin.query_parameter("study_test.train.total_steps")
+      assert study.arms[0].total_steps == gin.query_parameter("train.total_steps")
     finally:
       gin.clear_config()
   assert study.arms[0].total_steps == 30  # Not sub/leaf.gin's 40: gin looks next to the top.
