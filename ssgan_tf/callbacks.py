@@ -170,7 +170,8 @@ class OperativeConfig(keras.callbacks.Callback):
       return
     self.pending = False
     config = gin.operative_config_str()
-    previous = workdir_lib.operative_config_path(self.workdir, self.start_step)
+    # The config of the run before this one: written at a step <= start_step.
+    previous = workdir_lib.operative_config_path(self.workdir, self.start_step + 1)
     if previous is None:
       files.write_atomically(
           os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG), config)

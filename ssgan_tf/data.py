@@ -371,23 +371,32 @@ class _TfdsSource(ImageSource):
 # ---------------------------------------------------------------------------- folder
 
 def _list_images(image_dir):
-  """Sorted image paths under `image_dir`, hidden files and folders skipped; a local
-  folder reached again through a symbolic link (a loop, or a second link to it) is not
-  listed twice."""
+  """Sorted image paths under `image_dir`, hidden files and folders skipped. A local link
+  to a folder inside `image_dir` (a loop, a second name) is skipped, as that folder is
+  listed under its own name; one to a folder outside is followed, once per folder."""
   paths, seen = [], set()
+  local = "://" not in image_dir
+  top = os.path.realpath(image_dir) if local else None
   for folder, subfolders, names in tf.io.gfile.walk(image_dir):
-    if "://" not in folder:
+    if local:
       real = os.path.realpath(folder)
       if real in seen:
         subfolders[:] = []
         continue
       seen.add(real)
-    # In place: walk descends into the subfolders left in this list, in its order (sorted:
-    # which name of a folder linked twice is listed must not change between starts).
-    subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+    # In place: walk descends into the subfolders left in this list, in its order.
+    subfolders[:] = sorted(
+        d for d in subfolders if not d.startswith(".") and not (
+            local and os.path.islink(os.path.join(folder, d))
+            and _inside(os.path.realpath(os.path.join(folder, d)), top)))
     paths += [os.path.join(folder, f) for f in names
               if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
   return sorted(paths)
+
+
+def _inside(path, folder):
+  """Whether local real path `path` is `folder` or lies under it."""
+  return os.path.commonpath([folder, path]) == folder
 
 
 def _unreadable_reason(path):
@@ -567,8 +576,7 @@ class _FolderSource(ImageSource):
   def contains(self, path):
     if "://" in path or "://" in self._image_dir:
       return (path.rstrip("/") + "/").startswith(self._image_dir.rstrip("/") + "/")
-    folder, path = os.path.realpath(self._image_dir), os.path.realpath(path)
-    return os.path.commonpath([folder, path]) == folder
+    return _inside(os.path.realpath(path), os.path.realpath(self._image_dir))
 
   def _examples(self, split):
     del split  # A folder is one collection: both splits read every image.

@@ -51,11 +51,12 @@ def check_syntax(files, params):
 
 def bindings_outside(params, configurables):
   """The `params` (--gin_param strings, syntax already checked) that bind a configurable
-  not in `configurables` (names such as "evaluation"), as written."""
+  not in `configurables` (names such as "evaluation"), as written; macro definitions
+  (`N = 5`, which those bindings may use) are not counted."""
   outside = []
   for param in params:
     for statement in config_parser.ConfigParser(param, SyntaxOnly()):
-      if (isinstance(statement, config_parser.BindingStatement)
+      if (isinstance(statement, config_parser.BindingStatement) and statement.arg_name
           and statement.selector.split(".")[-1] not in configurables):
         outside.append(param)
         break

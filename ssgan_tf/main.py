@@ -7,8 +7,8 @@
 Running the same training command again resumes from the newest checkpoint. Configs and
 their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a diverged run
 (one line says what and how to fix it; -v 1 adds its traceback); 75 stopped by SIGTERM
-(at any time) or a first Ctrl-C during training, after saving the step where it could
-(run it again to resume); 130 Ctrl-C before training, or a second one during it (not
+(in training or not) or a first Ctrl-C during training, after saving the step where it
+could (run it again to resume); 130 Ctrl-C before training, or a second one during it (not
 saved). Any other failure is a bug and keeps its traceback.
 
 The only module with flags: it parses gin, builds the strategy and calls one library
@@ -82,7 +82,10 @@ class _Terminated(BaseException):
 
 
 def _raise_terminated(signum, frame):
-  del signum, frame
+  del frame
+  # A second SIGTERM (a scheduler that repeats it, say) ends the process at once, as it
+  # would have before: the unwinding of the first is not interrupted by another raise.
+  signal.signal(signum, signal.SIG_DFL)
   raise _Terminated()
 
 

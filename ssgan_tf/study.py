@@ -37,9 +37,11 @@ checkpoints of `study.probe_steps` not yet probed (`--mode=probe`).
 A study may grow (more seeds, more arms, another metric or probe steps) but an arm's runs
 keep the config they were started with: `<arm>/study_arm.json` records the arm's gin
 files and bindings (study.gin_params, the arm's, train.eval_every) and a digest of each
-file's statements (its includes too; comments aside) when the runner or --print_commands
-first starts it, and once one of its runs has a checkpoint the runner, --print_commands
-and --aggregate_only refuse a study file or an edited gin file that changes them. Bindings
+file's statements (its includes too; comments aside), as the runner reads them just
+before it starts one of the arm's runs or as --print_commands prints them; once one of
+its runs has begun training (its model_info.json or a checkpoint exists), the runner
+(then too), --print_commands and --aggregate_only refuse a study file or an edited gin
+file that changes them. Bindings
 of `evaluation`, `probe`, `classifier` and `dataset.data_dir`, `cache_dir`,
 `allow_download` may change (NOT_TRAINING): they evaluate runs or find their data.
 --aggregate_only also prints the commands that finish trained runs whose final
@@ -91,6 +93,7 @@ OWNED = {("train", "seed"), ("ssgan", "seed"), ("train", "eval_every")}
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHILD_HEADER = "=== "  # Starts the line each child's output follows in its run's log.
 ARM_RECORD = "study_arm.json"
+MODEL_INFO = "model_info.json"  # As workdir.MODEL_INFO (not imported: no TF here).
 # Configurables, and (configurable, argument) pairs, that choose how runs are evaluated
 # or where their data is found, not what they train: a study may change them later.
 NOT_TRAINING = {"evaluation", "probe", "classifier"}
@@ -281,12 +284,22 @@ def _parse_arms(arms, where, study_params):
         raise errors.ConfigError(f"{where}[{name!r}]: gin file {binding!r} after a binding; "
                                  "list the files first.")
       _check_binding(binding, f"{where}[{name!r}]")
-    file_statements, digests = _arm_statements(files, f"{where}[{name!r}]")
-    total_steps = _total_steps(file_statements, list(study_params) + items,
-                               f"{where}[{name!r}]")
-    parsed.append(Arm(name, tuple(files), tuple(items), total_steps,
-                      tuple(sorted(digests.items()))))
+    parsed.append(_read_arm(name, files, items, study_params, f"{where}[{name!r}]"))
   return tuple(parsed)
+
+
+def _read_arm(name, files, params, study_params, where):
+  """An `Arm` whose total_steps and digests are those of its gin files as they are now."""
+  file_statements, digests = _arm_statements(files, where)
+  total_steps = _total_steps(file_statements, list(study_params) + list(params), where)
+  return Arm(name, tuple(files), tuple(params), total_steps, tuple(sorted(digests.items())))
+
+
+def reread_arm(study, arm):
+  """`arm` with its gin files read again (they may have been edited since the study was
+  loaded: its runs must be checked against, and recorded with, what they will read)."""
+  return _read_arm(arm.name, arm.gin_files, arm.gin_params, study.gin_params,
+                   f"{study.path}: study.arms[{arm.name!r}]")
 
 
 def _arm_statements(files, where):
@@ -309,7 +322,7 @@ def _arm_statements(files, where):
                                f"to the directory the study runs from, {os.getcwd()!r}).")
     with open(existing[0]) as f:
       parsed = _statements(f.read(), existing[0], _Canonical())
-    digests[existing[0]] = hashlib.sha256(
+    digests[os.path.normpath(existing[0])] = hashlib.sha256(
         repr([tuple(s)[:-1] for s in parsed if _trains(s)]).encode()).hexdigest()
     for statement in parsed:
       if isinstance(statement, config_parser.IncludeStatement):
@@ -384,33 +397,41 @@ def _gin_args(study, arm, seed):
 
 
 def check_arms(study, workdir):
-  """Raises a one-line ConfigError if an arm's runs in `workdir` were started with other
-  gin files or bindings than the study now gives it (its ARM_RECORD), or with other
-  statements in those files; bindings that only evaluate or locate data (`_trains`)
-  may change. Arms without a record or without a checkpoint yet pass, as do files a
-  record made before digests were kept does not list."""
+  """Raises `arm_refusal`'s ConfigError for the first arm of `study` that has one."""
   for arm in study.arms:
-    path = os.path.join(workdir, arm.name, ARM_RECORD)
-    if not os.path.exists(path) or not _started(workdir, arm):
-      continue
-    with open(path) as f:
-      recorded = json.load(f)
-    changes = _changes(recorded, arm_config(study, arm))
-    if changes:
-      raise errors.ConfigError(
-          f"arm {arm.name!r} of {study.path} differs from the one its runs in "
-          f"{os.path.join(workdir, arm.name)} were started with ({path}): "
-          f"{'; '.join(changes)}; restore the arm in the study file, or pass a new "
-          "--workdir (or give the changed arm a new name).")
-    recorded_digests = recorded.get("gin_file_digests", {})
-    edited = [file for file, digest in arm.gin_file_digests
-              if recorded_digests.get(file, digest) != digest]
-    if edited:
-      raise errors.ConfigError(
-          f"gin file {edited[0]} of arm {arm.name!r} has other settings than when the "
-          f"arm's runs in {os.path.join(workdir, arm.name)} were started (recorded in "
-          f"{path}); restore the file, or pass a new --workdir (or save the edited file "
-          "under a new name for a new arm).")
+    refusal = arm_refusal(study, arm, workdir)
+    if refusal:
+      raise errors.ConfigError(refusal)
+
+
+def arm_refusal(study, arm, workdir):
+  """Why `arm`'s runs in `workdir` may not go on with the arm as the study now gives it
+  (one line), or None: the gin files, their statements (`gin_file_digests`) or the
+  bindings differ from its ARM_RECORD; bindings that only evaluate or locate data
+  (`_trains`) may change. An arm without a record, or whose runs have not started
+  (`_started`), passes, as do the files of a record made before digests were kept."""
+  path = os.path.join(workdir, arm.name, ARM_RECORD)
+  if not os.path.exists(path) or not _started(workdir, arm):
+    return None
+  with open(path) as f:
+    recorded = json.load(f)
+  changes = _changes(recorded, arm_config(study, arm))
+  if changes:
+    return (f"arm {arm.name!r} of {study.path} differs from the one its runs in "
+            f"{os.path.join(workdir, arm.name)} were started with ({path}): "
+            f"{'; '.join(changes)}; restore the arm in the study file, or pass a new "
+            "--workdir (or give the changed arm a new name).")
+  if "gin_file_digests" not in recorded:
+    return None
+  recorded_digests, digests = recorded["gin_file_digests"], dict(arm.gin_file_digests)
+  edited = sorted(file for file in set(recorded_digests) | set(digests)
+                  if recorded_digests.get(file) != digests.get(file))
+  if edited:
+    return (f"gin file {edited[0]} of arm {arm.name!r} has other settings than when the "
+            f"arm's runs in {os.path.join(workdir, arm.name)} were started (recorded in "
+            f"{path}); restore the file, or pass a new --workdir (or save the edited file "
+            "under a new name for a new arm).")
+  return None
 
 
 def _normalized(config):
@@ -440,22 +461,24 @@ def _changes(recorded, config):
 
 
 def _started(workdir, arm):
-  """Whether a run of `arm` in `workdir` (any seed, in the study or not) has a
-  checkpoint: until then its config may still change."""
+  """Whether a run of `arm` in `workdir` (any seed, in the study or not) has begun
+  training (its model_info.json, written before the first step, or a checkpoint): until
+  then its config may still change, e.g. to fix a run that failed at start-up."""
   folder = os.path.join(workdir, arm.name)
-  return any(name.startswith("seed") and study_report.checkpoint_steps(
-      os.path.join(folder, name)) for name in os.listdir(folder))
+  return any(name.startswith("seed") and (
+      os.path.exists(os.path.join(folder, name, MODEL_INFO))
+      or study_report.checkpoint_steps(os.path.join(folder, name)))
+             for name in os.listdir(folder))
 
 
-def record_arms(study, workdir):
-  """Writes each arm's ARM_RECORD before its runs start: where it has none, or none of
-  its runs has a checkpoint yet (a run that failed at start-up may be fixed)."""
-  for arm in study.arms:
-    path = os.path.join(workdir, arm.name, ARM_RECORD)
-    if not os.path.exists(path) or not _started(workdir, arm):
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      with open(path, "w") as f:
-        json.dump(arm_config(study, arm), f, indent=2)
+def record_arm(study, arm, workdir):
+  """Writes `arm`'s ARM_RECORD before its runs start: where it has none, or none of its
+  runs has begun training (`_started`)."""
+  path = os.path.join(workdir, arm.name, ARM_RECORD)
+  if not os.path.exists(path) or not _started(workdir, arm):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(arm_config(study, arm), f, indent=2)
 
 
 def command(study, workdir, arm, seed, mode="train", checkpoint=None, python=None):
@@ -554,12 +577,12 @@ def run_study(study, workdir, out=_say):
     The report's dict (study_report.build_report).
 
   Raises:
-    errors.ConfigError: before anything runs, when an arm differs from its ARM_RECORD.
+    errors.ConfigError: when an arm differs from its ARM_RECORD (`arm_refusal`): before
+      anything runs, or before a run whose gin files were edited meanwhile.
     StudyInterrupted: on SIGTERM / SIGINT (exit 75) after the running child saved.
     errors.UserError: when a child failed (after the others ran and the report was written).
   """
   check_arms(study, workdir)
-  record_arms(study, workdir)
   os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
   copy = os.path.join(workdir, "study.gin")
   if not os.path.exists(copy):
@@ -577,6 +600,14 @@ def run_study(study, workdir, out=_say):
       if not todo:
         out(f"{label}: finished earlier (step {state.step}/{state.total_steps}), skipped")
         continue
+      # Its files as the child will read them: edited since the study started, an arm
+      # whose runs began is refused; one whose runs did not is recorded anew.
+      arm = reread_arm(study, arm)
+      refusal = arm_refusal(study, arm, workdir)
+      if refusal:
+        raise errors.ConfigError(refusal)
+      record_arm(study, arm, workdir)
+      todo, state = pending(study, workdir, arm, seed)
       run_start = time.perf_counter()
       for mode, checkpoint in todo:
         what = {"train": (f"training from step {state.step} to {state.total_steps}"
@@ -690,7 +721,8 @@ def main(argv=None):
       # The printed commands start runs: their arms are held to this config, as the
       # runner's are.
       check_arms(study, args.workdir)
-      record_arms(study, args.workdir)
+      for arm in study.arms:
+        record_arm(study, arm, args.workdir)
       lines = shell_commands(study, args.workdir)
       print(f"# {len(lines)} commands, one per arm x seed (seed by seed); when they are done: "
             f"python -m ssgan_tf.study --study={shlex.quote(args.study)} "

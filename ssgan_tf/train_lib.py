@@ -126,7 +126,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
       saving = callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step,
                                            checkpoint_every_secs, strategy)
       # Every worker runs the same callbacks up to SaveOnPreemption (they take part in
-      # collectives); then come those that only report.
+      # collectives; the chief's own two run none); then come those that only report.
       # The operative config comes before any save: eval and export need it to rebuild
       # the model of a checkpoint, even one saved on a signal in the first call.
       callbacks = [*([callbacks_lib.StopIfLockLost(lock), callbacks_lib.OperativeConfig(workdir)]

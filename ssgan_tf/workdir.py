@@ -168,8 +168,8 @@ def checkpoint_path(workdir, checkpoint=None):
   if not tf.io.gfile.exists(os.path.join(workdir, OPERATIVE_CONFIG)):
     raise WorkdirError(
         f"{workdir!r} has checkpoints but no {OPERATIVE_CONFIG} (training stopped before "
-        "its first step was done); run its training command again: it resumes and "
-        "writes it.")
+        "its first step was done); run its training command again, which resumes and "
+        "writes it (with train.total_steps one higher if the run had reached it).")
   if checkpoint is None:
     return latest
   path = (os.path.join(checkpoint_dir(workdir), f"ckpt-{checkpoint}")
@@ -261,14 +261,13 @@ def restore_for_inference(workdir, checkpoint=None):
 
 
 def operative_config_path(workdir, step):
-  """The operative config in force at checkpoint `step`: the newest
-  `operative_config-<s>.gin` (written by a run resumed at step s with other settings)
-  with s <= `step`, else `operative_config.gin`; None if there is none (a new run)."""
-  steps = []
-  for path in tf.io.gfile.glob(os.path.join(workdir, "operative_config-*.gin")):
-    match = re.fullmatch(r"operative_config-(\d+)\.gin", os.path.basename(path))
-    if match and int(match.group(1)) <= step:
-      steps.append(int(match.group(1)))
+  """The operative config that trained checkpoint `step`: the newest
+  `operative_config-<s>.gin` with s < `step` (a run resumed at step s with other settings
+  writes it and trains steps s+1 on; it never saves ckpt-s again), else
+  `operative_config.gin`; None if there is none (a new run)."""
+  steps = [int(match.group(1)) for match in (
+      re.fullmatch(r"operative_config-(\d+)\.gin", name)
+      for name in tf.io.gfile.listdir(workdir)) if match and int(match.group(1)) < step]
   if steps:
     return os.path.join(workdir, f"operative_config-{max(steps)}.gin")
   path = os.path.join(workdir, OPERATIVE_CONFIG)

@@ -446,13 +446,18 @@ def test_a_broken_link_is_named_and_a_linked_folder_is_listed_once(tmp_path):
   save(images / "sub" / "b.png", random_pixels(8, 8, 3))
   (images / "sub" / "loop").symlink_to(images)  # A loop: images/sub/loop/sub/loop/...
   (images / "again").symlink_to(images / "sub")  # The same folder by a second name.
+  save(tmp_path / "elsewhere" / "c.png", random_pixels(8, 8, 3))
+  (images / "linked_in").symlink_to(tmp_path / "elsewhere")  # Followed: outside.
+  (images / "linked_in_again").symlink_to(tmp_path / "elsewhere")
+  assert data._list_images(str(images)) == [  # pylint: disable=protected-access
+      str(images / "a.png"), str(images / "linked_in" / "c.png"), str(images / "sub" / "b.png")]
   source = data.get_source("folder", image_dir=str(images), resolution=8)
-  assert source.num_examples("train") == 2
+  assert source.num_examples("train") == 3
   (images / "broken.png").symlink_to(tmp_path / "moved_away.png")
   with pytest.raises(data.DataError) as e:
     data.get_source("folder", image_dir=str(images), resolution=8)
   assert first_line(e).startswith(
-      f"1 of 3 images in {images} cannot be read: {images / 'broken.png'} (NotFoundError")
+      f"1 of 4 images in {images} cannot be read: {images / 'broken.png'} (NotFoundError")
 
 
 def test_many_unreadable_files_are_counted_by_reason_and_each_logged(tmp_path, caplog):

@@ -70,3 +70,10 @@ def test_other_runtime_errors_pass_through_unchanged():
     with gin_files.missing_bindings_as_config_errors():
       raise bug
   assert raised.value is bug
+
+
+def test_bindings_outside_the_named_configurables_are_found_as_written():
+  params = ["N = 100", "evaluation.num_samples = %N", "eval/probe.num_train = 5",
+            "ssgan.z_dim = 16", "dataset.data_dir = '/d'", "networks.generator_kwargs = {}"]
+  assert gin_files.bindings_outside(params, ("evaluation", "probe", "dataset")) == [
+      "ssgan.z_dim = 16", "networks.generator_kwargs = {}"]

@@ -295,7 +295,7 @@ def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses()
   assert process.returncode == 0, process.stderr
   assert process.stdout.startswith("Train, evaluate, export or probe an SS-GAN"), process.stdout
   assert "--mode=eval --workdir=runs/quickstart" in process.stdout
-  assert "75 stopped by SIGTERM (at any time) or a first Ctrl-C" in " ".join(process.stdout.split())
+  assert "75 stopped by SIGTERM (in training or not) or a first Ctrl-C" in " ".join(process.stdout.split())
   assert "--gin_param: Gin bindings" in process.stdout
   # A flag error exits 1, also where a flag's value is the word "help".
   mistyped = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--workdir", "help",

@@ -230,45 +230,63 @@ def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
   assert _files(workdir) == before  # Nothing ran, no report rewritten.
 
 
-def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_path):
+def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.chdir(tmp_path)
   configs = tmp_path / "configs"
   configs.mkdir()
   (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.2\n")
   (configs / "arm.gin").write_text("include 'base.gin'\nssgan.z_dim = @custom_z()\n")
-  path = _write_study(tmp_path / "s.gin", {"a": [str(configs / "arm.gin")]}, [0])
+  path = _write_study(tmp_path / "s.gin", {"a": ["./configs/arm.gin"]}, [0])
   workdir = tmp_path / "workdir"
-  (workdir / "a").mkdir(parents=True)
   record = workdir / "a" / study_lib.ARM_RECORD
-  study = study_lib.load_study(path)
-  record.write_text(json.dumps(study_lib.arm_config(study, study.arms[0])))
-  assert sorted(json.loads(record.read_text())["gin_file_digests"]) == [
-      str(configs / "arm.gin"), str(configs / "base.gin")]
+
+  def study_and_arm():  # As the runner reads them just before it starts a run.
+    study = study_lib.load_study(path)
+    return study, study_lib.reread_arm(study, study.arms[0])
 
   def check():
     study_lib.check_arms(study_lib.load_study(path), workdir)
 
+  study_lib.record_arm(*study_and_arm(), workdir)
+  assert sorted(json.loads(record.read_text())["gin_file_digests"]) == [
+      "configs/arm.gin", "configs/base.gin"]  # Normalized: "./configs" or "configs".
   (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n")
-  check()  # No run of the arm has a checkpoint yet: it may still change.
-  _fake_run(workdir / "a" / "seed0", 1, {})
-  (configs / "base.gin").write_text("# tried 0.5: worse\ntrain.total_steps = 4\n\n"
-                                    "ssgan.rotation_weight_g =   0.2  # the paper's\n"
+  check()  # No run of the arm has begun training: it may still change, and is recorded
+  study, arm = study_and_arm()  # anew when the next run starts.
+  assert study_lib.arm_refusal(study, arm, workdir) is None
+  study_lib.record_arm(study, arm, workdir)
+  assert json.loads(record.read_text())["gin_file_digests"] == dict(arm.gin_file_digests)
+  (workdir / "a" / "seed0").mkdir()
+  (workdir / "a" / "seed0" / "model_info.json").write_text("{}")  # Training has begun.
+  (configs / "base.gin").write_text("# tried 0.2: worse\ntrain.total_steps = 4\n\n"
+                                    "ssgan.rotation_weight_g =   0.5  # 0.2 in the paper\n"
                                     "evaluation.num_samples = 100\n")
   check()  # Comments, layout and how runs are evaluated are not what they train.
-  for file, text in [("base.gin", "train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n"),
-                     ("arm.gin", "include 'base.gin'\nssgan.z_dim = @other_z()\n")]:
-    original = (configs / file).read_text()
-    (configs / file).write_text(text)
+  (tmp_path / "base.gin").write_text((configs / "base.gin").read_text())
+  for file, text in [("configs/base.gin", "train.total_steps = 4\n"),
+                     ("configs/arm.gin", "include 'base.gin'\nssgan.z_dim = @other_z()\n"),
+                     # The same settings, but the include now found in the working
+                     # directory: another file, which may change apart from this one.
+                     ("configs/base.gin", None)]:
+    original = (tmp_path / file).read_text()
+    if text is None:
+      (tmp_path / file).unlink()
+    else:
+      (tmp_path / file).write_text(text)
     with pytest.raises(errors.ConfigError) as error:
       check()
     assert re.fullmatch(
-        rf"gin file .*{file} of arm 'a' has other settings than when the arm's runs in "
-        r".*workdir/a were started \(recorded in .*study_arm\.json\); restore the file, or "
-        r"pass a new --workdir \(or save the edited file under a new name for a new arm\)\.",
-        str(error.value)), str(error.value)
-    (configs / file).write_text(original)
+        r"gin file (\./)?(configs/)?(base|arm)\.gin of arm 'a' has other settings than "
+        r"when the arm's runs in .*workdir/a were started \(recorded in .*study_arm\.json\); "
+        r"restore the file, or pass a new --workdir \(or save the edited file under a new "
+        r"name for a new arm\)\.", str(error.value)), str(error.value)
+    study, arm = study_and_arm()  # What the runner checks before each run.
+    assert study_lib.arm_refusal(study, arm, workdir) == str(error.value)
+    (tmp_path / file).write_text(original)
   check()
   # A record written before digests were kept checks names and bindings only.
-  (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n")
+  (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.9\n")
   old = json.loads(record.read_text())
   del old["gin_file_digests"]
   record.write_text(json.dumps(old))

@@ -112,8 +112,9 @@ def test_a_checkpoint_is_rebuilt_with_the_config_in_force_at_its_step(copy):
   assert "dataset.data_dir = None" in first
   (copy / "operative_config-4.gin").write_text(
       first.replace("dataset.data_dir = None", "dataset.data_dir = '/data/resumed'"))
-  for step, config, data_dir in [(2, workdir.OPERATIVE_CONFIG, None),
-                                 (4, "operative_config-4.gin", "/data/resumed"),
+  # ckpt-4 was saved before the resume: steps 5 and on were trained with the new config.
+  for step, config, data_dir in [(4, workdir.OPERATIVE_CONFIG, None),
+                                 (6, "operative_config-4.gin", "/data/resumed"),
                                  (None, "operative_config-4.gin", "/data/resumed")]:
     gin.clear_config()
     restored = workdir.restore_for_inference(str(copy), step)
@@ -129,7 +130,8 @@ def test_checkpoints_without_an_operative_config_say_how_to_get_one(copy):
     workdir.restore_for_inference(str(copy))
   assert str(raised.value) == (
       f"{str(copy)!r} has checkpoints but no operative_config.gin (training stopped before "
-      "its first step was done); run its training command again: it resumes and writes it.")
+      "its first step was done); run its training command again, which resumes and writes "
+      "it (with train.total_steps one higher if the run had reached it).")
 
 
 def test_a_workdir_that_does_not_exist_is_named(tmp_path):
