@@ -133,7 +133,7 @@ def test_probe_appends_the_best_block(runs):
   assert record["metric"] == "probe_top1_test" and record["step"] == 4
   assert (record["num_train"], record["num_real"]) == (100, 50)
   assert record["value"] == max(record["per_block"].values())
-  [warning] = [line for line in run["stderr"].splitlines() if "has no effect" in line]
+  [warning] = [line for line in run["stderr"].splitlines() if "--gin_param=ssgan" in line]
   assert warning.endswith(
       "--gin_param=ssgan.z_dim = 16 has no effect in --mode=probe: the model is rebuilt as "
       "trained; only evaluation.*, classifier.*, probe.*, dataset.* bindings apply.")
@@ -295,7 +295,8 @@ def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses()
   assert process.returncode == 0, process.stderr
   assert process.stdout.startswith("Train, evaluate, export or probe an SS-GAN"), process.stdout
   assert "--mode=eval --workdir=runs/quickstart" in process.stdout
-  assert "75 stopped by SIGTERM (in training or not) or a first Ctrl-C" in " ".join(process.stdout.split())
+  assert "75 stopped by SIGTERM (in training or not) or a first Ctrl-C" in " ".join(
+      process.stdout.split())
   assert "--gin_param: Gin bindings" in process.stdout
   # A flag error exits 1, also where a flag's value is the word "help".
   mistyped = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--workdir", "help",
