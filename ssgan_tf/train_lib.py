@@ -88,8 +88,10 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   chief = distribute.is_chief(strategy)
   lock = workdir_lock.WorkdirLock(workdir) if chief else contextlib.nullcontext()
   if chief:
-    # At once, not after the seconds of loading data and building the model; `lock` is
-    # taken below, as it creates the workdir, which a data or model error must not.
+    # At once, not after the seconds (or, for a large image folder, minutes) of loading
+    # data and building the model; `lock` is taken below, as it creates the workdir, which
+    # a data or model error must not.
+    _check_no_file_in_the_way(workdir)
     lock.check_free()
   source = data.get_source()
   if source.contains(workdir):
@@ -281,20 +283,20 @@ def _checkpoint_dir(workdir, strategy, chief):
       f.write("ok")
     tf.io.gfile.remove(probe)
   except (tf.errors.OpError, OSError) as e:
-    blocker = _file_in_the_way(workdir)
-    if blocker:
-      raise errors.WorkdirError(f"workdir {workdir!r} cannot be a folder: {blocker!r} is a "
-                                "file; choose another --workdir.") from None
+    _check_no_file_in_the_way(workdir)
     raise errors.WorkdirError(f"cannot write to workdir {workdir!r} ({type(e).__name__}); "
                               "choose a writable --workdir.") from None
   return path
 
 
-def _file_in_the_way(path):
-  """The file that is the local `path` or one of its parents, or None."""
-  if "://" in path:
-    return None
-  path = os.path.abspath(path)
+def _check_no_file_in_the_way(workdir):
+  """Raises a one-line WorkdirError if the local `workdir` or one of its parents is a
+  file (creates nothing)."""
+  if "://" in workdir:
+    return
+  path = os.path.abspath(workdir)
   while not os.path.exists(path) and os.path.dirname(path) != path:
     path = os.path.dirname(path)
-  return path if os.path.exists(path) and not os.path.isdir(path) else None
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise errors.WorkdirError(f"workdir {workdir!r} cannot be a folder: {path!r} is a "
+                              "file; choose another --workdir.")

@@ -230,8 +230,9 @@ def test_a_workdir_that_is_or_is_under_a_file_is_refused_naming_it(tmp_path, bel
   blocker = tmp_path / "a_file"
   blocker.write_text("not a folder")
   workdir = os.path.join(blocker, below) if below else str(blocker)
-  with pytest.raises(errors.WorkdirError) as error:
-    _train(workdir, 2)
+  with pytest.raises(errors.WorkdirError) as error:  # Before the data: its folder is
+    _train(workdir, 2, 'dataset.name = "folder"',  # missing, and not named.
+           f'dataset.image_dir = "{tmp_path / "missing"}"', "dataset.resolution = 32")
   assert _first_line(error) == (f"workdir {workdir!r} cannot be a folder: {str(blocker)!r} "
                                 "is a file; choose another --workdir.")
   assert blocker.read_text() == "not a folder"
