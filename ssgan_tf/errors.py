@@ -16,9 +16,9 @@ import sys
 from absl import logging
 
 # EX_TEMPFAIL (sysexits.h: "temporary failure; the user is invited to retry"): a program
-# stopped cleanly (training at a saved step) and should be started again. Distinct from 1 (a user
-# error: retrying the same command cannot help), from 0 (done) and from 143 = 128 +
-# SIGTERM, which is what a wrapper shell or the container runtime reports for a process
+# stopped cleanly (training at a saved step) and should be started again. Distinct from 1
+# (a user error: retrying the same command cannot help), from 0 (done) and from 143 = 128
+# + SIGTERM, which is what a wrapper shell or the container runtime reports for a process
 # that SIGTERM killed before it could save (TF's own handler also uses 143 on GCP), so a
 # scheduler can tell "saved, requeue me" from "killed". To requeue on it: Slurm
 # `RequeueExit=75` in slurm.conf (or `[ $? -eq 75 ] && scontrol requeue $SLURM_JOB_ID` in

@@ -26,8 +26,8 @@ How it works:
   callback runs, not even `on_train_end` (no evaluation or sample grid eats into the
   grace period).
 * `main` turns `Preempted` into its one-line message and exit status
-  `errors.EXIT_CODE_PREEMPTED` (its `exit_code`); running the same command again resumes from
-  that checkpoint.
+  `errors.EXIT_CODE_PREEMPTED` (its `exit_code`); running the same command again resumes
+  from that checkpoint.
 * MultiWorkerMirroredStrategy: each worker gets its own SIGTERM, at its own time (or only
   one worker gets one). All workers must save the same step and stop together, or the
   others block in the next collective. So the flag is all-reduced across workers at every
