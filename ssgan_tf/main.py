@@ -68,10 +68,6 @@ flags.mark_flag_as_required("workdir")
 
 FLAGS = flags.FLAGS
 
-# Local paths, made absolute before anything reads them (`configure`).
-PATH_BINDINGS = ("dataset.image_dir", "dataset.data_dir", "dataset.cache_dir",
-                 "evaluation.cache_dir", "classifier.inception_path")
-
 # What --gin_param may set in --mode=eval and probe (the model comes from the workdir).
 EVALUATION_CONFIGURABLES = ("evaluation", "classifier", "probe", "dataset")
 
@@ -166,15 +162,6 @@ def configure():
   if FLAGS.allow_download:
     gin.bind_parameter("dataset.allow_download", True)
     gin.bind_parameter("classifier.allow_download", True)
-  for name in PATH_BINDINGS:
-    try:
-      path = gin.query_parameter(name)
-    except ValueError:  # Not bound.
-      continue
-    if isinstance(path, str) and path and "://" not in path:
-      # As the operative config records it: an evaluation, export or resume started from
-      # another directory finds the same folder.
-      gin.bind_parameter(name, os.path.abspath(os.path.expanduser(path)))
 
 
 def main(argv):

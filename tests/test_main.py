@@ -403,26 +403,6 @@ KEPT = {"train": "the checkpoints saved so far are kept (run the same command ag
         "eval": "the eval wrote nothing (run the same command again)."}
 
 
-def test_local_paths_are_bound_absolute_as_the_operative_config_records_them(
-    flags_given, tmp_path, monkeypatch):
-  # gin knows classifier.* once eval_lib is imported (as main.run does).
-  from ssgan_tf.evaluation import eval_lib  # noqa: F401  pylint: disable=unused-import
-  monkeypatch.chdir(tmp_path)
-  monkeypatch.setenv("HOME", "/home/me")
-  flags_given("--workdir=w", "--gin_param=dataset.image_dir = 'my images'",
-              "--gin_param=classifier.inception_path = '~/inception'",
-              "--gin_param=dataset.data_dir = 'gs://bucket/tfds'")
-  try:
-    main.configure()
-    assert gin.query_parameter("dataset.image_dir") == str(tmp_path / "my images")
-    assert gin.query_parameter("classifier.inception_path") == "/home/me/inception"
-    assert gin.query_parameter("dataset.data_dir") == "gs://bucket/tfds"
-    with pytest.raises(ValueError):  # Unbound stays unbound.
-      gin.query_parameter("evaluation.cache_dir")
-  finally:
-    gin.clear_config()
-
-
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_a_sigterm_outside_training_is_one_line_and_exit_75(monkeypatch, capsys, tmp_path,
                                                             flags_given, mode):
