@@ -217,7 +217,7 @@ class Restored:
   step: int
   checkpoint_path: str
   image_shape: tuple
-  config_path: str  # The operative config in force at `step` (`operative_config_path`).
+  config_path: str  # The operative config that trained `step` (`operative_config_path`).
 
   @functools.cached_property
   def source(self):
