@@ -180,7 +180,7 @@ class OperativeConfig(keras.callbacks.Callback):
       previous_config = f.read()
     if previous_config == config:
       return
-    path = os.path.join(self.workdir, f"operative_config-{self.start_step}.gin")
+    path = workdir_lib.resumed_config_path(self.workdir, self.start_step)
     files.write_atomically(path, config)
     changes = describe_changes(previous_config, config)
     if changes:  # Else only the layout differs (another gin version, say).

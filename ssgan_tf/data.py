@@ -385,13 +385,16 @@ def _list_images(image_dir):
         continue
       seen.add(real)
     # In place: walk descends into the subfolders left in this list, in its order.
-    subfolders[:] = sorted(
-        d for d in subfolders if not d.startswith(".") and not (
-            local and os.path.islink(os.path.join(folder, d))
-            and _inside(os.path.realpath(os.path.join(folder, d)), top)))
+    subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")
+                           and not (local and _links_inside(os.path.join(folder, d), top)))
     paths += [os.path.join(folder, f) for f in names
               if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
   return sorted(paths)
+
+
+def _links_inside(path, folder):
+  """Whether local `path` is a link to `folder` (a real path) or to a folder under it."""
+  return os.path.islink(path) and _inside(os.path.realpath(path), folder)
 
 
 def _inside(path, folder):

@@ -41,9 +41,9 @@ file's statements (its includes too; comments aside), as the runner reads them j
 before it starts one of the arm's runs or as --print_commands prints them; once one of
 its runs has begun training (its model_info.json or a checkpoint exists), the runner
 (then too), --print_commands and --aggregate_only refuse a study file or an edited gin
-file that changes them. Bindings
-of `evaluation`, `probe`, `classifier` and `dataset.data_dir`, `cache_dir`,
-`allow_download` may change (NOT_TRAINING): they evaluate runs or find their data.
+file that changes them. Bindings of `evaluation`, `probe`, `classifier` and
+`dataset.data_dir`, `cache_dir`, `allow_download` may change (NOT_TRAINING): they
+evaluate runs or find their data.
 --aggregate_only also prints the commands that finish trained runs whose final
 evaluation or a probe is missing (e.g. a preempted evaluation on a cluster).
 

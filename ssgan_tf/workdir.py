@@ -38,6 +38,7 @@ from ssgan_tf.errors import WorkdirError
 
 CHECKPOINTS = "checkpoints"
 OPERATIVE_CONFIG = "operative_config.gin"
+_RESUMED_CONFIG = re.compile(r"operative_config-(\d+)\.gin")  # resumed_config_path's names.
 MODEL_INFO = "model_info.json"
 SAMPLES = "samples"
 EXPORT = "export"
@@ -265,10 +266,15 @@ def operative_config_path(workdir, step):
   `operative_config-<s>.gin` with s < `step` (a run resumed at step s with other settings
   writes it and trains steps s+1 on; it never saves ckpt-s again), else
   `operative_config.gin`; None if there is none (a new run)."""
-  steps = [int(match.group(1)) for match in (
-      re.fullmatch(r"operative_config-(\d+)\.gin", name)
-      for name in tf.io.gfile.listdir(workdir)) if match and int(match.group(1)) < step]
+  steps = [int(match.group(1)) for match in map(_RESUMED_CONFIG.fullmatch,
+                                                 tf.io.gfile.listdir(workdir))
+           if match and int(match.group(1)) < step]
   if steps:
-    return os.path.join(workdir, f"operative_config-{max(steps)}.gin")
+    return resumed_config_path(workdir, max(steps))
   path = os.path.join(workdir, OPERATIVE_CONFIG)
   return path if tf.io.gfile.exists(path) else None
+
+
+def resumed_config_path(workdir, step):
+  """Where a run resumed at `step` with other settings records its operative config."""
+  return os.path.join(workdir, f"operative_config-{step}.gin")
