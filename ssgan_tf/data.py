@@ -543,12 +543,22 @@ def _decode(contents, resolution, channels):
   return tf.ensure_shape(_to_unit_range(image), [resolution, resolution, channels])
 
 
+def _relative_note(image_dir):
+  """Where a relative folder was looked for: a run records the path as written, and an
+  eval, resume or export reads it from its own working directory."""
+  if "://" in image_dir or os.path.isabs(image_dir):
+    return ""
+  return (f" (a relative path, looked for in {os.getcwd()}: run from the directory the run "
+          "was started in, or give the folder's absolute path)")
+
+
 class _FolderSource(ImageSource):
 
   def __init__(self, image_dir, resolution, channels, cache_dir):
     if not tf.io.gfile.isdir(image_dir):
-      raise DataError(f"image folder {image_dir} does not exist or is not a folder; "
-                      "set dataset.image_dir to a folder of images.")
+      raise DataError(f"image folder {image_dir} does not exist or is not a folder"
+                      f"{_relative_note(image_dir)}; set dataset.image_dir to a folder of "
+                      "images.")
     paths = _list_images(image_dir)
     if not paths:
       raise DataError(f"no images in {image_dir} (searched recursively for "

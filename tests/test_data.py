@@ -368,13 +368,22 @@ def test_folder_subfolders_are_classes(tmp_path):
 
 
 def test_missing_or_empty_folder_is_an_error(tmp_path):
-  with pytest.raises(data.DataError, match="does not exist"):
+  with pytest.raises(data.DataError, match="does not exist") as e:
     data.get_source("folder", image_dir=str(tmp_path / "nope"), resolution=8)
+  assert "relative" not in first_line(e)
   (tmp_path / "readme.txt").write_text("no images here")
   with pytest.raises(data.DataError) as e:
     data.get_source("folder", image_dir=str(tmp_path), resolution=8)
   assert "no images" in first_line(e) and ".png" in first_line(e)
   assert ".webp" in first_line(e)
+
+
+def test_a_missing_relative_folder_says_where_it_was_looked_for(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(data.DataError) as e:
+    data.get_source("folder", image_dir="imgs", resolution=8)
+  assert f"a relative path, looked for in {tmp_path}" in first_line(e)
+  assert "absolute path" in first_line(e)
 
 
 def test_unreadable_files_are_named(tmp_path):
