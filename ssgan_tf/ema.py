@@ -59,7 +59,7 @@ class GeneratorEMA:
     generator: the trained G (a built Keras model).
     make_generator: a no-argument callable returning a new, built network of G's
       architecture (same variables in the same order).
-    decay: in [0, 1]; the weight of the old average.
+    decay: in [0, 1); the weight of the old average.
     start_step: generator steps (>= 0) before averaging starts.
     statistics_every: generator steps (>= 1) between the average's batch-norm
       statistics passes; with several replicas 1 whatever is asked (a warning says so).

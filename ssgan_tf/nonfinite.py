@@ -1,4 +1,4 @@
-"""Stage 5b: where training first went non-finite, recorded inside the compiled step.
+"""Stage 5d: where training first went non-finite, recorded inside the compiled step.
 
 When `fit` runs many generator steps per call (train.steps_per_execution), callbacks see
 only the last step of each call, so the step itself records the first step whose

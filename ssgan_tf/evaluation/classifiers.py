@@ -20,7 +20,7 @@ Later TF-GAN versions (>= Sep 2019) skip the (p - 128) / 128 for float input and
 dev0 behaviour above is the reference. The TF-Hub module resizes inside as well; at
 299x299 that resize is the identity, so the explicit one decides.
 
-Inception is loaded once, from a local copy of that SavedModel (`--inception_path`) or
+Inception is loaded once per evaluation (not per batch), from a local copy of that SavedModel (`--inception_path`) or
 through tensorflow_hub's cache, `$TFHUB_CACHE_DIR/<sha1 of the handle URL>/` (default
 `<tmp>/tfhub_modules`). Without either it fails at once unless downloads are allowed:
 tfhub.dev handles now redirect to Kaggle, and an offline download does not always fail
@@ -130,7 +130,8 @@ def hub_cache_path(handle=INCEPTION_TFHUB):
 
 
 def load_inception(path=None, allow_download=False):
-  """TF-GAN's Inception as a `Classifier` fed as compare_gan feeds it, loaded once.
+  """TF-GAN's Inception as a `Classifier` fed as compare_gan feeds it (loaded here,
+  once; the caller keeps it).
 
   Args:
     path: a local copy of the SavedModel behind INCEPTION_TFHUB (the directory holding

@@ -45,7 +45,7 @@ GENERATORS = ("ema", "raw")
 @gin.configurable("classifier", denylist=["source"])
 def get_classifier(name=None, source=None, *, inception_path=None, allow_download=False,
                    cache_dir=None):
-  """The classifier called `name`, loaded once (gin: `classifier.*`).
+  """The classifier called `name`, loaded from disk on each call (gin: `classifier.*`).
 
   Args:
     name: "inception" (TF-GAN's Inception), "mnist" (the offline MNIST CNN) or None:
@@ -199,8 +199,8 @@ def evaluate(workdir, restored, classifier=None, **metric_kwargs):
     **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
 
   Returns:
-    The records written, one dict per metric output (records.RECORD_KEYS, + std, runs,
-    values).
+    The records written, one dict per metric output: `compute_metrics`' dicts with
+    step and checkpoint (records.RECORD_KEYS and the keys records.py lists beside them).
 
   Raises:
     errors.WorkdirError: `workdir`'s metrics.jsonl cannot be appended to (checked before
