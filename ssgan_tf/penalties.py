@@ -20,13 +20,14 @@ As in compare_gan, the norm is sqrt(1e-4 + sum grad^2), and D runs with training
 inside the gradient penalties: spectral norm runs one power iteration per such call,
 which `Penalty.discriminator_calls` declares (SSGAN.power_iterations_per_step).
 
-Units. Our images are in [-1, 1]; compare_gan's are in [0, 1]. DRAGAN's perturbation
+Units. Our images are in [-1, 1]; compare_gan's are in [0, 1], and each ported D maps
+one range to the other at its input, so it is the same function of the image. The
+gradient is taken, as compare_gan takes it, with respect to [0, 1] pixels: x = 2 x_01 - 1
+makes it twice the gradient w.r.t. our pixels (PIXELS_PER_UNIT_RANGE), so a lambda means
+what it meant there (the paper's lambda = 1 and 10). Gulrajani et al.'s own code takes it
+w.r.t. [-1, 1] pixels: their lambda = 10 is lambda = 2.5 here. DRAGAN's perturbation
 scales with the batch std, so it is the same perturbation in either range, and its clip
-to [-1, 1] here is compare_gan's clip to [0, 1]. The gradient is taken with respect to
-our [-1, 1] pixels (Gulrajani et al.'s convention). compare_gan's SNDCGAN D maps [0, 1]
-to [-1, 1] inside, so its gradient w.r.t. [0, 1] pixels is twice ours, and its
-(||g_01|| - 1)^2 equals (2 ||g|| - 1)^2 here: for that network the same lambda is not the
-same penalty. (Its resnet_cifar D reads [0, 1] directly.)
+to [-1, 1] here is compare_gan's clip to [0, 1].
 """
 
 import tensorflow as tf
@@ -37,10 +38,15 @@ from ssgan_tf import losses
 METRIC_NAME = "loss/penalty"
 # compare_gan penalty_lib.py:55,82: inside the square root of the gradient norm.
 GRADIENT_NORM_EPSILON = 1e-4
+# d x / d x_01 for our pixels x = 2 x_01 - 1: the gradient w.r.t. compare_gan's [0, 1]
+# pixels is this times the gradient w.r.t. ours.
+PIXELS_PER_UNIT_RANGE = 2.0
 
 
 def _gradient_norm(discriminator, images):
-  """`[B]` sqrt(1e-4 + ||d logit_i / d images_i||^2), D in training mode (one call).
+  """`[B]` sqrt(1e-4 + ||d logit_i / d pixels_i||^2), the gradient with respect to [0, 1]
+  pixels (compare_gan's; twice that w.r.t. our [-1, 1] `images`), D in training mode
+  (one call).
 
   The gradient of the summed logits is each example's own gradient: D has no batch
   norm, so no example's logit depends on another example.
@@ -48,7 +54,7 @@ def _gradient_norm(discriminator, images):
   with tf.GradientTape() as tape:
     tape.watch(images)
     logits = discriminator(images, training=True)["logits"]
-  gradients = tape.gradient(logits, images)
+  gradients = PIXELS_PER_UNIT_RANGE * tape.gradient(logits, images)
   return tf.sqrt(GRADIENT_NORM_EPSILON
                  + tf.reduce_sum(tf.square(gradients), axis=list(range(1, images.shape.rank))))
 

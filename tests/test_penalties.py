@@ -3,8 +3,9 @@ their inputs (interpolates, perturbations, kernels), and their gradient reaching
 the D step.
 
 Golden values are computed here in NumPy: on a linear D (flatten + dense heads, no spectral
-norm) the gradient of the logit w.r.t. any input is the real/fake head's kernel w, so
-every gradient penalty is (sqrt(||w||^2 + 1e-4) - 1)^2 whatever the input.
+norm) the gradient of the logit w.r.t. any input in [-1, 1] is the real/fake head's kernel
+w, and w.r.t. compare_gan's [0, 1] pixels (x = 2 x_01 - 1) it is 2 w, so every gradient
+penalty is (sqrt(||2 w||^2 + 1e-4) - 1)^2 whatever the input.
 """
 
 import keras
@@ -45,7 +46,7 @@ def _batches(seed=0, num=B, shape=SHAPE):
 
 def _np_kernel_penalty(discriminator):
   w = discriminator.gan_head.kernel.numpy().astype(np.float64)
-  return (np.sqrt(np.sum(w ** 2) + 1e-4) - 1.0) ** 2
+  return (np.sqrt(np.sum((2 * w) ** 2) + 1e-4) - 1.0) ** 2
 
 
 class _RecordingD:
@@ -91,6 +92,35 @@ def test_l2_penalty_is_the_mean_l2_loss_of_every_d_kernel():
   np.testing.assert_allclose(values.numpy(), np.full(B, expected), rtol=1e-5)
 
 
+class _PortedD(_RecordingD):
+  """A D written for compare_gan's [0, 1] images, fed ours in [-1, 1] as our ported nets
+  are (mapped at the input); records what it is fed."""
+
+  @staticmethod
+  def logits_01(images_01):
+    return tf.reduce_sum(tf.sin(3.0 * images_01), axis=[1, 2, 3])
+
+  def __call__(self, images, training=False):
+    self.calls.append((images, training))
+    return {"logits": self.logits_01((images + 1.0) / 2.0)}
+
+
+@pytest.mark.parametrize("name", ["wgan_gp", "dragan"])
+def test_a_gradient_penalty_is_compare_gans_on_its_0_1_pixels(name):
+  # compare_gan differentiates D w.r.t. its [0, 1] images: the same lambda must give the
+  # same penalty here, where images are in [-1, 1].
+  d = _PortedD()
+  real, fake = _batches(seed=5)
+  values = penalties.get_penalty(name, 1.0).fn(d, real, fake, tf.random.Generator.from_seed(2))
+  images_01 = (d.calls[0][0] + 1.0) / 2.0
+  with tf.GradientTape() as tape:
+    tape.watch(images_01)
+    logits = _PortedD.logits_01(images_01)
+  gradients = tape.gradient(logits, images_01).numpy().astype(np.float64)
+  norms = np.sqrt(np.sum(gradients ** 2, axis=(1, 2, 3)) + 1e-4)
+  np.testing.assert_allclose(values.numpy(), (norms - 1.0) ** 2, rtol=1e-5)
+
+
 # --- What the gradient penalties feed D -----------------------------------------------
 
 def test_wgan_gp_interpolates_each_example_between_its_real_and_its_fake():
@@ -107,8 +137,9 @@ def test_wgan_gp_interpolates_each_example_between_its_real_and_its_fake():
   np.testing.assert_allclose(x_hat, real + alpha[:, None, None, None] * (fake - real),
                              atol=1e-6)
   assert np.all((alpha >= 0) & (alpha < 1)) and alpha.std() > 0.15  # U[0, 1): std 0.29.
-  # d logit / d x = x: the penalty of each example is (sqrt(||x_hat||^2 + 1e-4) - 1)^2.
-  norms = np.sqrt(np.sum(x_hat.astype(np.float64) ** 2, axis=(1, 2, 3)) + 1e-4)
+  # d logit / d x = x, so w.r.t. [0, 1] pixels 2 x: each example's penalty is
+  # (sqrt(||2 x_hat||^2 + 1e-4) - 1)^2.
+  norms = np.sqrt(np.sum((2 * x_hat.astype(np.float64)) ** 2, axis=(1, 2, 3)) + 1e-4)
   np.testing.assert_allclose(values, (norms - 1.0) ** 2, rtol=1e-5)
 
 
@@ -123,7 +154,7 @@ def test_dragan_perturbs_real_by_uniform_noise_of_the_batch_std():
   noise = (noisy.numpy() - real.numpy()) / std  # u - 1/2, u ~ U[0, 1) per pixel.
   assert np.all(np.abs(noise) <= 0.5 + 1e-5) and np.abs(noise).max() > 0.49
   assert abs(noise.mean()) < 0.02 and abs(noise.std() - 1 / np.sqrt(12)) < 0.01
-  norms = np.sqrt(np.sum(noisy.numpy().astype(np.float64) ** 2, axis=(1, 2, 3)) + 1e-4)
+  norms = np.sqrt(np.sum((2 * noisy.numpy().astype(np.float64)) ** 2, axis=(1, 2, 3)) + 1e-4)
   np.testing.assert_allclose(values.numpy(), (norms - 1.0) ** 2, rtol=1e-5)
 
 
@@ -166,12 +197,12 @@ def _linear_model(penalty):
 
 
 def test_the_d_step_descends_lambda_times_the_gradient_penalty():
-  # d/dw lambda (s - 1)^2, s = sqrt(||w||^2 + 1e-4), is lambda * 2 (s - 1) w / s: the
+  # d/dw lambda (s - 1)^2, s = sqrt(||2 w||^2 + 1e-4), is lambda * 2 (s - 1) 4 w / s: the
   # gradient of the gradient norm (double backprop) must reach D's head kernel exactly.
   weight, learning_rate = 0.5, 0.5
   plain, penalized = _linear_model(None), _linear_model(penalties.get_penalty("wgan_gp", weight))
   w = penalized.discriminator.gan_head.kernel.numpy().astype(np.float64)
-  s = np.sqrt(np.sum(w ** 2) + 1e-4)
+  s = np.sqrt(np.sum((2 * w) ** 2) + 1e-4)
   real, _ = _batches(seed=4, num=4)
   z = tf.constant(np.random.default_rng(4).normal(size=(4, 6)).astype(np.float32))
   metrics = penalized.discriminator_step(real, z)
@@ -182,7 +213,7 @@ def test_the_d_step_descends_lambda_times_the_gradient_penalty():
   for a, b in pairs:
     diff = a.numpy() - b.numpy()
     if a is penalized.discriminator.gan_head.kernel:
-      np.testing.assert_allclose(diff, -learning_rate * weight * 2 * (s - 1) * w / s,
+      np.testing.assert_allclose(diff, -learning_rate * weight * 2 * (s - 1) * 4 * w / s,
                                  rtol=1e-4, atol=1e-7)
     else:  # The penalty does not depend on the biases or the rotation head.
       np.testing.assert_allclose(diff, 0.0, atol=1e-7, err_msg=a.path)
