@@ -13,7 +13,8 @@ labels):
   cifar10       32x32x3: TFDS cifar10 as is; train / test; 10 classes.
   celeb_a       64x64x3: TFDS celeb_a, central 160x160 crop, resized; train / test.
   lsun_bedroom  128x128x3: TFDS lsun/bedroom, central 128x128 crop (zero-padded where
-                smaller), no resize; train[:99%] / train[99%:].
+                smaller), no resize; train[:99%] / train[99%:] (compare_gan's legacy
+                TFDS subsplit took every 100th record: other images, same number).
   imagenet64    64x64x3 and 128x128x3: TFDS imagenet2012 (manual download); "train": a
   imagenet128   random square crop of 50-100 % of the area, "test": the central square;
                 resized; train / validation; 1000 classes.

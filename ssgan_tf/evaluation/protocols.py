@@ -14,12 +14,14 @@ eval split (ImageNet: TFDS validation; LSUN: train[99%:]; CelebA-HQ: train[27000
 |---------------|--------|-------------------------------------------------------------|
 | cifar10       | 10,000 | datasets.py:370 (TFDS test)                                 |
 | celeb_a       | 10,000 | datasets.py:384 (TFDS test, 19,962 images)                  |
-| lsun_bedroom  | 30,000 | datasets.py:409, split train 99/1 % at :412-418             |
+| lsun_bedroom  | 30,000 | datasets.py:409, split train 99/1 % at :412-418 (*)         |
 | imagenet64/128| 50,000 | datasets.py:512, validation split at :514                   |
 | celeba_hq128  |  3,000 | v2 branch src/params.py:402, last 10 % shards datasets.py:236-241 |
 | mnist (ours)  | all 500| compare_gan: 10,000 TFDS test (datasets.py:342); ours has 500 |
 | folder, other | min(10,000, split size) | compare_gan's usual 10k, capped        |
 
+(*) compare_gan's split is legacy TFDS' `subsplit([99, 1])`, which took every 100th
+record rather than the last 1 % as one block: as many images, not the same ones.
 CelebA-HQ is not in v3 (compare_gan issue #44); its 3k comes from the v2 code that
 Kurach et al.'s study used, whose 27k / 3k split data.py reproduces.
 """
