@@ -265,20 +265,20 @@ class SampleGrids(keras.callbacks.Callback):
   `samples/fakes_<step>.png` and a TensorBoard image `images/fake`; at the start also
   `images/real`.
 
-  A conditional model's grid has fixed labels too: `fixed_labels` `[N]` int, or by
-  default one class per row (`labels.grid_labels`: row r shows class r mod K, or with
-  more classes than rows, classes spread evenly over 0..K-1).
+  A conditional model's grid has fixed labels too, one class per row
+  (`labels.grid_labels`: row r shows class r mod K, or with more classes than rows,
+  classes spread evenly over 0..K-1).
   """
 
-  def __init__(self, workdir, writer, fixed_z, every, real_images=None, fixed_labels=None):
+  def __init__(self, workdir, writer, fixed_z, every, real_images=None):
     super().__init__()
     self.dir = os.path.join(workdir, workdir_lib.SAMPLES)
     self.writer, self.fixed_z, self.every = writer, fixed_z, every
-    self.real_images, self.fixed_labels = real_images, fixed_labels
+    self.real_images, self.fixed_labels = real_images, None
 
   def on_train_begin(self, logs=None):
     num_classes = getattr(self.model, "num_classes", None)
-    if num_classes is not None and self.fixed_labels is None:
+    if num_classes is not None:
       n = int(self.fixed_z.shape[0])
       self.fixed_labels = labels_lib.grid_labels(n, num_classes, int(round(math.sqrt(n))))
     tf.io.gfile.makedirs(self.dir)

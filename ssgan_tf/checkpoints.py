@@ -44,7 +44,7 @@ another model, and that is an error, not a reason to go back in time.
   of them can be a save in progress). The next save of that step overwrites the others.
 
 The candidates are the checkpoints the state file lists; only when it is missing or
-unparseable are the `<name>-<n>.index` files in the directory used instead (then a
+unparseable are the `ckpt-<n>.index` files in the directory used instead (then a
 leftover of a failed save, as above, is skipped as unreadable like any damaged one).
 Paths are local or tf.io.gfile URLs.
 """
@@ -58,6 +58,10 @@ import tensorflow as tf
 from absl import logging
 
 from ssgan_tf import errors
+
+# The checkpoints' name: `ckpt-<step>` (tf.train.CheckpointManager's default
+# checkpoint_name, which train_lib's manager is given).
+NAME = "ckpt"
 
 
 class CheckpointMismatchError(errors.WorkdirError):
@@ -98,8 +102,8 @@ def _first_line(error, limit=240):
   return f"{type(error).__name__}: {line}"
 
 
-def _number(path, checkpoint_name):
-  match = re.fullmatch(re.escape(checkpoint_name) + r"-(\d+)", os.path.basename(path))
+def _number(path):
+  match = re.fullmatch(re.escape(NAME) + r"-(\d+)", os.path.basename(path))
   return int(match.group(1)) if match else None
 
 
@@ -118,18 +122,18 @@ def _listdir(directory):
     return []
 
 
-def steps_on_disk(directory, checkpoint_name="ckpt"):
-  """The numbers n of the `<checkpoint_name>-<n>.index` files in `directory`, ascending."""
-  pattern = re.compile(re.escape(checkpoint_name) + r"-(\d+)\.index")
+def steps_on_disk(directory):
+  """The numbers n of the `ckpt-<n>.index` files in `directory`, ascending."""
+  pattern = re.compile(re.escape(NAME) + r"-(\d+)\.index")
   return sorted(int(match.group(1)) for name in _listdir(os.fspath(directory))
                 if (match := pattern.fullmatch(name)))
 
 
-def list_checkpoints(directory, checkpoint_name="ckpt"):
+def list_checkpoints(directory):
   """The checkpoint prefixes in `directory`, newest first.
 
   From the `checkpoint` state file; if it is missing or unparseable, from the
-  `<checkpoint_name>-<n>.index` files. Newest = highest number (a CheckpointManager
+  `ckpt-<n>.index` files. Newest = highest number (a CheckpointManager
   numbering by step or by save count), then the later in the state file.
   """
   directory = os.fspath(directory)
@@ -139,12 +143,10 @@ def list_checkpoints(directory, checkpoint_name="ckpt"):
     if state.model_checkpoint_path not in paths:
       paths.append(state.model_checkpoint_path)
   else:
-    paths = [os.path.join(directory, f"{checkpoint_name}-{n}")
-             for n in steps_on_disk(directory, checkpoint_name)]
+    paths = [os.path.join(directory, f"{NAME}-{n}") for n in steps_on_disk(directory)]
   order = {path: i for i, path in enumerate(paths)}
   return sorted(order, reverse=True,
-                key=lambda p: (_number(p, checkpoint_name) is not None,
-                               _number(p, checkpoint_name) or 0, order[p]))
+                key=lambda p: (_number(p) is not None, _number(p) or 0, order[p]))
 
 
 def unreadable_reason(path):
@@ -187,13 +189,12 @@ def restore(checkpoint, path):
     raise CheckpointMismatchError(path, _first_line(e)) from None
 
 
-def restore_newest_readable(checkpoint, directory, checkpoint_name="ckpt"):
+def restore_newest_readable(checkpoint, directory):
   """Restores the newest readable checkpoint of `directory` into `checkpoint` (`restore`).
 
   Args:
     checkpoint: a `tf.train.Checkpoint` (optimizers built, so that their slots restore).
     directory: the checkpoint directory (a CheckpointManager's).
-    checkpoint_name: the CheckpointManager's `checkpoint_name`.
 
   Returns:
     `(path, skipped)`: the checkpoint restored (None if `directory` holds none; nothing is
@@ -206,7 +207,7 @@ def restore_newest_readable(checkpoint, directory, checkpoint_name="ckpt"):
     NoReadableCheckpointError: there are checkpoints, and none is readable.
   """
   skipped = []
-  for path in list_checkpoints(directory, checkpoint_name):
+  for path in list_checkpoints(directory):
     reason = unreadable_reason(path)
     if reason:
       logging.warning("checkpoint %s cannot be read (%s); left on disk, trying the next "
@@ -228,7 +229,7 @@ def _checkpoint_files(prefix):
           + tf.io.gfile.glob(prefix + ".data-?????-of-?????"))
 
 
-def quarantine(skipped, directory, restored=None, now=None, checkpoint_name="ckpt"):
+def quarantine(skipped, directory, restored=None, now=None):
   """Readies `directory` for the CheckpointManager that continues training: renames the
   unreadable checkpoints and an unusable state file out of its way (never deletes them),
   rebuilds the state file if needed, and removes the leftovers of saves cut short.
@@ -242,7 +243,6 @@ def quarantine(skipped, directory, restored=None, now=None, checkpoint_name="ckp
     directory: the checkpoint directory.
     restored: the path restored (the state file's newest from now on), or None.
     now: the time put into the new names (default: the current UTC time).
-    checkpoint_name: the CheckpointManager's `checkpoint_name`.
 
   Returns:
     `[(old prefix, new prefix)]`.
@@ -261,10 +261,9 @@ def quarantine(skipped, directory, restored=None, now=None, checkpoint_name="ckp
   if state is None:
     _set_aside_state(directory, stamp)  # Unparseable (if there is one).
   if renamed or state is None:
-    if not _rebuild_state(directory, state, {prefix for prefix, _ in skipped}, restored,
-                          checkpoint_name):
+    if not _rebuild_state(directory, state, {prefix for prefix, _ in skipped}, restored):
       _set_aside_state(directory, stamp)  # It lists no readable checkpoint.
-  _remove_interrupted_saves(directory, checkpoint_name)
+  _remove_interrupted_saves(directory)
   return renamed
 
 
@@ -277,7 +276,7 @@ def _set_aside_state(directory, stamp):
                     state_file, state_file, stamp)
 
 
-def _rebuild_state(directory, state, gone, restored, checkpoint_name):
+def _rebuild_state(directory, state, gone, restored):
   """Rewrites the state file without `gone`, or from the index files if `state` is None,
   keeping each checkpoint's save time (or its index file's time where none is known), so
   that the manager goes on rotating them out. Returns False if none is left to list."""
@@ -285,8 +284,7 @@ def _rebuild_state(directory, state, gone, restored, checkpoint_name):
     listed = list(state.all_model_checkpoint_paths)
     times = dict(zip(listed, state.all_model_checkpoint_timestamps))
   else:
-    listed = [os.path.join(directory, f"{checkpoint_name}-{n}")
-              for n in steps_on_disk(directory, checkpoint_name)]
+    listed = [os.path.join(directory, f"{NAME}-{n}") for n in steps_on_disk(directory)]
     times = {}
   kept = [p for p in listed if p not in gone and tf.io.gfile.exists(p + ".index")]
   if restored and restored not in kept:
@@ -299,9 +297,9 @@ def _rebuild_state(directory, state, gone, restored, checkpoint_name):
   return bool(kept)
 
 
-def _remove_interrupted_saves(directory, checkpoint_name):
-  """Removes the `<checkpoint_name>-<n>_temp` directories of saves cut short."""
-  pattern = re.compile(re.escape(checkpoint_name) + r"-\d+_temp")
+def _remove_interrupted_saves(directory):
+  """Removes the `ckpt-<n>_temp` directories of saves cut short."""
+  pattern = re.compile(re.escape(NAME) + r"-\d+_temp")
   for name in _listdir(directory):
     path = os.path.join(directory, name)
     if pattern.fullmatch(name) and tf.io.gfile.isdir(path):
@@ -334,13 +332,12 @@ def _write_state(directory, latest, paths, timestamps, last_preserved):
 _DISK_FULL = ("no space left on device", "quota exceeded")
 
 
-def save_or_explain(manager, step, checkpoint_name="ckpt"):
+def save_or_explain(manager, step):
   """`manager.save(checkpoint_number=step)`; a full disk becomes a one-line WorkdirError.
 
   Args:
     manager: the `tf.train.CheckpointManager`.
     step: the generator step (the checkpoint's number).
-    checkpoint_name: the manager's `checkpoint_name`.
 
   Returns:
     The path of the checkpoint written.
@@ -350,7 +347,7 @@ def save_or_explain(manager, step, checkpoint_name="ckpt"):
   except tf.errors.ResourceExhaustedError as e:
     if not any(text in str(e).lower() for text in _DISK_FULL):
       raise  # E.g. out of (device) memory: not the disk.
-    prefix = os.path.join(manager.directory, f"{checkpoint_name}-{step}")
+    prefix = os.path.join(manager.directory, f"{NAME}-{step}")
     leftovers = sorted(os.path.basename(p) for p in
                        tf.io.gfile.glob(prefix + ".*") + tf.io.gfile.glob(prefix + "_temp"))
     left = (f"; its partial files ({', '.join(leftovers)}) are not used and may be removed"

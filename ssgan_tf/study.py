@@ -81,11 +81,12 @@ from gin import config_parser
 from ssgan_tf import errors
 from ssgan_tf import gin_files
 from ssgan_tf import study_report
-from ssgan_tf.study_report import LOGS
-from ssgan_tf.study_report import log_path
-from ssgan_tf.study_report import STUDY_LOG
-from ssgan_tf.study_report import run_dir
-from ssgan_tf.study_report import run_state
+from ssgan_tf import study_runs
+from ssgan_tf.study_runs import LOGS
+from ssgan_tf.study_runs import log_path
+from ssgan_tf.study_runs import STUDY_LOG
+from ssgan_tf.study_runs import run_dir
+from ssgan_tf.study_runs import run_state
 
 SETTINGS = ("arms", "seeds", "eval_every", "gin_params", "metric", "probe_steps")
 # Bound by the study itself for every run; an arm or study.gin_params may not bind them.
@@ -93,7 +94,6 @@ OWNED = {("train", "seed"), ("ssgan", "seed"), ("train", "eval_every")}
 ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHILD_HEADER = "=== "  # Starts the line each child's output follows in its run's log.
 ARM_RECORD = "study_arm.json"
-MODEL_INFO = "model_info.json"  # As workdir.MODEL_INFO (not imported: no TF here).
 # Configurables, and (configurable, argument) pairs, that choose how runs are evaluated
 # or where their data is found, not what they train: a study may change them later.
 NOT_TRAINING = {"evaluation", "probe", "classifier"}
@@ -466,8 +466,8 @@ def _started(workdir, arm):
   then its config may still change, e.g. to fix a run that failed at start-up."""
   folder = os.path.join(workdir, arm.name)
   return any(name.startswith("seed") and (
-      os.path.exists(os.path.join(folder, name, MODEL_INFO))
-      or study_report.checkpoint_steps(os.path.join(folder, name)))
+      os.path.exists(os.path.join(folder, name, study_runs.MODEL_INFO))
+      or study_runs.checkpoint_steps(os.path.join(folder, name)))
              for name in os.listdir(folder))
 
 
@@ -618,7 +618,7 @@ def run_study(study, workdir, out=_say):
         status = _run_child(study, workdir, arm, seed, mode, checkpoint, signals)
         if signals.received or status == errors.EXIT_CODE_PREEMPTED:
           out(f"{label}: stopped ({signals.received or 'the child was preempted'}) after "
-              f"{study_report.duration(time.perf_counter() - run_start)}")
+              f"{study_runs.duration(time.perf_counter() - run_start)}")
           raise StudyInterrupted(
               f"stopped by {signals.received or 'a signal to the child'} during "
               f"{arm.name}/seed{seed} ({mode}; exit status {status}); run the same command "
@@ -630,8 +630,9 @@ def run_study(study, workdir, out=_say):
           break
       else:
         state = run_state(workdir, arm, seed)
-        out(f"{label}: done in {study_report.duration(time.perf_counter() - run_start)} (step "
-            f"{state.step}/{state.total_steps}; study {study_report.duration(time.perf_counter() - start)})")
+        now = time.perf_counter()
+        out(f"{label}: done in {study_runs.duration(now - run_start)} (step {state.step}/"
+            f"{state.total_steps}; study {study_runs.duration(now - start)})")
   report = write_report(study, workdir, out)
   if failed:
     raise errors.UserError(f"{len(failed)} run(s) failed: {'; '.join(failed)}; see their logs "

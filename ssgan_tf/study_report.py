@@ -24,7 +24,6 @@ from different classifiers (the records' `classifier`, e.g. mnist_cnn_v1 and v2)
 flagged as not comparable, naming the runs to re-evaluate.
 """
 
-import dataclasses
 import datetime
 import itertools
 import json
@@ -35,6 +34,7 @@ import re
 import numpy as np
 
 from ssgan_tf import errors
+from ssgan_tf import study_runs
 
 # matplotlib (Agg backend: files only) and scipy are imported where they are used, so that
 # the runner starts fast.
@@ -44,92 +44,6 @@ HIGHER_IS_BETTER = re.compile(
     r"^((is|mnist_score|precision|recall|mnist_precision|mnist_recall)\d|probe_)")
 MIN_SEEDS_TO_CALL = 3  # Seeds per arm before the report names a better arm.
 FID_LIKE = re.compile(r"^(fid|fmd)\d")
-SAMPLE_GRID = re.compile(r"^fakes_(\d+)\.png$")
-CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
-STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
-LOGS = "logs"  # The runner's: every child's output, a file per run.
-PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py).
-
-
-# ----------------------------------------------------------------------------------------
-# Reading a study's workdir (the runner uses these too).
-
-
-def run_dir(workdir, arm, seed):
-  """The training workdir of `arm` (anything with .name) and `seed`."""
-  return os.path.join(workdir, arm.name, f"seed{seed}")
-
-
-def log_path(workdir, arm, seed):
-  """The runner's log of `arm`'s run with `seed`: every child's output, appended."""
-  return os.path.join(workdir, LOGS, f"{arm.name}.seed{seed}.log")
-
-
-def checkpoint_steps(path):
-  """The steps of the readable-looking checkpoints of run folder `path`, sorted."""
-  folder = os.path.join(path, "checkpoints")
-  if not os.path.isdir(folder):
-    return []
-  return sorted(int(m.group(1)) for m in map(CHECKPOINT_INDEX.match, os.listdir(folder)) if m)
-
-
-def read_records(path):
-  """The metric records of run folder `path` (metrics.jsonl; a torn last line is
-  ignored: a run killed mid-write)."""
-  records = []
-  metrics = os.path.join(path, "metrics.jsonl")
-  if os.path.exists(metrics):
-    with open(metrics) as f:
-      for line in f:
-        try:
-          records.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass
-  return records
-
-
-@dataclasses.dataclass
-class RunState:
-  """What a run folder holds.
-
-  Attributes:
-    step: its latest checkpoint's step (0: none).
-    total_steps: the arm's train.total_steps.
-    evaluated: whether a sample-metric record exists at `step`.
-    probed: checkpoint steps with a probe record.
-  """
-  step: int
-  total_steps: int
-  evaluated: bool
-  probed: set
-
-  @property
-  def trained(self):
-    return self.step >= self.total_steps
-
-  @property
-  def finished(self):
-    """Trained and evaluated at its last step: it counts in the report."""
-    return self.trained and self.evaluated
-
-
-def run_state(workdir, arm, seed):
-  """The `RunState` of one run (arm: a study.Arm)."""
-  path = run_dir(workdir, arm, seed)
-  steps = checkpoint_steps(path)
-  step = steps[-1] if steps else 0
-  records = read_records(path)
-  evaluated = any(r.get("step") == step and not str(r.get("metric")).startswith(PROBE_PREFIX)
-                  for r in records)
-  probed = {r.get("step") for r in records if str(r.get("metric")).startswith(PROBE_PREFIX)}
-  return RunState(step, arm.total_steps, evaluated, probed)
-
-
-def duration(seconds):
-  """65.2 -> "1m05s"; 3725 -> "1h02m05s"."""
-  seconds = int(round(seconds))
-  hours, rest = divmod(seconds, 3600)
-  return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 # ----------------------------------------------------------------------------------------
@@ -236,7 +150,7 @@ def _children(workdir):
   """From the runner's study_log.jsonl: ({(arm, seed): seconds of all its children},
   {(arm, seed): its last child's entry})."""
   walls, last = {}, {}
-  path = os.path.join(workdir, STUDY_LOG)
+  path = os.path.join(workdir, study_runs.STUDY_LOG)
   if os.path.exists(path):
     with open(path) as f:
       for line in f:
@@ -269,10 +183,11 @@ def _status(state, last_child, log):
 
 def _sample_grid(path, step):
   """The run's sample grid at `step`, else its latest, else None."""
-  folder = os.path.join(path, "samples")
+  folder = os.path.join(path, study_runs.SAMPLES)
   if not os.path.isdir(folder):
     return None
-  grids = {int(m.group(1)): m.group(0) for m in map(SAMPLE_GRID.match, os.listdir(folder)) if m}
+  grids = {int(m.group(1)): m.group(0)
+           for m in map(study_runs.SAMPLE_GRID.match, os.listdir(folder)) if m}
   if not grids:
     return None
   chosen = step if step in grids else max(grids)
@@ -287,11 +202,11 @@ def collect(study, workdir):
   for arm in study.arms:
     runs = {}
     for seed in study.seeds:
-      path = run_dir(workdir, arm, seed)
-      state = run_state(workdir, arm, seed)
-      series = _latest_per_step(read_records(path))
+      path = study_runs.run_dir(workdir, arm, seed)
+      state = study_runs.run_state(workdir, arm, seed)
+      series = _latest_per_step(study_runs.read_records(path))
       status = _status(state, last_children.get((arm.name, seed)),
-                       os.path.relpath(log_path(workdir, arm, seed), workdir))
+                       os.path.relpath(study_runs.log_path(workdir, arm, seed), workdir))
       final = {metric: {k: by_step[state.step][k] for k in ("value", "std", "runs", "classifier")
                         if k in by_step[state.step]}
                for metric, by_step in series.items() if state.step in by_step}
@@ -371,7 +286,7 @@ def _headline(study, metrics):
   """(the headline metric or None, a note or None)."""
   if study.metric and study.metric in metrics:
     return study.metric, None
-  sample_metrics = [m for m in metrics if not m.startswith(PROBE_PREFIX)]
+  sample_metrics = [m for m in metrics if not m.startswith(study_runs.PROBE_PREFIX)]
   fallback = next((m for m in sample_metrics if FID_LIKE.match(m)),
                   sample_metrics[0] if sample_metrics else (metrics[0] if metrics else None))
   if study.metric:
@@ -516,14 +431,14 @@ def _comparison_lines(report, metric, heading=True):
 
 
 def _wall(seconds):
-  return "—" if seconds is None else duration(seconds)
+  return "—" if seconds is None else study_runs.duration(seconds)
 
 
 def _plot_curves(report, path, probe):
   """Metric vs step per arm (mean, ± 1 std band); False if there is nothing to plot."""
   metrics = [m for m in dict.fromkeys(
       m for arm in report["arms"].values() for run in arm["runs"].values()
-      for m in run["curves"]) if m.startswith(PROBE_PREFIX) == probe]
+      for m in run["curves"]) if m.startswith(study_runs.PROBE_PREFIX) == probe]
   if not metrics:
     return False
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -586,7 +501,7 @@ def _plot_samples(report, path):
         axis.set_title(f"{name} / seed {seed}: none", fontsize=9)
         continue
       image = plt.imread(grid)
-      step = int(SAMPLE_GRID.match(os.path.basename(grid)).group(1))
+      step = int(study_runs.SAMPLE_GRID.match(os.path.basename(grid)).group(1))
       axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1,
                   interpolation="nearest")
       note = "" if run["finished"] else " (unfinished)"

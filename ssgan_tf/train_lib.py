@@ -112,7 +112,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
       checkpoint = workdir_lib.make_checkpoint(model)
       resume(checkpoint, model, workdir, set_aside_unreadable=chief)
       # After `resume`: the manager reads the state file that setting aside rewrites.
-      manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints)
+      manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
+                                           checkpoint_name=checkpoints.NAME)
       start_step = model.step
       if start_step >= total_steps:
         logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)

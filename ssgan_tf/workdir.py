@@ -146,7 +146,7 @@ def latest_checkpoint(workdir):
 def _others_on_disk(workdir, path):
   """'choose one with --checkpoint=N (on disk: 20, 30)', `path`'s step left out."""
   steps = [n for n in checkpoints.steps_on_disk(checkpoint_dir(workdir))
-           if os.path.join(checkpoint_dir(workdir), f"ckpt-{n}") != path]
+           if os.path.join(checkpoint_dir(workdir), f"{checkpoints.NAME}-{n}") != path]
   if not steps:
     return "no other checkpoint is on disk"
   return f"choose one with --checkpoint=N (on disk: {', '.join(map(str, steps))})"
@@ -173,7 +173,7 @@ def checkpoint_path(workdir, checkpoint=None):
         "writes it (with train.total_steps one higher if the run had reached it).")
   if checkpoint is None:
     return latest
-  path = (os.path.join(checkpoint_dir(workdir), f"ckpt-{checkpoint}")
+  path = (os.path.join(checkpoint_dir(workdir), f"{checkpoints.NAME}-{checkpoint}")
           if str(checkpoint).isdigit() else str(checkpoint))
   if not tf.io.gfile.exists(path + ".index"):
     raise WorkdirError(f"no checkpoint {path!r}; {_others_on_disk(workdir, path)}.")
@@ -247,7 +247,7 @@ def restore_for_inference(workdir, checkpoint=None):
     checkpoints.CheckpointMismatchError: it holds another model.
   """
   path = checkpoint_path(workdir, checkpoint)
-  match = re.search(r"ckpt-(\d+)$", path)
+  match = re.search(re.escape(checkpoints.NAME) + r"-(\d+)$", path)
   config = operative_config_path(workdir, int(match.group(1)) if match else 0)
   gin.parse_config_file(config, skip_unknown=True)
   info = read_model_info(workdir)

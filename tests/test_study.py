@@ -26,6 +26,7 @@ from ssgan_tf import errors
 from ssgan_tf import gin_files
 from ssgan_tf import study as study_lib
 from ssgan_tf import study_report
+from ssgan_tf import study_runs
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
 from tiny_runs import ROOT
@@ -83,13 +84,23 @@ def study(tmp_path_factory):
     first_status = runner.wait(timeout=120)
   first = dict(status=first_status, output=output.read_text())
   between = {"gan0": _files(workdir / "gan" / "seed0"),
-             "ssgan0_steps": study_report.checkpoint_steps(workdir / "ssgan" / "seed0"),
+             "ssgan0_steps": study_runs.checkpoint_steps(workdir / "ssgan" / "seed0"),
              "listing": sorted(os.listdir(workdir))}
   rerun = subprocess.run(_runner(f"--study={path}", f"--workdir={workdir}"), cwd=tmp,
                          env=ENV, capture_output=True, text=True, timeout=300, check=False)
   second = dict(status=rerun.returncode, output=rerun.stdout + rerun.stderr)
   return dict(workdir=workdir, path=path, first=first, between=between, second=second,
               tmp=tmp)
+
+
+def test_the_run_folder_names_are_the_trainers():
+  # study_runs copies them so that the runner starts without TensorFlow.
+  from ssgan_tf import checkpoints
+  from ssgan_tf import workdir
+  assert (study_runs.MODEL_INFO, study_runs.CHECKPOINTS, study_runs.METRICS,
+          study_runs.SAMPLES) == (workdir.MODEL_INFO, workdir.CHECKPOINTS, workdir.METRICS,
+                                  workdir.SAMPLES)
+  assert study_runs.CHECKPOINT_INDEX.match(f"{checkpoints.NAME}-120.index").group(1) == "120"
 
 
 def test_sigterm_stops_the_study_after_the_running_child_saved(study):
@@ -117,7 +128,7 @@ def test_the_rerun_skips_the_finished_run_and_resumes_the_interrupted_one(study)
   assert re.search(rf"resumed from .*ckpt-{between['ssgan0_steps'][-1]}\b", log)
   for arm in ("gan", "ssgan"):
     for seed in (0, 1):
-      assert study_report.checkpoint_steps(workdir / arm / f"seed{seed}")[-1] == 4
+      assert study_runs.checkpoint_steps(workdir / arm / f"seed{seed}")[-1] == 4
   entries = [json.loads(line) for line in (workdir / "study_log.jsonl").read_text().splitlines()]
   assert [(e["arm"], e["seed"], e["exit_status"]) for e in entries] == [
       ("gan", 0, 0), ("ssgan", 0, 75), ("ssgan", 0, 0), ("gan", 1, 0), ("ssgan", 1, 0)]
@@ -469,7 +480,7 @@ def test_the_cluster_route_holds_arms_to_their_config_and_finishes_trained_runs(
 
 def test_a_run_whose_last_child_failed_says_so_with_its_log(synthetic):
   study, workdir, _ = synthetic
-  with open(workdir / study_report.STUDY_LOG, "a") as f:
+  with open(workdir / study_runs.STUDY_LOG, "a") as f:
     for seed, status in [(1, 75), (2, 1)]:
       f.write(json.dumps({"arm": "gan", "seed": seed, "mode": "eval", "checkpoint": 4,
                           "seconds": 3.0, "exit_status": status}) + "\n")
