@@ -38,15 +38,29 @@ def check_syntax(files, params):
       sources.append((path, f.read()))
   sources += [("--gin_param", param) for param in params]
   for where, text in sources:
-    try:
-      for _ in config_parser.ConfigParser(text, SyntaxOnly()):
-        pass
-    except SyntaxError as e:
-      problem = _bare_word(where, e) or f"{e.msg}; {(e.text or '').strip()!r}"
-      raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {problem}") from None
-    except tokenize.TokenError as e:  # An unclosed bracket or string.
-      raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
-                               "bracket or string?)") from None
+    statements(text, where)
+
+
+def statements(text, where, delegate=None):
+  """The statements of gin `text` (a list), read by `delegate` (default: `SyntaxOnly`).
+
+  Raises:
+    ConfigError: one line naming `where` (a file, "--gin_param", ...): bad syntax, or a
+      ConfigError of the delegate's.
+  """
+  try:
+    return list(config_parser.ConfigParser(text, delegate or SyntaxOnly()))
+  except SyntaxError as e:
+    problem = _bare_word(where, e) or f"{e.msg}; {(e.text or '').strip()!r}"
+    raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {problem}") from None
+  except (ValueError, TypeError) as e:  # Gin's own messages for e.g. a bad dict literal.
+    message = " ".join(str(e).split())
+    raise errors.ConfigError(f"bad gin syntax in {where}: {message}") from None
+  except tokenize.TokenError as e:  # An unclosed bracket or string.
+    raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
+                             "bracket or string?)") from None
+  except errors.ConfigError as e:
+    raise errors.ConfigError(f"{where}: {e}") from None
 
 
 def bindings_outside(params, configurables):

@@ -152,25 +152,6 @@ class _Literals(config_parser.ParserDelegate):
     raise errors.ConfigError(f"a study file takes literal values only, not %{macro_name}.")
 
 
-def _statements(text, where, delegate):
-  """The statements of gin `text`; one-line ConfigError naming `where` on bad syntax."""
-  try:
-    return list(config_parser.ConfigParser(text, delegate))
-  except SyntaxError as e:
-    raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {e.msg}; "
-                             f"{(e.text or '').strip()!r}") from None
-  except (ValueError, TypeError) as e:  # Gin's own messages for e.g. a bad dict literal.
-    message = " ".join(str(e).split())
-    raise errors.ConfigError(f"bad gin syntax in {where}: {message}") from None
-  except errors.ConfigError as e:
-    raise errors.ConfigError(f"{where}: {e}") from None
-  except Exception as e:  # tokenize.TokenError: an unclosed bracket or string.
-    if type(e).__name__ == "TokenError":
-      raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
-                               "bracket or string?)") from None
-    raise
-
-
 def load_study(path):
   """Parses and validates a study file and its arms' gin files (they exist, parse and
   bind train.total_steps as a number); one-line ConfigErrors.
@@ -187,7 +168,7 @@ def load_study(path):
   with open(path) as f:
     text = f.read()
   values, lines = {}, {}
-  for statement in _statements(text, path, _Literals()):
+  for statement in gin_files.statements(text, path, _Literals()):
     if not isinstance(statement, config_parser.BindingStatement):
       raise errors.ConfigError(f"{path}, line {statement.location.line_num}: a study file "
                                "holds study.* bindings only (no include or import).")
@@ -250,7 +231,7 @@ def _string_list(value, where):
 
 def _check_binding(binding, where):
   """A gin binding string: parses, and binds nothing the study owns."""
-  for statement in _statements(binding, f"{where} binding {binding!r}", gin_files.SyntaxOnly()):
+  for statement in gin_files.statements(binding, f"{where} binding {binding!r}"):
     if not isinstance(statement, config_parser.BindingStatement):
       raise errors.ConfigError(f"{where}: {binding!r} is not a binding; put includes in a "
                                "gin file.")
@@ -321,7 +302,7 @@ def _arm_statements(files, where):
       raise errors.ConfigError(f"{where}: gin file {path!r} not found (paths are relative "
                                f"to the directory the study runs from, {os.getcwd()!r}).")
     with open(existing[0]) as f:
-      parsed = _statements(f.read(), existing[0], _Canonical())
+      parsed = gin_files.statements(f.read(), existing[0], _Canonical())
     digests[os.path.normpath(existing[0])] = hashlib.sha256(
         repr([tuple(s)[:-1] for s in parsed if _trains(s)]).encode()).hexdigest()
     for statement in parsed:
@@ -361,7 +342,7 @@ def _total_steps(file_statements, params, where):
   found = None
   statements = file_statements + [
       (statement, f"binding {param!r}") for param in params
-      for statement in _statements(param, f"binding {param!r}", gin_files.SyntaxOnly())]
+      for statement in gin_files.statements(param, f"binding {param!r}")]
   for statement, source in statements:
     if (isinstance(statement, config_parser.BindingStatement) and not statement.scope
         and statement.selector.split(".")[-1] == "train"
@@ -442,7 +423,7 @@ def _normalized(config):
                         for path in config.get("gin_files", [])],
           "gin_params": [" = ".join(side.strip() for side in param.split("=", 1))
                          for param in config.get("gin_params", [])
-                         if all(_trains(statement) for statement in _statements(
+                         if all(_trains(statement) for statement in gin_files.statements(
                              param, f"binding {param!r}", gin_files.SyntaxOnly()))]}
 
 

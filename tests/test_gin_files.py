@@ -51,6 +51,13 @@ def _needs(total_steps=gin.REQUIRED, name=gin.REQUIRED):
   return total_steps, name
 
 
+def test_a_value_gin_cannot_build_is_one_line():
+  # gin's parser evaluates literals: an unhashable dict key is a TypeError there.
+  with pytest.raises(errors.ConfigError, match=r"^bad gin syntax in --gin_param: unhashable "
+                     r"type: 'list'$"):
+    gin_files.check_syntax([], ["a.b = {[1]: 2}"])
+
+
 @pytest.mark.parametrize("bindings, message", [
     ({"name": "x"}, r"required gin binding gin_files_test\.total_steps is not set; start from "
                     r"a config \(e\.g\. --gin_file=gin_configs/quickstart\.gin\) or add "
