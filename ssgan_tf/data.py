@@ -651,8 +651,7 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
     raise errors.ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
   if image_dir is not None:
     raise errors.ConfigError(f"dataset.image_dir is read only by name='folder', not {name!r}.")
-  native_resolution, _, native_channels = (
-      MNIST_SHAPE if name == "mnist" else (TFDS_DATASETS[name].resolution,) * 2 + (3,))
+  native_resolution, _, native_channels = native_image_shape(name)
   if resolution not in (None, native_resolution) or channels not in (None, native_channels):
     raise errors.ConfigError(
         f"dataset {name} is {native_resolution}x{native_resolution}x{native_channels}; "
@@ -662,6 +661,16 @@ def get_source(name=gin.REQUIRED, data_dir=None, image_dir=None, resolution=None
     return _MnistSource()
   return _TfdsSource(name, TFDS_DATASETS[name], data_dir and os.path.expanduser(data_dir),
                      allow_download)
+
+
+def native_image_shape(name):
+  """`(H, H, C)` of the built-in dataset `name` (a DATASETS name other than "folder"),
+  known without reading any data; None for "folder" or an unknown name."""
+  if name == "mnist":
+    return MNIST_SHAPE
+  if name in TFDS_DATASETS:
+    return (TFDS_DATASETS[name].resolution,) * 2 + (3,)
+  return None
 
 
 # Decoded training splits up to this size stay in memory after the first pass (MNIST:

@@ -50,6 +50,7 @@ from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import export_lib
 from ssgan_tf import gin_files
+from ssgan_tf import nets
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import classifiers
@@ -58,20 +59,6 @@ from ssgan_tf.evaluation import eval_lib
 CONFIG_ROOT = os.path.join(ROOT, "gin_configs")
 CONFIGS = sorted(p for p in glob.glob(os.path.join(CONFIG_ROOT, "**", "*.gin"), recursive=True)
                  if os.path.basename(p) != "base.gin")
-# Smallest widths each architecture builds with: (generator_kwargs, discriminator_kwargs),
-# merged into the config's own (which may set more, e.g. resnet_biggan's G spectral norm).
-TINY_WIDTHS = {
-    "sndcgan": ({"base_channels": 4}, {"base_channels": 4}),
-    "resnet_cifar": ({"g_channels": 4}, {"d_channels": 4}),
-    "resnet_cifar_compare_gan": ({"g_channels": 4}, {"d_channels": 4}),
-    "resnet5": ({"ch": 1}, {"ch": 1}),
-    "resnet_stl": ({"ch": 1}, {"ch": 1}),
-    # Non-local blocks moved to 16x16 (the default G B4 and D B1 sit at 64x64 at 128 px,
-    # where one G call on the 64 sample-grid images takes seconds); a block needs
-    # C // 8 >= 1 where it sits: G's B2 has 8 ch, D's B3 8 ch.
-    "resnet_biggan": ({"ch": 1, "blocks_with_attention": "B2"},
-                      {"ch": 2, "blocks_with_attention": "B3"}),
-}
 BATCH = 4  # The smallest batch that rotates (one image per angle).
 MOCK_EXAMPLES = 9  # Per split: >= EVAL_SAMPLES; a square (callbacks.grid, see below).
 EVAL_SAMPLES = 8
@@ -113,7 +100,8 @@ def tiny_bindings(path):
   """`(architecture, --gin_param lines shrinking the config at `path`)`."""
   _parse_or_skip(path)
   architecture = gin.query_parameter("networks.architecture")
-  g_tiny, d_tiny = TINY_WIDTHS[architecture]
+  # Merged into the config's own kwargs (which may set more, e.g. resnet_biggan's G SN).
+  g_tiny, d_tiny = nets.ARCHITECTURES[architecture].TINY_KWARGS
   g_kwargs = {**(_bound("networks.generator_kwargs", None) or {}), **g_tiny}
   d_kwargs = {**(_bound("networks.discriminator_kwargs", None) or {}), **d_tiny}
   gin.clear_config()

@@ -23,10 +23,11 @@ they compute bf16 natively: `precision.hardware_summary()`); progress and the pr
 table go to stderr.
 
 --architectures=all (or a comma-separated list of names from nets.ARCHITECTURES): the
-step benchmark once per architecture, each at its own resolution (ARCHITECTURE_RESOLUTIONS:
-32 for the CIFAR nets and sndcgan, 48 resnet_stl, 128 resnet5 and resnet_biggan) with its
-default widths (`--tiny_widths`: small ones, for tests), everything else as the gin
-files say (loss, batch, disc_iters, normalisation); `--max_seconds` is per architecture.
+step benchmark once per architecture, each at its own resolution (its module's
+PAPER_RESOLUTION: 32 for the CIFAR nets and sndcgan, 48 resnet_stl, 128 resnet5 and
+resnet_biggan) with its default widths (`--tiny_widths`: its TINY_KWARGS, for tests),
+everything else as the gin files say (loss, batch, disc_iters, normalisation);
+`--max_seconds` is per architecture.
 One JSON line per architecture on stdout (the step report plus `g_params`, `d_params`),
 then a Markdown table on stderr: architecture x {G params, D params, GFLOP per generator
 step, generator steps/s}.
@@ -151,20 +152,6 @@ CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3")
 # The networks' name scopes; their gradient ops live under "gradient_tape/<scope>".
 NETWORKS = ("generator", "discriminator")
-# --architectures: each architecture's resolution (the paper's use of it; sndcgan takes any
-# multiple of 8, resnet5 powers of two to 128, resnet_biggan 32 to 512).
-ARCHITECTURE_RESOLUTIONS = {"sndcgan": 32, "resnet_cifar": 32, "resnet_cifar_compare_gan": 32,
-                            "resnet_stl": 48, "resnet5": 128, "resnet_biggan": 128}
-# --architectures --tiny_widths: (generator_kwargs, discriminator_kwargs); resnet_biggan's
-# non-local blocks need C // 8 >= 1 where they sit.
-TINY_WIDTHS = {
-    "sndcgan": ({"base_channels": 4}, {"base_channels": 4}),
-    "resnet_cifar": ({"g_channels": 4}, {"d_channels": 4}),
-    "resnet_cifar_compare_gan": ({"g_channels": 4}, {"d_channels": 4}),
-    "resnet_stl": ({"ch": 1}, {"ch": 1}),
-    "resnet5": ({"ch": 1}, {"ch": 1}),
-    "resnet_biggan": ({"ch": 4}, {"ch": 8}),
-}
 # The torch-mimicry model that is the same network as each of our architectures.
 PEER_MODELS = {"resnet_cifar": "ssgan32"}
 # Environment settings that change the speed, recorded in the report when set.
@@ -201,10 +188,8 @@ def dataset_image_shape():
   so a TFDS dataset need not be prepared here); DEFAULT_IMAGE_SHAPE when they don't say."""
   bindings = gin.get_bindings("dataset")
   name = bindings.get("name")
-  if name == "mnist":
-    return data.MNIST_SHAPE
-  if name in data.TFDS_DATASETS:
-    return (data.TFDS_DATASETS[name].resolution,) * 2 + (3,)
+  if data.native_image_shape(name):
+    return data.native_image_shape(name)
   if name == "folder" and bindings.get("resolution"):
     return (bindings["resolution"],) * 2 + (bindings.get("channels") or 3,)
   return DEFAULT_IMAGE_SHAPE
@@ -635,12 +620,13 @@ def architectures_report(strategy):
   widths, as JSON lines on stdout; then a table on stderr. Returns the reports."""
   reports = []
   for arch in architecture_names():
-    g_kwargs, d_kwargs = TINY_WIDTHS[arch] if FLAGS.tiny_widths else ({}, {})
+    module = nets.ARCHITECTURES[arch]
+    g_kwargs, d_kwargs = module.TINY_KWARGS if FLAGS.tiny_widths else ({}, {})
     parse_gin(FLAGS.gin_file, FLAGS.gin_param + [
         f'networks.architecture = "{arch}"', f"networks.generator_kwargs = {g_kwargs!r}",
         f"networks.discriminator_kwargs = {d_kwargs!r}"])
-    log(f"--- {arch} at {ARCHITECTURE_RESOLUTIONS[arch]} px")
-    report = step_report(strategy, arch, ARCHITECTURE_RESOLUTIONS[arch])
+    log(f"--- {arch} at {module.PAPER_RESOLUTION} px")
+    report = step_report(strategy, arch, module.PAPER_RESOLUTION)
     print(json.dumps(report), flush=True)
     reports.append(report)
     gc.collect()  # The last model's memory, before the next one is built.

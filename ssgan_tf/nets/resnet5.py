@@ -28,6 +28,12 @@ from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import spectral_norm as sn
 from ssgan_tf.nets.resnet_ops import CompareGanBlock
 
+# The resolution the paper or compare_gan runs it at (tools/benchmark.py --architectures).
+PAPER_RESOLUTION = 128
+# The smallest widths it builds with, (generator_kwargs, discriminator_kwargs): the
+# tests' networks and tools/benchmark.py --tiny_widths.
+TINY_KWARGS = ({"ch": 1}, {"ch": 1})
+
 G_MULTIPLIERS = (8, 8, 4, 4, 2, 1)
 D_MULTIPLIERS = (1, 2, 4, 4, 8, 8)
 

@@ -61,6 +61,16 @@ from ssgan_tf.nets import spectral_norm as sn
 from ssgan_tf.nets.resnet_ops import CompareGanBlock
 from ssgan_tf.nets.resnet_ops import NonLocalBlock
 
+# The resolution the paper or compare_gan runs it at (tools/benchmark.py --architectures).
+PAPER_RESOLUTION = 128
+# The smallest widths it builds with, (generator_kwargs, discriminator_kwargs): the
+# tests' networks and tools/benchmark.py --tiny_widths.
+# Non-local blocks moved to 16x16 (the default G B4 and D B1 sit at 64x64 at 128 px, where
+# one G call on 64 sample-grid images takes seconds); a block needs C // 8 >= 1 where it
+# sits: G's B2 has 8 channels, D's B3 8.
+TINY_KWARGS = ({"ch": 1, "blocks_with_attention": "B2"},
+               {"ch": 2, "blocks_with_attention": "B3"})
+
 G_MULTIPLIERS = {32: [4, 4, 4, 4], 64: [16, 16, 8, 4, 2], 128: [16, 16, 8, 4, 2, 1],
                  256: [16, 16, 8, 8, 4, 2, 1], 512: [16, 16, 8, 8, 4, 2, 1, 1]}
 D_MULTIPLIERS = {32: [2, 2, 2, 2], 64: [2, 4, 8, 16, 16], 128: [1, 2, 4, 8, 16, 16],

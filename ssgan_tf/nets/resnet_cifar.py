@@ -24,6 +24,11 @@ from ssgan_tf.nets.resnet_ops import DiscriminatorBlock
 from ssgan_tf.nets.resnet_ops import GeneratorBlock
 
 RESOLUTION = 32
+# The resolution the paper or compare_gan runs it at (tools/benchmark.py --architectures).
+PAPER_RESOLUTION = RESOLUTION
+# The smallest widths it builds with, (generator_kwargs, discriminator_kwargs): the
+# tests' networks and tools/benchmark.py --tiny_widths.
+TINY_KWARGS = ({"g_channels": 4}, {"d_channels": 4})
 
 
 def check_resolution(resolution):

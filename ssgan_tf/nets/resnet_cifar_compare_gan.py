@@ -37,6 +37,11 @@ from ssgan_tf.nets import spectral_norm as sn
 from ssgan_tf.nets.resnet_ops import CompareGanBlock
 
 RESOLUTION = 32
+# The resolution the paper or compare_gan runs it at (tools/benchmark.py --architectures).
+PAPER_RESOLUTION = RESOLUTION
+# The smallest widths it builds with, (generator_kwargs, discriminator_kwargs): the
+# tests' networks and tools/benchmark.py --tiny_widths.
+TINY_KWARGS = ({"g_channels": 4}, {"d_channels": 4})
 NUM_G_BLOCKS = 3
 
 

@@ -22,6 +22,11 @@ from ssgan_tf.nets import spectral_norm as sn
 from ssgan_tf.nets.resnet_ops import CompareGanBlock
 
 RESOLUTION = 48
+# The resolution the paper or compare_gan runs it at (tools/benchmark.py --architectures).
+PAPER_RESOLUTION = RESOLUTION
+# The smallest widths it builds with, (generator_kwargs, discriminator_kwargs): the
+# tests' networks and tools/benchmark.py --tiny_widths.
+TINY_KWARGS = ({"ch": 1}, {"ch": 1})
 
 
 def check_resolution(resolution):

@@ -16,6 +16,13 @@ from ssgan_tf.nets import normalization as norms
 from ssgan_tf.nets import spectral_norm as sn
 
 
+# The resolution the paper or compare_gan runs it at (tools/benchmark.py --architectures).
+PAPER_RESOLUTION = 32
+# The smallest widths it builds with, (generator_kwargs, discriminator_kwargs): the
+# tests' networks and tools/benchmark.py --tiny_widths.
+TINY_KWARGS = ({"base_channels": 4}, {"base_channels": 4})
+
+
 def leaky_relu(x, alpha):
   """`tf.nn.leaky_relu(x, alpha)` for 0 < alpha < 1, whose gradient reads its output.
 
