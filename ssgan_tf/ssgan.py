@@ -443,6 +443,33 @@ def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_ite
                              "ssgan.penalty = None.")
 
 
+def _check_divisible(global_batch_size, rotated_batch_size, num_replicas):
+  """What the replicas and the rotations need of the batch sizes, named by their gin
+  bindings, with every constraint in one message (BatchSizes checks them too, unnamed)."""
+  quantum = rotation.NUM_ROTATIONS * num_replicas
+
+  def near(n, q):
+    lower = n // q * q
+    return " or ".join(str(m) for m in (lower, lower + q) if m > 0)
+
+  if rotated_batch_size is None and global_batch_size % quantum:
+    raise errors.ConfigError(
+        f"ssgan.global_batch_size = {global_batch_size} must be a multiple of "
+        f"{rotation.NUM_ROTATIONS} x {num_replicas} replica(s) = {quantum}: each replica "
+        "rotates the last quarter of its batch (ssgan.rotated_batch_size = None); use "
+        f"{near(global_batch_size, quantum)}, or set ssgan.rotated_batch_size.")
+  if global_batch_size % num_replicas:
+    raise errors.ConfigError(
+        f"ssgan.global_batch_size = {global_batch_size} is not divisible by the "
+        f"{num_replicas} replicas; use {near(global_batch_size, num_replicas)}.")
+  if rotated_batch_size is not None and rotated_batch_size % quantum:
+    raise errors.ConfigError(
+        f"ssgan.rotated_batch_size = {rotated_batch_size} must be a multiple of "
+        f"{rotation.NUM_ROTATIONS} x {num_replicas} replica(s) = {quantum} (each replica "
+        f"rotates n images by 0, 90, 180 and 270 degrees); use "
+        f"{near(rotated_batch_size, quantum)}.")
+
+
 @gin.configurable("ssgan",
                   denylist=["image_shape", "num_replicas", "num_classes", "label_counts"])
 def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_saturating",
@@ -492,18 +519,11 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
   """
   # Checked before the (slow) network construction, which would fail on them unreadably.
   errors.check_range("ssgan.global_batch_size", global_batch_size, minimum=1, integer=True)
+  if rotated_batch_size is not None:
+    errors.check_range("ssgan.rotated_batch_size", rotated_batch_size, minimum=0, integer=True)
+  _check_divisible(global_batch_size, rotated_batch_size, num_replicas)
   if rotated_batch_size is None:
-    # BatchSizes would name the rotated batch size, which the user did not set (a global
-    # batch that the replicas do not divide is its to name).
-    quantum = rotation.NUM_ROTATIONS * num_replicas
-    if global_batch_size % num_replicas == 0 and global_batch_size % quantum:
-      raise errors.ConfigError(
-          f"ssgan.global_batch_size = {global_batch_size} must be a multiple of "
-          f"{rotation.NUM_ROTATIONS} x {num_replicas} replicas = {quantum}: each replica "
-          "rotates the last quarter of its batch (ssgan.rotated_batch_size = None); change "
-          "it, or set ssgan.rotated_batch_size.")
     rotated_batch_size = global_batch_size
-  errors.check_range("ssgan.rotated_batch_size", rotated_batch_size, minimum=0, integer=True)
   batch = BatchSizes(global_batch_size, num_replicas, rotated_batch_size)
   adversarial_loss = losses.adversarial_loss(gan_loss)
   chosen_penalty = penalties_lib.get_penalty(penalty, penalty_weight)

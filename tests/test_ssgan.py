@@ -650,19 +650,29 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"gan_loss": "wgan"}, r"unknown GAN loss 'wgan'.*non_saturating"),
-    ({"global_batch_size": 10, "num_replicas": 4}, "not divisible by the 4 replicas"),
+    ({"global_batch_size": 10, "num_replicas": 4, "rotated_batch_size": 0},
+     r"ssgan.global_batch_size = 10 is not divisible by the 4 replicas; use 8 or 12\.\n"),
+    # The replicas' and the rotations' needs in one message: 32 on 3 replicas.
+    ({"global_batch_size": 32, "num_replicas": 3},
+     r"ssgan.global_batch_size = 32 must be a multiple of 4 x 3 replica\(s\) = 12: .*use 24 "
+     r"or 36, or set ssgan.rotated_batch_size"),
+    ({"global_batch_size": 16, "num_replicas": 2, "rotated_batch_size": 12},
+     r"ssgan.rotated_batch_size = 12 must be a multiple of 4 x 2 replica\(s\) = 8 .*; use 8 "
+     r"or 16\.\n"),
+    ({"global_batch_size": 16, "rotated_batch_size": True},
+     r"ssgan.rotated_batch_size must be an integer; got True"),
     # rotated_batch_size = None: the global batch is what the user changed.
     ({"global_batch_size": 30},
-     r"ssgan.global_batch_size = 30 must be a multiple of 4 x 1 replicas = 4.*"
+     r"ssgan.global_batch_size = 30 must be a multiple of 4 x 1 replica\(s\) = 4.*"
      r"or set ssgan.rotated_batch_size"),
     ({"global_batch_size": 12, "num_replicas": 2},
-     r"ssgan.global_batch_size = 12 must be a multiple of 4 x 2 replicas = 8"),
+     r"ssgan.global_batch_size = 12 must be a multiple of 4 x 2 replica\(s\) = 8"),
     ({"global_batch_size": "32"}, r"ssgan.global_batch_size must be an integer; got '32'"),
     ({"global_batch_size": 32.0}, r"ssgan.global_batch_size must be an integer; got 32.0"),
     ({"global_batch_size": True}, r"ssgan.global_batch_size must be an integer; got True"),
     ({"rotated_batch_size": 8.0}, r"ssgan.rotated_batch_size must be an integer; got 8.0"),
     ({"seed": 1.5}, r"ssgan.seed must be an integer; got 1.5"),
-    ({"num_replicas": 2, "rotated_batch_size": 12}, r"multiple of 4 x 2 replicas = 8"),
+    ({"num_replicas": 2, "rotated_batch_size": 12}, r"multiple of 4 x 2 replica\(s\) = 8"),
     ({"rotated_batch_size": 40}, "at most 4 x global batch size = 32"),
     ({"z_distribution": "beta"}, "unknown ssgan.z_distribution 'beta'"),
     ({"disc_iters": 0}, r"ssgan.disc_iters must be >= 1; got 0"),

@@ -261,7 +261,7 @@ def test_global_batch_not_divisible_by_the_replicas(tmp_path):
   with pytest.raises(ValueError) as error:
     _train(tmp_path / "w", 2, "ssgan.global_batch_size = 7", strategy=strategy)
   assert _first_line(error).startswith(
-      "global batch size 7 is not divisible by the 2 replicas; choose a multiple of 2")
+      "ssgan.global_batch_size = 7 must be a multiple of 4 x 2 replica(s) = 8: ")
   assert not (tmp_path / "w").exists()
 
 
