@@ -43,13 +43,20 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
     raise errors.ConfigError(f"--num_cpu_devices={num_cpu_devices} splits the CPU for "
                              f"--strategy=mirrored only, not {name!r}; add that flag or drop "
                              "this one.")
+  if tpu and name != "tpu":
+    raise errors.ConfigError(f"--tpu={tpu} is read by --strategy=tpu only, not {name!r}; add "
+                             "that flag or drop this one.")
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
-    if num_cpu_devices > 1 and not tf.config.list_physical_devices("GPU"):
+    if tf.config.list_physical_devices("GPU"):
+      return tf.distribute.MirroredStrategy()
+    if num_cpu_devices > 1:
       split_cpu(num_cpu_devices)
       return tf.distribute.MirroredStrategy(
           [d.name for d in tf.config.list_logical_devices("CPU")])
+    logging.warning("--strategy=mirrored found no GPU: it trains on the CPU, one replica "
+                    "(--num_cpu_devices=N splits the CPU into N replicas, for tests).")
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
     _check_tf_config()
@@ -57,7 +64,7 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
   if name == "tpu":
     try:
       resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-    except ValueError as e:  # No --tpu, and this host is no TPU VM.
+    except (ValueError, OSError) as e:  # No --tpu off a TPU VM; a name it cannot look up.
       raise errors.ConfigError(f"--strategy=tpu: {e} (--tpu=NAME, or run on a TPU "
                                "VM).") from None
     tf.config.experimental_connect_to_cluster(resolver)
@@ -79,10 +86,22 @@ def _check_tf_config():
   except json.JSONDecodeError as e:
     raise errors.ConfigError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); "
                              f"set it like {example}.") from None
-  if config is not None and not (isinstance(config, dict) and "cluster" in config
-                                 and "task" in config):
+  if config is None:
+    return
+  if not (isinstance(config, dict) and isinstance(config.get("cluster"), dict)
+          and isinstance(config.get("task"), dict)):
     raise errors.ConfigError(f"TF_CONFIG needs a 'cluster' and a 'task'; set it like "
                              f"{example}.")
+  cluster, task = config["cluster"], config["task"]
+  jobs = cluster.get(task.get("type"))
+  if not isinstance(jobs, list):
+    raise errors.ConfigError(f"TF_CONFIG's task type {task.get('type')!r} is not a job of its "
+                             f"cluster ({sorted(cluster)}); set it like {example}.")
+  index = task.get("index")
+  if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(jobs):
+    raise errors.ConfigError(f"TF_CONFIG's task index {index!r} is not one of the "
+                             f"{len(jobs)} {task['type']} address(es) of its cluster (0 to "
+                             f"{len(jobs) - 1}); set it like {example}.")
 
 
 def is_chief(strategy):

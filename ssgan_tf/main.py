@@ -49,7 +49,7 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker",
                   "tf.distribute strategy: one device; all local GPUs (mirrored); the "
                   "cluster in TF_CONFIG (multi_worker); a Cloud TPU (untested).")
 flags.DEFINE_integer("num_cpu_devices", 0, "With --strategy=mirrored on a host without "
-                     "GPUs: split the CPU into this many replicas (for testing).")
+                     "GPUs: split the CPU into this many replicas (for testing).", lower_bound=0)
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (sets dataset.data_dir).")
 flags.DEFINE_string("checkpoint", None, "eval/export/probe: a step number or checkpoint "

@@ -37,6 +37,11 @@ def test_unknown_strategy_lists_choices():
 @pytest.mark.parametrize("tf_config, message", [
     ("{cluster: ", r"TF_CONFIG is not valid JSON \(Expecting property name"),
     ('{"cluster": {"worker": ["h:1"]}}', "TF_CONFIG needs a 'cluster' and a 'task'"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 3}}',
+     r"TF_CONFIG's task index 3 is not one of the 1 worker address\(es\) of its cluster \(0 to "
+     r"0\)"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}',
+     r"TF_CONFIG's task type 'chief' is not a job of its cluster \(\['worker'\]\)"),
 ])
 def test_malformed_tf_config_is_named(monkeypatch, tf_config, message):
   monkeypatch.setenv("TF_CONFIG", tf_config)
@@ -58,6 +63,21 @@ def test_num_cpu_devices_outside_mirrored_is_refused(name):
   with pytest.raises(errors.ConfigError, match=(
       rf"--num_cpu_devices=2 splits the CPU for --strategy=mirrored only, not '{name}'")):
     distribute.make_strategy(name, num_cpu_devices=2)
+
+
+def test_tpu_outside_the_tpu_strategy_is_refused():
+  with pytest.raises(errors.ConfigError, match=r"--tpu=my-tpu is read by --strategy=tpu only, "
+                                               r"not 'default'"):
+    distribute.make_strategy("default", tpu="my-tpu")
+
+
+def test_mirrored_without_a_gpu_or_a_cpu_split_warns_it_trains_on_the_cpu(caplog):
+  # (conftest.py has split this process's CPU in two: one replica each; a process that
+  # has not, the command line's, gets one.)
+  with caplog.at_level(logging.WARNING):
+    strategy = distribute.make_strategy("mirrored")
+  assert strategy.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
+  assert "--strategy=mirrored found no GPU: it trains on the CPU, one replica" in caplog.text
 
 
 def test_tpu_without_a_name_off_a_tpu_vm_is_one_line():
