@@ -121,11 +121,13 @@ class ImageSource:
       source has no labels.
     content_id: a short digest that changes when the source's files do (a folder's
       fingerprint), for caches keyed by the data; "" where the name says it all.
+    class_names: label i's name (a folder's subfolder names, TFDS' label names), or None
+      (no labels, or none known).
   """
 
-  def __init__(self, name, image_shape, num_classes, content_id=""):
+  def __init__(self, name, image_shape, num_classes, content_id="", class_names=None):
     self.name, self.image_shape, self.num_classes = name, tuple(image_shape), num_classes
-    self.content_id = content_id
+    self.content_id, self.class_names = content_id, class_names
     self._label_counts = {}  # split -> label_counts(split), counted once.
 
   def contains(self, path):
@@ -233,7 +235,8 @@ def _mnist_arrays():
 class _MnistSource(ImageSource):
 
   def __init__(self):
-    super().__init__("mnist", MNIST_SHAPE, num_classes=10)
+    super().__init__("mnist", MNIST_SHAPE, num_classes=10,
+                     class_names=[str(digit) for digit in range(10)])
 
   def _examples(self, split):
     images, labels = _mnist_arrays()[split]
@@ -339,6 +342,9 @@ class _TfdsSource(ImageSource):
                "now with --allow_download (gin: dataset.allow_download=True)")
       raise DataError(f"dataset {name}: TFDS {spec.tfds_name!r} is not prepared in "
                       f"{self._builder.data_dir}; {fix}.") from None
+    features = self._builder.info.features
+    if spec.num_classes and "label" in features.keys():
+      self.class_names = list(getattr(features["label"], "names", None) or []) or None
 
   def _examples(self, split):
     spec, training = self._spec, split == "train"
@@ -582,7 +588,8 @@ class _FolderSource(ImageSource):
                  f"no classes ({sum(len(parts) == 1 for parts in relative)} images at its top "
                  "level; classes need every image in a subfolder)")
     super().__init__(f"folder:{image_dir}", (resolution, resolution, channels),
-                     len(classes) if labelled else None, content_id=fingerprint[:12])
+                     len(classes) if labelled else None, content_id=fingerprint[:12],
+                     class_names=classes or None)
     self._image_dir, self._paths = image_dir, paths
     class_index = {name: i for i, name in enumerate(classes)}
     self._labels = [class_index[parts[0]] if labelled else _NO_LABEL for parts in relative]

@@ -18,8 +18,8 @@ spectral-norm `u` update):
                       other samples. Feeding that z to serving_default gives the same
                       images. All samples go through G in one batch.
   metadata         no inputs -> the METADATA_FILE fields as scalars (pixel_range
-                   `[2]` float32; label_counts `[K]` int64) plus operative_config (the
-                   workdir's gin config).
+                   `[2]` float32; label_counts `[K]` int64; class_names `[K]` string) plus
+                   operative_config (the workdir's gin config).
   discriminate     (include_discriminator=True only) images `[N, H, H, C]` float32 in
                    [-1, 1] -> logits `[N]`, rotation_logits `[N, 4]` (rot90 k = 0..3),
                    features `[N, F]` (what the linear probe reads).
@@ -39,7 +39,9 @@ load), for readers without TensorFlow:
   ssgan_metadata.json   z_dim, z_distribution ("normal": N(0, 1); "uniform": U[-1, 1]),
                         resolution, channels, pixel_range, architecture, step, checkpoint;
                         generator: "ema" when what is served is the EMA of G's weights
-                        (ema.py; absent: G itself); conditional models: num_classes and,
+                        (ema.py; absent: G itself); conditional models: num_classes;
+                        class_names, label i's name, where the data names its classes
+                        (a folder's subfolders, TFDS' label names, MNIST's digits); and,
                         if the fakes' labels follow the training frequencies,
                         label_counts (absent: uniform)
   operative_config.gin  the gin config the model was trained with.
@@ -70,7 +72,8 @@ PIXEL_RANGE = (-1.0, 1.0)
 
 
 # What `export` adds to the model's `info` in its metadata.
-_EXPORT_FIELDS = ("resolution", "channels", "pixel_range", "step", "checkpoint", "generator")
+_EXPORT_FIELDS = ("resolution", "channels", "pixel_range", "step", "checkpoint", "generator",
+                  workdir_lib.CLASS_NAMES)
 
 
 def export(workdir, checkpoint=None, include_discriminator=False, overwrite=False):
@@ -104,6 +107,8 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
   if model.generator_kind == "ema":
     # Only then: exports of models without an EMA keep their metadata as it was.
     metadata["generator"] = "ema"
+  if restored.class_names:
+    metadata[workdir_lib.CLASS_NAMES] = restored.class_names
   with tf.io.gfile.GFile(restored.config_path) as f:
     operative_config = f.read()
   module, signatures = build_module(model, metadata, operative_config, include_discriminator)

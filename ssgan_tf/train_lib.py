@@ -107,8 +107,9 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
   ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
   try:
     with lock, preemption.PreemptionWatcher() as watcher:
-      workdir_lib.check_model_info(workdir, workdir_lib.model_info(model, source.image_shape),
-                                   write=chief)
+      workdir_lib.check_model_info(
+          workdir, workdir_lib.model_info(model, source.image_shape, source.class_names),
+          write=chief)
       checkpoint = workdir_lib.make_checkpoint(model)
       resume(checkpoint, model, workdir, set_aside_unreadable=chief)
       # After `resume`: the manager reads the state file that setting aside rewrites.

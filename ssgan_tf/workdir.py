@@ -5,8 +5,9 @@ module. A workdir only grows:
   operative_config.gin      every gin parameter of the run, written after its first step
                             (a resumed run with other settings adds operative_config-<step>.gin)
   model_info.json           image shape, architecture, z_dim, z_distribution; for a
-                            conditional model also num_classes and (label_distribution
-                            "train") label_counts, the fakes' label distribution
+                            conditional model also num_classes, (label_distribution
+                            "train") label_counts, the fakes' label distribution, and
+                            class_names where the data names its classes
   lock.json                 while a trainer runs: its host and pid (workdir_lock.py)
   checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG,
                             the EMA of G (if any) (checkpoints.py: unreadable ones renamed
@@ -53,10 +54,17 @@ EVAL_LOGS = "eval"
 # that lacks one still describes the configured model. (num_classes is not among them: an
 # unconditional workdir is not a conditional model's, nor the other way round.)
 _ADDED_LATER = ("z_distribution",)
+# Describes the data, not the model: a resume on renamed class folders is the same model,
+# and the names recorded at the start stay (the file is written once).
+CLASS_NAMES = "class_names"
 
-def model_info(model, image_shape):
-  """The model_info.json dict of `model` (an SSGAN) trained on `image_shape` images."""
-  return {"image_shape": list(image_shape), **model.info}
+def model_info(model, image_shape, class_names=None):
+  """The model_info.json dict of `model` (an SSGAN) trained on `image_shape` images; a
+  conditional model's also holds `class_names` (label i's name) when the data has them."""
+  info = {"image_shape": list(image_shape), **model.info}
+  if model.num_classes is not None and class_names:
+    info[CLASS_NAMES] = list(class_names)
+  return info
 
 
 _TRAIN_FIX = (f"use a new --workdir, or the config it was trained with (its "
@@ -77,7 +85,9 @@ def check_model_info(workdir, info, write, fix=_TRAIN_FIX):
   if tf.io.gfile.exists(path):
     saved = read_model_info(workdir)
     # Workdirs from before z_distribution was recorded describe the same models.
-    if {k: v for k, v in info.items() if k in saved or k not in _ADDED_LATER} != saved:
+    same = {k: v for k, v in info.items()
+            if k != CLASS_NAMES and (k in saved or k not in _ADDED_LATER)}
+    if same != {k: v for k, v in saved.items() if k != CLASS_NAMES}:
       raise WorkdirError(
           f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); "
           f"{fix}.")
@@ -219,6 +229,7 @@ class Restored:
   checkpoint_path: str
   image_shape: tuple
   config_path: str  # The operative config that trained `step` (`operative_config_path`).
+  class_names: list = None  # Label i's name, where model_info.json records them.
 
   @functools.cached_property
   def source(self):
@@ -258,7 +269,7 @@ def restore_for_inference(workdir, checkpoint=None):
                             num_classes=info.get("num_classes"),
                             label_counts=info.get("label_counts"))
   path = _restore_readable(model, workdir, path, follow_latest=checkpoint is None)
-  return Restored(model, model.step, path, image_shape, config)
+  return Restored(model, model.step, path, image_shape, config, info.get(CLASS_NAMES))
 
 
 def operative_config_path(workdir, step):

@@ -181,6 +181,7 @@ def test_label_counts_of_mnist_folder_and_tfds(tmp_path):
       PIL.Image.new("RGB", (4, 4)).save(tmp_path / name / f"{i}.png")
   folder = data.get_source("folder", image_dir=str(tmp_path), resolution=4)
   np.testing.assert_array_equal(folder.label_counts("train"), [2, 1])
+  assert folder.class_names == ["a", "b"] and mnist.class_names == list("0123456789")
 
   def as_dataset(builder, *args, **kwargs):
     del builder, args, kwargs
@@ -190,6 +191,9 @@ def test_label_counts_of_mnist_folder_and_tfds(tmp_path):
                               policy=tfds.testing.MockPolicy.USE_CODE):
     cifar = data.get_source("cifar10")
     np.testing.assert_array_equal(cifar.label_counts("train"), [0, 1, 0, 2] + [0] * 5 + [1])
+    # TFDS' label names (here the mock's, "0".."9"; a prepared cifar10's, "airplane"...).
+    assert cifar.class_names == tfds.builder("cifar10").info.features["label"].names
+    assert len(cifar.class_names) == 10
   with pytest.raises(errors.ConfigError, match="no labels"):
     data.get_source("folder", image_dir=str(tmp_path / "a"), resolution=4).label_counts("train")
 
@@ -456,6 +460,7 @@ def test_the_workdir_records_the_classes_and_the_grid_one_class_per_row(runs):
   with open(os.path.join(runs["workdir"], workdir_lib.MODEL_INFO)) as f:
     info = json.load(f)
   assert info["num_classes"] == 10 and info["label_counts"] == [450] * 10
+  assert info["class_names"] == list("0123456789")
   grid = np.asarray(PIL.Image.open(os.path.join(runs["workdir"], "samples",
                                                 "fakes_00000002.png")))
   assert grid.shape == (8 * 32, 8 * 32)
@@ -495,6 +500,9 @@ def test_an_exported_conditional_g_serves_z_alone_or_with_labels(runs, export_di
                              atol=1e-5)
   metadata = {k: v.numpy() for k, v in signatures["metadata"]().items()}
   assert metadata["num_classes"] == 10 and list(metadata["label_counts"]) == [450] * 10
+  assert [name.decode() for name in metadata["class_names"]] == list("0123456789")
+  with open(os.path.join(export_dir, export_lib.EXTRA_DIR, export_lib.METADATA_FILE)) as f:
+    assert json.load(f)["class_names"] == list("0123456789")
 
 
 def test_exported_signatures_refuse_labels_out_of_range_or_of_another_length(export_dir):

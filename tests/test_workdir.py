@@ -87,6 +87,18 @@ def test_model_info_of_an_older_workdir_without_z_distribution_still_matches(tmp
                                              "z_distribution": "normal"}, write=True)
 
 
+def test_class_names_describe_the_data_not_the_model(tmp_path):
+  # Renamed class folders, or a workdir from before the names were kept: the same model.
+  info = {"image_shape": [8, 8, 3], "architecture": "sndcgan", "z_dim": 8,
+          "z_distribution": "normal", "num_classes": 2}
+  workdir.check_model_info(str(tmp_path), {**info, "class_names": ["cat", "dog"]}, write=True)
+  for other in ({**info, "class_names": ["cats", "dogs"]}, info):
+    workdir.check_model_info(str(tmp_path), other, write=True)
+  assert workdir.read_model_info(str(tmp_path))["class_names"] == ["cat", "dog"]
+  with pytest.raises(errors.WorkdirError, match="holds a different model"):
+    workdir.check_model_info(str(tmp_path), {**info, "num_classes": 3}, write=True)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """A tiny run's workdir with checkpoints 2, 4 and 6."""
