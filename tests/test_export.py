@@ -201,6 +201,16 @@ def test_fresh_process_without_keras_serves_g_and_d_in_eval_mode(trained, export
     assert f.read() == config
 
 
+def test_a_z_of_another_width_or_rank_is_named_by_the_signature(export_dir):
+  # The input spec [None, z_dim] is not enforced on a loaded SavedModel: without the
+  # check, G failed on a matmul of other sizes.
+  serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+  for z in (np.zeros([2, Z_DIM + 1], np.float32), np.zeros([Z_DIM], np.float32)):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"z must be \[N, {Z_DIM}\] \(z_dim {Z_DIM}\)"):
+      serve(z=tf.constant(z))
+
+
 def test_saved_model_cli_shows_and_runs_the_signatures(trained, export_dir, tmp_path):
   np.save(tmp_path / "z.npy", _z(4, seed=2))
   show = subprocess.Popen([SAVED_MODEL_CLI, "show", "--dir", export_dir, "--all"],
