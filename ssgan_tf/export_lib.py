@@ -258,6 +258,21 @@ def to_uint8(images):
   return tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
 
 
+def _export_hint(path):
+  """What to pass instead of `path`, which holds no SavedModel: one of the exports in it
+  (a workdir's export/ folder), or how to make one."""
+  try:
+    steps = sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(path)
+                   if name.rstrip("/").isdigit() and tf.io.gfile.exists(
+                       os.path.join(path, name.rstrip("/"), "saved_model.pb")))
+  except tf.errors.NotFoundError:
+    steps = []
+  if steps:
+    return (f"it holds the exports of steps {steps}: pass one, e.g. "
+            f"--export_dir={os.path.join(path, str(steps[-1]))}")
+  return "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR"
+
+
 class ExportedGenerator:
   """A loaded export as evaluation sees a model (`generate`, `sample_z`; conditional:
   `num_classes`, `sample_labels`), so that the number a user reports belongs to the
@@ -272,8 +287,7 @@ class ExportedGenerator:
 
   def __init__(self, export_dir):
     if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
-      raise ExportError(f"no SavedModel in {export_dir!r}; export one first: python -m "
-                        "ssgan_tf.main --mode=export --workdir=WORKDIR")
+      raise ExportError(f"no SavedModel in {export_dir!r}; {_export_hint(export_dir)}")
     with tf.io.gfile.GFile(os.path.join(export_dir, EXTRA_DIR, METADATA_FILE)) as f:
       self.metadata = json.load(f)
     self.z_dim, self.z_distribution = self.metadata["z_dim"], self.metadata["z_distribution"]

@@ -229,7 +229,8 @@ def test_saved_model_cli_shows_and_runs_the_signatures(trained, export_dir, tmp_
 
 def test_sample_tool_writes_png_grid_and_npy_without_keras(export_dir, tmp_path):
   tool = os.path.join(ROOT, "tools", "sample.py")
-  outputs = {"png": str(tmp_path / "grid.png"), "npy": str(tmp_path / "x.npy")}
+  # The .npy in a folder that does not exist yet: the tool makes it.
+  outputs = {"png": str(tmp_path / "grid.png"), "npy": str(tmp_path / "new" / "x.npy")}
   runs = [subprocess.Popen(
       [sys.executable, "-c", SAMPLE_TOOL, tool, str(tmp_path / f"{kind}.loaded"),
        f"--export_dir={export_dir}", f"--output={path}", "--num_samples=10", "--seed=3"],
@@ -261,6 +262,15 @@ def test_sample_tool_writes_png_grid_and_npy_without_keras(export_dir, tmp_path)
   assert _snapshot(tmp_path)[os.path.basename(outputs["png"])] == before
   assert replaced.returncode == 0, replaced_errors[-3000:]
   assert np.load(outputs["npy"]).shape == (2,) + IMAGE_SHAPE
+
+  # The workdir's export/ folder instead of one export in it: the steps it holds.
+  base = os.path.dirname(export_dir)
+  wrong = subprocess.run([sys.executable, tool, f"--export_dir={base}",
+                          f"--output={tmp_path / 'y.png'}"], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+  assert wrong.returncode == 1 and wrong.stderr.strip().splitlines()[-1] == (
+      f"error: no SavedModel in {base!r}; it holds the exports of steps [2]: pass one, e.g. "
+      f"--export_dir={export_dir}")
 
 
 def test_export_without_checkpoint_is_a_clear_error(tmp_path):
@@ -380,3 +390,11 @@ def test_an_export_evaluates_to_its_checkpoints_numbers(trained, export_dir):
 def test_evaluating_a_missing_export_is_a_clear_error(tmp_path):
   with pytest.raises(errors.ExportError, match="no SavedModel in .*export one first"):
     export_lib.load_for_evaluation(str(tmp_path))
+
+
+def test_evaluating_the_export_folder_names_the_exports_in_it(export_dir):
+  base = os.path.dirname(export_dir)
+  with pytest.raises(errors.ExportError, match=(
+      rf"no SavedModel in '{base}'; it holds the exports of steps \[2\]: pass one, e.g. "
+      rf"--export_dir={export_dir}$")):
+    export_lib.load_for_evaluation(base)

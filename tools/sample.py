@@ -23,8 +23,10 @@ import tensorflow as tf
 
 flags.DEFINE_string("export_dir", None, "An export: WORKDIR/export/<step>.")
 flags.DEFINE_string("output", None, "Where to write: a .png grid or a .npy array.")
-flags.DEFINE_integer("num_samples", 64, "Images to draw (all in one generator batch).")
-flags.DEFINE_integer("seed", 0, "Noise seed: the same seed draws the same images.")
+flags.DEFINE_integer("num_samples", 64, "Images to draw (all in one generator batch).",
+                     lower_bound=1, upper_bound=2**31 - 1)  # The signature's int32.
+flags.DEFINE_integer("seed", 0, "Noise seed: the same seed draws the same images.",
+                     lower_bound=-2**63, upper_bound=2**63 - 1)  # The signature's int64.
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 flags.mark_flags_as_required(["export_dir", "output"])
 FLAGS = flags.FLAGS
@@ -52,13 +54,21 @@ def write_samples(export_dir, output, num_samples, seed, overwrite=False):
   if num_samples < 1:
     raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
   if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
-    raise ValueError(f"no SavedModel in {export_dir!r}; export one first: "
-                     "python -m ssgan_tf.main --mode=export --workdir=WORKDIR")
+    steps = sorted(int(name) for name in (os.listdir(export_dir) if os.path.isdir(export_dir)
+                                          else [])
+                   if name.isdigit()
+                   and os.path.exists(os.path.join(export_dir, name, "saved_model.pb")))
+    hint = (f"it holds the exports of steps {steps}: pass one, e.g. "
+            f"--export_dir={os.path.join(export_dir, str(steps[-1]))}" if steps else
+            "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR")
+    raise ValueError(f"no SavedModel in {export_dir!r}; {hint}")
   signatures = tf.saved_model.load(export_dir).signatures
   if "sample" not in signatures:
     raise ValueError(f"{export_dir!r} has no `sample` signature (only {list(signatures)}); "
                      "export it with python -m ssgan_tf.main --mode=export.")
   sample = signatures["sample"]
+  if os.path.dirname(output):
+    tf.io.gfile.makedirs(os.path.dirname(output))
   out = sample(num_samples=tf.constant(num_samples, tf.int32),
                seed=tf.constant(seed, tf.int64))
   if output.endswith(".png"):
