@@ -14,7 +14,6 @@ import time
 import tokenize
 
 import gin
-from gin import config_parser
 import keras
 import tensorflow as tf
 from absl import logging
@@ -22,6 +21,7 @@ from absl import logging
 from ssgan_tf import checkpoints
 from ssgan_tf import distribute
 from ssgan_tf import files
+from ssgan_tf import gin_files
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import nonfinite
 from ssgan_tf import progress
@@ -142,11 +142,16 @@ def _all_finite(model):
 
 # What a changed seed means for a resumed run (the checkpoint holds the weights and the
 # state of the training noise).
-_SEED_NOTES = {
+_NOT_EXACT = ("the data stream goes on at this step's position for the new size, so "
+              "until the epoch ends some images repeat or are skipped: not an exact resume")
+# What a changed binding means on resume, beside the change.
+RESUME_NOTES = {
     "train.seed": "train.seed: the data order (and the sample grids' z) follow the new seed "
                   "from this step on",
     "ssgan.seed": "ssgan.seed has no effect on resume: the noise generator's state comes "
                   "from the checkpoint",
+    "ssgan.global_batch_size": f"ssgan.global_batch_size: {_NOT_EXACT}",
+    "ssgan.disc_iters": f"ssgan.disc_iters: {_NOT_EXACT}",
 }
 
 
@@ -189,49 +194,14 @@ class OperativeConfig(keras.callbacks.Callback):
 
 def describe_changes(before, after):
   """`"dataset.image_dir '/a' -> '/b'; train.seed 0 -> 7"`: the bindings that differ
-  between two operative configs (gin text), sorted, with what a changed seed means; ""
-  if none does."""
+  between two operative configs (gin text), sorted, with what a change means on resume
+  (RESUME_NOTES); "" if none does."""
   try:
-    old, new = _bindings(before), _bindings(after)
+    changes = gin_files.changed_bindings(before, after)
   except (SyntaxError, ValueError, tokenize.TokenError) as e:  # E.g. edited by hand.
     return f"the operative configs cannot be compared ({e})"
-  changed = sorted(key for key in old.keys() | new.keys() if old.get(key, _UNSET)
-                   != new.get(key, _UNSET))
-  return "; ".join([f"{key} {old.get(key, _UNSET)!r} -> {new.get(key, _UNSET)!r}"
-                    for key in changed]
-                   + [_SEED_NOTES[key] for key in changed if key in _SEED_NOTES])
-
-
-class _Text(str):
-  """A reference (`@fn`, `%MACRO`) or a placeholder, shown as written in gin."""
-
-  def __repr__(self):
-    return str(self)
-
-
-_UNSET = _Text("(unset)")
-
-
-class _ReferencesAsText(config_parser.ParserDelegate):
-
-  def configurable_reference(self, scoped_configurable_name, evaluate):
-    return _Text(f"@{scoped_configurable_name}{'()' if evaluate else ''}")
-
-  def macro(self, macro_name):
-    return _Text(f"%{macro_name}")
-
-
-def _bindings(text):
-  """{"scope/configurable.param" (or a macro's name): value} of gin config `text`; values
-  are Python literals, references are _Text. Raises SyntaxError, ValueError or
-  tokenize.TokenError."""
-  parser = config_parser.ConfigParser(text, _ReferencesAsText())
-  bindings = {}
-  while (statement := parser.parse_statement()) is not None:
-    if isinstance(statement, config_parser.BindingStatement):
-      name = ".".join(filter(None, (statement.selector, statement.arg_name)))
-      bindings["/".join(filter(None, (statement.scope, name)))] = statement.value
-  return bindings
+  return "; ".join([f"{key} {old!r} -> {new!r}" for key, old, new in changes]
+                   + [RESUME_NOTES[key] for key, _, _ in changes if key in RESUME_NOTES])
 
 
 class ProgressAndSummaries(keras.callbacks.Callback):

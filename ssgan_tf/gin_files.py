@@ -1,5 +1,5 @@
 """Gin config files as the command line reads them: syntax checked before any slow import,
-and each file's `include`s found next to it.
+each file's `include`s found next to it, and what changed between two configs.
 
 No TensorFlow here (main.py checks a config before importing it); main.py, the study
 runner and tools/benchmark.py share these.
@@ -165,3 +165,49 @@ def parse(files, params):
   except (ValueError, KeyError, SyntaxError, IOError) as e:
     message = " ".join(str(e).split())
     raise errors.ConfigError(f"bad gin config: {message}") from None
+
+
+def changed_bindings(before, after):
+  """`[(name, old value, new value)]`, sorted by name, of the bindings that differ between
+  two gin config texts (an unset side is `(unset)`); values are Python literals,
+  references and macros as written (`@fn`, `%MACRO`).
+
+  Raises:
+    SyntaxError, ValueError or tokenize.TokenError: a text gin cannot parse.
+  """
+  old, new = _bindings(before), _bindings(after)
+  return [(key, old.get(key, _UNSET), new.get(key, _UNSET))
+          for key in sorted(old.keys() | new.keys())
+          if old.get(key, _UNSET) != new.get(key, _UNSET)]
+
+
+class _Text(str):
+  """A reference (`@fn`, `%MACRO`) or a placeholder, shown as written in gin."""
+
+  def __repr__(self):
+    return str(self)
+
+
+_UNSET = _Text("(unset)")
+
+
+class _ReferencesAsText(config_parser.ParserDelegate):
+
+  def configurable_reference(self, scoped_configurable_name, evaluate):
+    return _Text(f"@{scoped_configurable_name}{'()' if evaluate else ''}")
+
+  def macro(self, macro_name):
+    return _Text(f"%{macro_name}")
+
+
+def _bindings(text):
+  """{"scope/configurable.param" (or a macro's name): value} of gin config `text`; values
+  are Python literals, references are _Text. Raises SyntaxError, ValueError or
+  tokenize.TokenError."""
+  parser = config_parser.ConfigParser(text, _ReferencesAsText())
+  bindings = {}
+  while (statement := parser.parse_statement()) is not None:
+    if isinstance(statement, config_parser.BindingStatement):
+      name = ".".join(filter(None, (statement.selector, statement.arg_name)))
+      bindings["/".join(filter(None, (statement.scope, name)))] = statement.value
+  return bindings

@@ -43,6 +43,15 @@ def test_changed_bindings_are_listed_with_what_a_changed_seed_means():
       "order (and the sample grids' z) follow the new seed from this step on")
 
 
+def test_a_changed_batch_says_the_resume_is_not_exact():
+  # The data stream goes on at step x the new batch: images repeat or are skipped.
+  after = PREVIOUS + "ssgan.global_batch_size = 16\n"
+  described = callbacks.describe_changes(PREVIOUS + "ssgan.global_batch_size = 32\n", after)
+  assert described.startswith("ssgan.global_batch_size 32 -> 16; ssgan.global_batch_size: "
+                              "the data stream goes on at this step's position")
+  assert described.endswith("not an exact resume")
+
+
 def test_a_reformatted_config_has_no_changes_and_an_unparsable_one_says_so():
   assert callbacks.describe_changes(PREVIOUS, PREVIOUS.replace(" = \\\n    {", " = {")) == ""
   assert callbacks.describe_changes(PREVIOUS, "train.seed = (").startswith(
