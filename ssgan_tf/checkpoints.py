@@ -67,11 +67,12 @@ NAME = "ckpt"
 class CheckpointMismatchError(errors.WorkdirError):
   """A readable checkpoint that does not match the model it is restored into."""
 
-  def __init__(self, path, detail):
+  def __init__(self, path, detail, fix=None):
     self.path, self.detail = path, detail
-    super().__init__(
-        f"checkpoint {path} does not match the configured model ({detail}); use a new "
-        "--workdir, or the config it was trained with (its operative_config.gin).")
+    fix = fix or ("use a new --workdir, or the config it was trained with (its "
+                  "operative_config.gin)")
+    super().__init__(f"checkpoint {path} does not match the configured model ({detail}); "
+                     f"{fix}.")
 
 
 class UnreadableCheckpointError(errors.WorkdirError):

@@ -11,6 +11,7 @@ import gin
 import pytest
 import tensorflow as tf
 
+from ssgan_tf import checkpoints
 from ssgan_tf import errors
 from ssgan_tf import files
 from ssgan_tf import workdir
@@ -132,6 +133,20 @@ def test_a_checkpoint_is_rebuilt_with_the_config_in_force_at_its_step(copy):
     restored = workdir.restore_for_inference(str(copy), step)
     assert restored.config_path == str(copy / config)
     assert gin.query_parameter("dataset.data_dir") == data_dir
+
+
+def test_another_models_checkpoint_says_it_is_not_the_workdirs(copy):
+  # A --checkpoint of another model (here: wider Ds) than the workdir's config builds.
+  config = (copy / workdir.OPERATIVE_CONFIG).read_text()
+  wider = config.replace("'base_channels': 4}", "'base_channels': 8}")
+  assert wider != config
+  (copy / workdir.OPERATIVE_CONFIG).write_text(wider)
+  with pytest.raises(checkpoints.CheckpointMismatchError) as raised:
+    workdir.restore_for_inference(str(copy), 6)
+  assert str(raised.value).endswith(
+      f"it is not a checkpoint of the model in {copy} (its model_info.json and operative "
+      "config); pass one of that workdir's checkpoints, or the workdir the checkpoint was "
+      "trained in.")
 
 
 def test_checkpoints_without_an_operative_config_say_how_to_get_one(copy):
