@@ -2,6 +2,7 @@
 the real-activation cache and periodic evaluation during `fit`."""
 
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -281,6 +282,17 @@ def test_periodic_evaluation_during_fit(tiny_model, mnist, inception, tmp_path):
   assert all(r["checkpoint"] is None and r["metric"] == "fid20_test"
              for r in callback.history)
   assert records.read_records(workdir) == callback.history
+
+
+def test_a_torn_record_is_left_out_with_a_warning(tmp_path, caplog):
+  # A killed append left half a record, and the next evaluation appended to its line.
+  good = {"step": 2, "metric": "fid10k_test", "value": 1.5}
+  (tmp_path / "metrics.jsonl").write_text(
+      json.dumps(good) + "\n" + '{"step": 4, "met' + json.dumps(good) + "\n\n"
+      + json.dumps({**good, "step": 6}) + "\n")
+  with caplog.at_level(logging.WARNING):
+    assert records.read_records(str(tmp_path)) == [good, {**good, "step": 6}]
+  assert "metrics.jsonl, line 2: not a record" in caplog.text
 
 
 def test_periodic_evaluation_is_skipped_once_training_must_stop(tiny_model, mnist,

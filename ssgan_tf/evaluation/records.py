@@ -23,6 +23,7 @@ import json
 import os
 
 import tensorflow as tf
+from absl import logging
 
 from ssgan_tf import workdir as workdir_lib
 
@@ -57,9 +58,19 @@ def append_records(workdir, records):
 
 
 def read_records(workdir):
-  """All records of `<workdir>/metrics.jsonl`, oldest first ([] if there is none)."""
+  """All records of `<workdir>/metrics.jsonl`, oldest first ([] if there is none). A line
+  that does not parse (a process killed while appending tears its record) is left out
+  with a warning, as study_runs' reader, which imports no TensorFlow, leaves it out."""
   path = os.path.join(workdir, workdir_lib.METRICS)
   if not tf.io.gfile.exists(path):
     return []
+  found = []
   with tf.io.gfile.GFile(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for number, line in enumerate(f, 1):
+      try:
+        if line.strip():
+          found.append(json.loads(line))
+      except json.JSONDecodeError:
+        logging.warning("%s, line %d: not a record (torn by a killed write?); left out.",
+                        path, number)
+  return found
