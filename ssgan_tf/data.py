@@ -555,8 +555,8 @@ def _relative_note(image_dir):
   eval, resume or export reads it from its own working directory."""
   if "://" in image_dir or os.path.isabs(image_dir):
     return ""
-  return (f" (a relative path, looked for in {os.getcwd()}: run from the directory the run "
-          "was started in, or give the folder's absolute path)")
+  return (f" (a relative path, looked for in {os.getcwd()}: start from the directory it is "
+          "relative to, as the run that recorded it did, or give the folder's absolute path)")
 
 
 class _FolderSource(ImageSource):
