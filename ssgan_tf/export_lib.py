@@ -34,8 +34,8 @@ cannot have optional inputs, so the labels have a signature of their own):
   discriminate     images and labels `[N]` int32 (D's projection reads them).
   with_labels and discriminate fail (InvalidArgumentError, "labels must be in 0..K-1")
   on a label outside 0..K-1 or a labels vector whose length is not N.
-Every signature that takes z fails (InvalidArgumentError, "z must be [N, z_dim]") on a z
-of another width or a single vector.
+Every signature that takes z fails (InvalidArgumentError, "Shape of tensor z [2,65] is not
+compatible with expected shape [?,64]") on a z that is not `[N, z_dim]`.
 Beside the SavedModel, in `assets.extra/` (TF Serving's place for files it does not
 load), for readers without TensorFlow:
   ssgan_metadata.json   z_dim, z_distribution ("normal": N(0, 1); "uniform": U[-1, 1]),
@@ -217,17 +217,11 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
 
 
 def checked_z(z, z_dim):
-  """`z` once it is `[N, z_dim]`; else the signature fails with InvalidArgumentError "z must
-  be [N, z_dim]" (a signature's input spec is not enforced on a loaded SavedModel: without
-  this, a wrong width fails deep in G, as a matmul of other sizes)."""
-  message = f"z must be [N, {z_dim}] (z_dim {z_dim})"
-  # Read at run time: the spec's static [None, z_dim] would pass any z, and grappler folds
-  # what the static shape decides (the rank); N * z_dim values tell a vector from a matrix.
-  shape = tf.shape(z)
-  checks = [tf.debugging.assert_equal(shape[-1], z_dim, message=message),
-            tf.debugging.assert_equal(shape[0] * z_dim, tf.size(z), message=message)]
-  with tf.control_dependencies(checks):
-    return tf.identity(z)
+  """`z` once it is `[N, z_dim]`; else the signature fails with InvalidArgumentError
+  ("Shape of tensor z [2,65] is not compatible with expected shape [?,64]"). A loaded
+  SavedModel does not enforce its input spec: without this, a wrong shape fails deep in
+  G, as a matmul of other sizes."""
+  return tf.ensure_shape(z, [None, z_dim])
 
 
 def checked_labels(labels, rows, rows_name, num_classes):

@@ -25,9 +25,11 @@ one range to the other at its input, so it is the same function of the image. Th
 gradient is taken, as compare_gan takes it, with respect to [0, 1] pixels: x = 2 x_01 - 1
 makes it twice the gradient w.r.t. our pixels (PIXELS_PER_UNIT_RANGE), so a lambda means
 what it meant there (the paper's lambda = 1 and 10). Gulrajani et al.'s own code takes it
-w.r.t. [-1, 1] pixels: their lambda = 10 is lambda = 2.5 here. DRAGAN's perturbation
-scales with the batch std, so it is the same perturbation in either range, and its clip
-to [-1, 1] here is compare_gan's clip to [0, 1].
+w.r.t. [-1, 1] pixels and pushes that norm to 1; here, with g that gradient, it is pushed
+to 1/2 (lambda (||2 g|| - 1)^2 = 4 lambda (||g|| - 1/2)^2), so no lambda turns one into
+the other. DRAGAN's perturbation scales with the batch std, so it is the same
+perturbation in either range, and its clip to [-1, 1] here is compare_gan's clip to
+[0, 1].
 """
 
 import tensorflow as tf
