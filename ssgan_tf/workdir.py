@@ -202,10 +202,14 @@ def _restore_readable(model, workdir, path, follow_latest):
       checkpoints.restore(make_checkpoint(model), path)
       return path
     except checkpoints.CheckpointMismatchError as e:
-      raise checkpoints.CheckpointMismatchError(
-          e.path, e.detail, fix=f"it is not a checkpoint of the model in {workdir} (its "
-          "model_info.json and operative config); pass one of that workdir's checkpoints, "
-          "or the workdir the checkpoint was trained in") from None
+      if os.path.dirname(path) == checkpoint_dir(workdir):
+        fix = (f"{workdir}'s operative config no longer builds the model its checkpoints "
+               "hold (was it edited?); undo that edit")
+      else:
+        fix = (f"it is not a checkpoint of the model in {workdir} (its model_info.json and "
+               "operative config); pass one of that workdir's checkpoints, or the workdir "
+               "the checkpoint was trained in")
+      raise checkpoints.CheckpointMismatchError(e.path, e.detail, fix=fix) from None
     except checkpoints.UnreadableCheckpointError as e:
       latest = latest_checkpoint(workdir) if follow_latest else None
       if latest and latest != path:

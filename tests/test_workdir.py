@@ -135,18 +135,31 @@ def test_a_checkpoint_is_rebuilt_with_the_config_in_force_at_its_step(copy):
     assert gin.query_parameter("dataset.data_dir") == data_dir
 
 
-def test_another_models_checkpoint_says_it_is_not_the_workdirs(copy):
-  # A --checkpoint of another model (here: wider Ds) than the workdir's config builds.
+def test_a_checkpoint_of_another_model_says_whose_it_is(copy, tmp_path):
+  # Another run's checkpoint, given by path: here a run whose Ds were wider than the
+  # config this workdir builds.
+  other = tmp_path / "other"
+  other.mkdir()
+  for name in os.listdir(_checkpoints(copy)):
+    if name.startswith("ckpt-6."):
+      shutil.copy(_checkpoints(copy) / name, other / name)
   config = (copy / workdir.OPERATIVE_CONFIG).read_text()
-  wider = config.replace("'base_channels': 4}", "'base_channels': 8}")
-  assert wider != config
-  (copy / workdir.OPERATIVE_CONFIG).write_text(wider)
+  narrower = config.replace("'base_channels': 4}", "'base_channels': 2}")
+  assert narrower != config
+  (copy / workdir.OPERATIVE_CONFIG).write_text(narrower)
   with pytest.raises(checkpoints.CheckpointMismatchError) as raised:
-    workdir.restore_for_inference(str(copy), 6)
+    workdir.restore_for_inference(str(copy), str(other / "ckpt-6"))
   assert str(raised.value).endswith(
       f"it is not a checkpoint of the model in {copy} (its model_info.json and operative "
       "config); pass one of that workdir's checkpoints, or the workdir the checkpoint was "
       "trained in.")
+  # Its own checkpoint, after its config was edited: the config is what is wrong.
+  gin.clear_config()
+  with pytest.raises(checkpoints.CheckpointMismatchError) as raised:
+    workdir.restore_for_inference(str(copy), 6)
+  assert str(raised.value).endswith(
+      f"{copy}'s operative config no longer builds the model its checkpoints hold (was it "
+      "edited?); undo that edit.")
 
 
 def test_checkpoints_without_an_operative_config_say_how_to_get_one(copy):
