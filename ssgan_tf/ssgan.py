@@ -444,30 +444,35 @@ def _check_settings(batch, z_dim, rotation_weight_g, rotation_weight_d, disc_ite
 
 
 def _check_divisible(global_batch_size, rotated_batch_size, num_replicas):
-  """What the replicas and the rotations need of the batch sizes, named by their gin
-  bindings, with every constraint in one message (BatchSizes checks them too, unnamed)."""
+  """What the replicas and the rotations need of the batch sizes, every unmet need in one
+  message naming the gin bindings and sizes that work (BatchSizes checks them unnamed)."""
   quantum = rotation.NUM_ROTATIONS * num_replicas
 
   def near(n, q):
     lower = n // q * q
     return " or ".join(str(m) for m in (lower, lower + q) if m > 0)
 
-  if rotated_batch_size is None and global_batch_size % quantum:
-    raise errors.ConfigError(
-        f"ssgan.global_batch_size = {global_batch_size} must be a multiple of "
-        f"{rotation.NUM_ROTATIONS} x {num_replicas} replica(s) = {quantum}: each replica "
-        "rotates the last quarter of its batch (ssgan.rotated_batch_size = None); use "
-        f"{near(global_batch_size, quantum)}, or set ssgan.rotated_batch_size.")
+  if rotated_batch_size is None:
+    if global_batch_size % quantum:
+      alternative = (", or set ssgan.rotated_batch_size"
+                     if global_batch_size % num_replicas == 0 else "")
+      raise errors.ConfigError(
+          f"ssgan.global_batch_size = {global_batch_size} must be a multiple of "
+          f"{rotation.NUM_ROTATIONS} x {num_replicas} replica(s) = {quantum}: each replica "
+          "rotates the last quarter of its batch (ssgan.rotated_batch_size = None); use "
+          f"{near(global_batch_size, quantum)}{alternative}.")
+    return
+  problems = []
   if global_batch_size % num_replicas:
-    raise errors.ConfigError(
-        f"ssgan.global_batch_size = {global_batch_size} is not divisible by the "
-        f"{num_replicas} replicas; use {near(global_batch_size, num_replicas)}.")
-  if rotated_batch_size is not None and rotated_batch_size % quantum:
-    raise errors.ConfigError(
-        f"ssgan.rotated_batch_size = {rotated_batch_size} must be a multiple of "
-        f"{rotation.NUM_ROTATIONS} x {num_replicas} replica(s) = {quantum} (each replica "
-        f"rotates n images by 0, 90, 180 and 270 degrees); use "
-        f"{near(rotated_batch_size, quantum)}.")
+    problems.append(f"ssgan.global_batch_size = {global_batch_size} is not divisible by "
+                    f"the {num_replicas} replicas (use {near(global_batch_size, num_replicas)})")
+  if rotated_batch_size % quantum:
+    problems.append(f"ssgan.rotated_batch_size = {rotated_batch_size} must be a multiple of "
+                    f"{rotation.NUM_ROTATIONS} x {num_replicas} replica(s) = {quantum}, each "
+                    "replica rotating n images by 0, 90, 180 and 270 degrees (use "
+                    f"{near(rotated_batch_size, quantum)})")
+  if problems:
+    raise errors.ConfigError("; ".join(problems) + ".")
 
 
 @gin.configurable("ssgan",

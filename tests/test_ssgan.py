@@ -651,14 +651,23 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
 @pytest.mark.parametrize("kwargs, match", [
     ({"gan_loss": "wgan"}, r"unknown GAN loss 'wgan'.*non_saturating"),
     ({"global_batch_size": 10, "num_replicas": 4, "rotated_batch_size": 0},
-     r"ssgan.global_batch_size = 10 is not divisible by the 4 replicas; use 8 or 12\.\n"),
+     r"ssgan.global_batch_size = 10 is not divisible by the 4 replicas \(use 8 or 12\)\.\n"),
+    # Both sizes wrong: both in one message.
+    ({"global_batch_size": 10, "num_replicas": 4, "rotated_batch_size": 12},
+     r"ssgan.global_batch_size = 10 is not divisible by the 4 replicas \(use 8 or 12\); "
+     r"ssgan.rotated_batch_size = 12 must be a multiple of 4 x 4 replica\(s\) = 16, .* "
+     r"\(use 16\)\.\n"),
+    # The replicas do not divide it: setting the rotated size would not help.
+    ({"global_batch_size": 10, "num_replicas": 4},
+     r"ssgan.global_batch_size = 10 must be a multiple of 4 x 4 replica\(s\) = 16: .*; use "
+     r"16\.\n"),
     # The replicas' and the rotations' needs in one message: 32 on 3 replicas.
     ({"global_batch_size": 32, "num_replicas": 3},
      r"ssgan.global_batch_size = 32 must be a multiple of 4 x 3 replica\(s\) = 12: .*use 24 "
-     r"or 36, or set ssgan.rotated_batch_size"),
+     r"or 36\.\n"),
     ({"global_batch_size": 16, "num_replicas": 2, "rotated_batch_size": 12},
-     r"ssgan.rotated_batch_size = 12 must be a multiple of 4 x 2 replica\(s\) = 8 .*; use 8 "
-     r"or 16\.\n"),
+     r"ssgan.rotated_batch_size = 12 must be a multiple of 4 x 2 replica\(s\) = 8, .* \(use 8 "
+     r"or 16\)\.\n"),
     ({"global_batch_size": 16, "rotated_batch_size": True},
      r"ssgan.rotated_batch_size must be an integer; got True"),
     # rotated_batch_size = None: the global batch is what the user changed.
