@@ -53,14 +53,15 @@ def statements(text, where, delegate=None):
   except SyntaxError as e:
     problem = _bare_word(where, e) or f"{e.msg}; {(e.text or '').strip()!r}"
     raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {problem}") from None
+  except errors.ConfigError as e:  # The delegate's (a ValueError too: caught first).
+    message = str(e).split("\n  In bindings string")[0]  # gin appends where it parsed.
+    raise errors.ConfigError(f"{where}: {message}") from None
   except (ValueError, TypeError) as e:  # Gin's own messages for e.g. a bad dict literal.
     message = " ".join(str(e).split())
     raise errors.ConfigError(f"bad gin syntax in {where}: {message}") from None
   except tokenize.TokenError as e:  # An unclosed bracket or string.
     raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
                              "bracket or string?)") from None
-  except errors.ConfigError as e:
-    raise errors.ConfigError(f"{where}: {e}") from None
 
 
 def bindings_outside(params, configurables):
