@@ -284,12 +284,12 @@ def test_periodic_evaluation_during_fit(tiny_model, mnist, inception, tmp_path):
   assert records.read_records(workdir) == callback.history
 
 
-def test_a_torn_record_is_left_out_with_a_warning(tmp_path, caplog):
-  # A killed append left half a record, and the next evaluation appended to its line.
-  good = {"step": 2, "metric": "fid10k_test", "value": 1.5}
-  (tmp_path / "metrics.jsonl").write_text(
-      json.dumps(good) + "\n" + '{"step": 4, "met' + json.dumps(good) + "\n\n"
-      + json.dumps({**good, "step": 6}) + "\n")
+def test_a_torn_record_is_left_out_with_a_warning_and_the_next_is_kept(tmp_path, caplog):
+  # A killed append left half a record without its newline; the next evaluation appends.
+  good = {"step": 2, "checkpoint": None, "metric": "fid10k_test", "value": 1.5,
+          "num_real": 8, "num_fake": 8, "classifier": "c"}
+  (tmp_path / "metrics.jsonl").write_text(json.dumps(good) + "\n" + '{"step": 4, "met')
+  records.append_records(str(tmp_path), [{**good, "step": 6}])
   with caplog.at_level(logging.WARNING):
     assert records.read_records(str(tmp_path)) == [good, {**good, "step": 6}]
   assert "metrics.jsonl, line 2: not a record" in caplog.text

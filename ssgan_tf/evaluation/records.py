@@ -43,13 +43,28 @@ def _append_to_metrics(workdir, text):
     f.write(text)
 
 
+def _ends_a_line(path):
+  """Whether the file at `path` is empty, missing, or ends with a newline."""
+  if not tf.io.gfile.exists(path):
+    return True
+  size = tf.io.gfile.stat(path).length
+  if size == 0:
+    return True
+  with tf.io.gfile.GFile(path, "rb") as f:
+    f.seek(size - 1)
+    return f.read(1) == b"\n"
+
+
 def append_records(workdir, records):
   """Appends `records` (dicts with RECORD_KEYS) to metrics.jsonl and TensorBoard."""
   for record in records:
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
       raise ValueError(f"metric record {record} lacks keys {missing}.")
-  _append_to_metrics(workdir, "".join(json.dumps(record) + "\n" for record in records))
+  # After a torn last record (a process killed while appending), start a new line, so
+  # that only the torn one is lost.
+  torn = "" if _ends_a_line(os.path.join(workdir, workdir_lib.METRICS)) else "\n"
+  _append_to_metrics(workdir, torn + "".join(json.dumps(record) + "\n" for record in records))
   writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.EVAL_LOGS))
   with writer.as_default():
     for record in records:
