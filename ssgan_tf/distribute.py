@@ -55,9 +55,11 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
       split_cpu(num_cpu_devices)
       return tf.distribute.MirroredStrategy(
           [d.name for d in tf.config.list_logical_devices("CPU")])
-    logging.warning("--strategy=mirrored found no GPU: it trains on the CPU, one replica "
-                    "(--num_cpu_devices=N splits the CPU into N replicas, for tests).")
-    return tf.distribute.MirroredStrategy()
+    strategy = tf.distribute.MirroredStrategy()
+    logging.warning("--strategy=mirrored found no GPU: it trains on the CPU, %d replica(s) "
+                    "(--num_cpu_devices=N splits the CPU into N replicas, for tests).",
+                    strategy.num_replicas_in_sync)
+    return strategy
   if name == "multi_worker":
     _check_tf_config()
     return tf.distribute.MultiWorkerMirroredStrategy()

@@ -77,7 +77,8 @@ def test_mirrored_without_a_gpu_or_a_cpu_split_warns_it_trains_on_the_cpu(caplog
   with caplog.at_level(logging.WARNING):
     strategy = distribute.make_strategy("mirrored")
   assert strategy.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
-  assert "--strategy=mirrored found no GPU: it trains on the CPU, one replica" in caplog.text
+  assert (f"--strategy=mirrored found no GPU: it trains on the CPU, "
+          f"{strategy.num_replicas_in_sync} replica(s)") in caplog.text
 
 
 def test_tpu_without_a_name_off_a_tpu_vm_is_one_line():
