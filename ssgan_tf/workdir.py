@@ -91,6 +91,11 @@ def check_model_info(workdir, info, write, fix=_TRAIN_FIX):
       raise WorkdirError(
           f"workdir {workdir!r} holds a different model ({saved}, configured: {info}); "
           f"{fix}.")
+    if CLASS_NAMES in saved and CLASS_NAMES in info and saved[CLASS_NAMES] != info[CLASS_NAMES]:
+      logging.warning("the data's classes %s are not those this model was trained on, %s "
+                      "(model_info.json): label i is now the data's i-th class; if folders "
+                      "were renamed so that their order changed, the labels changed meaning.",
+                      info[CLASS_NAMES], saved[CLASS_NAMES])
   elif write:
     files.write_atomically(path, json.dumps(info))
 
