@@ -268,7 +268,8 @@ class SampleGrids(keras.callbacks.Callback):
     step = self.model.step
     image = grid(self.model.generate(self.fixed_z, **(
         {} if self.fixed_labels is None else {"labels": self.fixed_labels})))
-    tf.io.write_file(os.path.join(self.dir, f"fakes_{step:08d}.png"), tf.io.encode_png(image))
+    tf.io.write_file(os.path.join(self.dir, workdir_lib.sample_grid_name(step)),
+                     tf.io.encode_png(image))
     with self.writer.as_default(step=step):
       tf.summary.image("images/fake", image[None])
 

@@ -424,7 +424,7 @@ def _normalized(config):
           "gin_params": [" = ".join(side.strip() for side in param.split("=", 1))
                          for param in config.get("gin_params", [])
                          if all(_trains(statement) for statement in gin_files.statements(
-                             param, f"binding {param!r}", gin_files.SyntaxOnly()))]}
+                             param, f"binding {param!r}"))]}
 
 
 def _changes(recorded, config):

@@ -1,7 +1,8 @@
 """A study's report: per arm, final metrics over seeds, honest comparisons, curves, samples.
 
-`write(study, workdir)` (study: a study.Study) reads every run folder of the study (`metrics.jsonl`, checkpoints,
-`samples/fakes_<step>.png`) and the runner's `study_log.jsonl`, and writes
+`write(study, workdir)` (study: a study.Study) reads every run folder of the study
+(`metrics.jsonl`, checkpoints, `samples/fakes_<step>.png`) and the runner's
+`study_log.jsonl`, and writes
   report.json   everything below, as numbers
   report.md     Table-1-shaped: per arm the headline metric's mean +- std over seeds, the
                 best of the seeds (the paper's Table 1 is best of 3, its Table 2 mean +-

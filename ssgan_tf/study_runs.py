@@ -19,7 +19,7 @@ CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 SAMPLE_GRID = re.compile(r"^fakes_(\d+)\.png$")
-PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py).
+PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py METRIC_PREFIX).
 
 STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
 LOGS = "logs"  # The runner's: every child's output, a file per run.

@@ -12,7 +12,7 @@ module. A workdir only grows:
   checkpoints/ckpt-<step>   G, D, both optimizers (slots, step counters), the noise RNG,
                             the EMA of G (if any) (checkpoints.py: unreadable ones renamed
                             ckpt-<step>.unreadable-*)
-  samples/fakes_<step>.png  sample grids
+  samples/fakes_<step>.png  sample grids (sample_grid_name)
   train/, eval/             TensorBoard logs
   metrics.jsonl             evaluation records (evaluation/records.py)
   export/<step>/            SavedModels (export_lib.py)
@@ -46,6 +46,11 @@ EXPORT = "export"
 METRICS = "metrics.jsonl"
 TRAIN_LOGS = "train"
 EVAL_LOGS = "eval"
+
+
+def sample_grid_name(step):
+  """The sample grid of generator step `step` in SAMPLES: "fakes_00001200.png"."""
+  return f"fakes_{step:08d}.png"
 
 
 # Model description.

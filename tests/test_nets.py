@@ -99,12 +99,14 @@ def test_resnet_cifar_with_self_modulated_bn_swaps_each_bn_for_its_mlp():
   assert _count(generator.trainable_weights) == expected
 
 
-TINY_KWARGS = {"sndcgan": ({"base_channels": 4}, {"base_channels": 4}, 16),
-               "resnet_cifar": ({"g_channels": 8}, {"d_channels": 8}, 32)}
+# (generator_kwargs, discriminator_kwargs, resolution): a little wider than the modules'
+# TINY_KWARGS for resnet_cifar, and sndcgan at 16 px.
+NORMALIZATION_NETS = {"sndcgan": ({"base_channels": 4}, {"base_channels": 4}, 16),
+                      "resnet_cifar": ({"g_channels": 8}, {"d_channels": 8}, 32)}
 
 
 def _tiny(architecture, normalization, **kwargs):
-  g_kwargs, d_kwargs, resolution = TINY_KWARGS[architecture]
+  g_kwargs, d_kwargs, resolution = NORMALIZATION_NETS[architecture]
   keras.utils.set_random_seed(0)
   return build_networks((resolution, resolution, 3), architecture=architecture, z_dim=8,
                         generator_normalization=normalization, generator_kwargs=g_kwargs,

@@ -97,10 +97,13 @@ def test_the_run_folder_names_are_the_trainers():
   # study_runs copies them so that the runner starts without TensorFlow.
   from ssgan_tf import checkpoints
   from ssgan_tf import workdir
+  from ssgan_tf.evaluation import probe
   assert (study_runs.MODEL_INFO, study_runs.CHECKPOINTS, study_runs.METRICS,
           study_runs.SAMPLES) == (workdir.MODEL_INFO, workdir.CHECKPOINTS, workdir.METRICS,
                                   workdir.SAMPLES)
   assert study_runs.CHECKPOINT_INDEX.match(f"{checkpoints.NAME}-120.index").group(1) == "120"
+  assert study_runs.SAMPLE_GRID.match(workdir.sample_grid_name(120)).group(1) == "00000120"
+  assert study_runs.PROBE_PREFIX == probe.METRIC_PREFIX
 
 
 def test_sigterm_stops_the_study_after_the_running_child_saved(study):

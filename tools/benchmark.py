@@ -188,8 +188,9 @@ def dataset_image_shape():
   so a TFDS dataset need not be prepared here); DEFAULT_IMAGE_SHAPE when they don't say."""
   bindings = gin.get_bindings("dataset")
   name = bindings.get("name")
-  if data.native_image_shape(name):
-    return data.native_image_shape(name)
+  native = data.native_image_shape(name)
+  if native:
+    return native
   if name == "folder" and bindings.get("resolution"):
     return (bindings["resolution"],) * 2 + (bindings.get("channels") or 3,)
   return DEFAULT_IMAGE_SHAPE

@@ -54,10 +54,11 @@ def write_samples(export_dir, output, num_samples, seed, overwrite=False):
   if num_samples < 1:
     raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
   if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
-    steps = sorted(int(name) for name in (os.listdir(export_dir) if os.path.isdir(export_dir)
-                                          else [])
-                   if name.isdigit()
-                   and os.path.exists(os.path.join(export_dir, name, "saved_model.pb")))
+    # As ssgan_tf.export_lib's hint (not imported: this tool needs only TF and NumPy).
+    names = ([name.rstrip("/") for name in tf.io.gfile.listdir(export_dir)]
+             if tf.io.gfile.isdir(export_dir) else [])
+    steps = sorted(int(name) for name in names if name.isdigit() and tf.io.gfile.exists(
+        os.path.join(export_dir, name, "saved_model.pb")))
     hint = (f"it holds the exports of steps {steps}: pass one, e.g. "
             f"--export_dir={os.path.join(export_dir, str(steps[-1]))}" if steps else
             "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR")

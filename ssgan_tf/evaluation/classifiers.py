@@ -20,11 +20,11 @@ Later TF-GAN versions (>= Sep 2019) skip the (p - 128) / 128 for float input and
 dev0 behaviour above is the reference. The TF-Hub module resizes inside as well; at
 299x299 that resize is the identity, so the explicit one decides.
 
-Inception is loaded once per evaluation (not per batch), from a local copy of that SavedModel (`--inception_path`) or
-through tensorflow_hub's cache, `$TFHUB_CACHE_DIR/<sha1 of the handle URL>/` (default
-`<tmp>/tfhub_modules`). Without either it fails at once unless downloads are allowed:
-tfhub.dev handles now redirect to Kaggle, and an offline download does not always fail
-fast.
+Inception is loaded once per evaluation (not per batch), from a local copy of that
+SavedModel (`--inception_path`) or through tensorflow_hub's cache, `$TFHUB_CACHE_DIR/<sha1
+of the handle URL>/` (default `<tmp>/tfhub_modules`). Without either it fails at once unless
+downloads are allowed: tfhub.dev handles now redirect to Kaggle, and an offline download
+does not always fail fast.
 
 TF-GAN's own `classifier_fn_from_tfhub` cannot be used: it flattens with
 `tf.compat.v1.layers.flatten`, which raises under Keras 3, and it reloads the module on

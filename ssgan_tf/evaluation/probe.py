@@ -23,6 +23,9 @@ from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf.evaluation import records as records_lib
 
+# Every probe record's metric name starts so ("probe_top1_test"); study reports key on it.
+METRIC_PREFIX = "probe_"
+
 
 def discriminator_features(discriminator, labelled_images, num=None, batch_size=256):
   """D's probe features of the first `num` (image, label) pairs of a dataset.
@@ -119,7 +122,7 @@ def run_probe(workdir, restored, **probe_kwargs):
   """
   result = linear_probe(restored.model.discriminator, restored.source, **probe_kwargs)
   record = {"step": int(restored.step), "checkpoint": restored.checkpoint_path,
-            "metric": f"probe_top1_{result['test_split']}", "value": result["top1"],
+            "metric": f"{METRIC_PREFIX}top1_{result['test_split']}", "value": result["top1"],
             "num_real": result["num_test"], "num_fake": 0,
             "classifier": "logistic_regression(discriminator_block_features)",
             "block": result["block"], "per_block": result["per_block"],

@@ -4,7 +4,9 @@
 `check_resolution`, a `Generator` (`z [B, z_dim] -> images [B, H, H, C]` in [-1, 1]) and a
 `DiscriminatorTrunk` (images in [-1, 1] -> features; `block_outputs(images)`, the list of
 each block's output, for the linear probe), which `Discriminator` wraps with the real/fake
-and rotation heads. G's normalisation is chosen by name (`nets/normalization.py`).
+and rotation heads, and the constants `PAPER_RESOLUTION` (what the paper or compare_gan
+runs it at) and `TINY_KWARGS` (its smallest widths, for tests and benchmark
+--tiny_widths). G's normalisation is chosen by name (`nets/normalization.py`).
 
 Conditional networks (`networks.conditional = True`, the Cond-GAN baseline): G's BNs
 become class-conditional BN and D gets a projection head; both then take int labels
