@@ -46,6 +46,28 @@ def test_gpu_check_keeps_earlier_results(tmp_path):
   assert os.listdir(tmp_path / "out") == ["gpu_check.jsonl"]
 
 
+def test_gpu_check_reads_a_relative_out_from_the_callers_directory(tmp_path):
+  (tmp_path / "rel").mkdir()
+  (tmp_path / "rel" / "gpu_check.jsonl").write_text("")
+  env = dict(os.environ, OUT="rel", GPU_CHECK_PYTHON=sys.executable)
+  result = subprocess.run(["bash", GPU_CHECK], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120, check=False)
+  assert result.returncode == 1
+  assert result.stderr.startswith(f"error: {tmp_path}/rel/gpu_check.jsonl exists")
+
+
+def test_gpu_check_that_ran_nothing_is_not_a_success(tmp_path):
+  # Smoke mode on the CPU, with a GPU_CHECK_ONLY that selects no check.
+  result = _gpu_check(tmp_path, GPU_CHECK_ONLY="no_such_check", GPU_CHECK_SMOKE="1")
+  assert result.returncode == 4, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: 0 check(s) failed, 0 passed (GPU_CHECK_ONLY='no_such_check')")
+  lines = [json.loads(line) for line in (tmp_path / "out" / "gpu_check.jsonl").read_text()
+           .splitlines()]
+  assert lines[-1]["check"] == "summary" and lines[-1]["ok"] is False
+  assert "tf32" in lines[1]  # The setup line: what "float32" measured on a GPU.
+
+
 def test_gpu_check_without_a_gpu_says_why_and_keeps_the_scratch_folders_files(tmp_path):
   scratch = tmp_path / "scratch"
   scratch.mkdir()

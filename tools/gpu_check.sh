@@ -30,7 +30,7 @@
 # gets --max_seconds = its timeout minus STARTUP_S (30 s: TF import, GPU init, model build,
 # FLOP count), so it stops itself and reports budget_exhausted rather than being killed.
 #
-# Install: if `import tensorflow, gin, mlxtend` fails, a venv is made at GPU_CHECK_VENV
+# Install: if importing requirements.txt's packages fails, a venv is made at GPU_CHECK_VENV
 # (/tmp/ssgan_gpu_venv) with `pip install -r requirements.txt tensorflow[and-cuda]==2.21.0`
 # (the extra exists on PyPI for 2.21.0: it pulls the nvidia-*-cu12 CUDA 12 / cuDNN 9 wheels,
 # ~3-4 GB). RISKS:
@@ -48,7 +48,10 @@
 # Overrides: GPU_CHECK_PYTHON (an interpreter that has the requirements), GPU_CHECK_ONLY (a
 # regex on the check names, e.g. 'resnet|train'), GPU_CHECK_WORKDIR (where the run's own
 # scratch folder, gpu_check.XXXXXX, is made and left; default /tmp),
-# GPU_CHECK_BENCH_TIMEOUT_S (every benchmark's timeout; default 40 s quickstart, 60 s ResNet).
+# GPU_CHECK_BENCH_TIMEOUT_S (every benchmark's timeout; default 35-100 s, XLA's longest).
+# Exit status: 0 every selected check passed; 4 one failed or none was selected; 1-3 above.
+# On Ampere and later GPUs TensorFlow runs float32 matmuls and convolutions in TF32 by
+# default: the setup line's "tf32" says whether it was on, and so what "float32" measured.
 set -uo pipefail
 
 case "${1:-}" in
@@ -58,6 +61,11 @@ case "${1:-}" in
           "(OUT, GPU_CHECK_*): see bash tools/gpu_check.sh --help" >&2; exit 1 ;;
 esac
 
+# Paths the caller gives are read from the caller's directory, before the cd below.
+for setting in OUT GPU_CHECK_WORKDIR GPU_CHECK_WHEELHOUSE; do
+  [ -n "${!setting:-}" ] && printf -v "$setting" '%s' "$(realpath -m "${!setting}")"
+done
+[[ "${GPU_CHECK_PYTHON:-}" == */* ]] && GPU_CHECK_PYTHON=$(realpath -m "$GPU_CHECK_PYTHON")
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 OUT_DIR="${OUT:-$ROOT/gpu_check_out}"
@@ -82,26 +90,31 @@ ONLY="${GPU_CHECK_ONLY:-.}"
 START=$(date +%s)
 TOTAL_S="${GPU_CHECK_TOTAL_S:-470}"
 INSTALL_TIMEOUT_S=300
-# 3 x 40 + 3 x 60 + 2 x 75 s + ~20 s of setup: 470 s, cut to TOTAL_S by the deadline. The tiny
-# quickstart networks step in milliseconds (start-up is most of their run); the ResNet
-# needs longer, XLA's compilation of its step counting against the budget.
-QUICKSTART_TIMEOUT_S=40
-RESNET_TIMEOUT_S=60
+# Each benchmark's timeout: (35 + 35 + 50) + (45 + 50 + 100) + 2 x 70 s of training + ~15 s
+# of setup = 470 s, cut to TOTAL_S by the deadline. The tiny quickstart networks step in
+# milliseconds (start-up is most of their run); the ResNet needs longer; XLA most, as its
+# compilation (and the GPU's autotuning) happens in the first warm-up step, which counts
+# against --max_seconds and cannot be interrupted.
+declare -A BENCH_TIMEOUT_S=([quickstart_float32]=35 [quickstart_mixed_bfloat16]=35
+                            [quickstart_float32_xla]=50 [resnet_float32]=45
+                            [resnet_mixed_bfloat16]=50 [resnet_float32_xla]=100)
 STARTUP_S=30          # TF import, GPU init, model build, FLOP count: before --max_seconds.
-TRAIN_TIMEOUT_S=75    # Each run: start-up + ~TRAIN_STEP_SECONDS of steps.
+TRAIN_TIMEOUT_S=70    # Each run: start-up + ~TRAIN_STEP_SECONDS of steps.
 TRAIN_STEP_SECONDS=45
 WARMUP=10
 STEPS=200
 if [ "$SMOKE" = 1 ]; then
   TOTAL_S="${GPU_CHECK_TOTAL_S:-900}"
-  QUICKSTART_TIMEOUT_S=100
-  RESNET_TIMEOUT_S=100
+  for name in "${!BENCH_TIMEOUT_S[@]}"; do BENCH_TIMEOUT_S[$name]=100; done
   TRAIN_TIMEOUT_S=100
   WARMUP=1
   STEPS=2
 fi
-QUICKSTART_TIMEOUT_S="${GPU_CHECK_BENCH_TIMEOUT_S:-$QUICKSTART_TIMEOUT_S}"
-RESNET_TIMEOUT_S="${GPU_CHECK_BENCH_TIMEOUT_S:-$RESNET_TIMEOUT_S}"
+if [ -n "${GPU_CHECK_BENCH_TIMEOUT_S:-}" ]; then
+  for name in "${!BENCH_TIMEOUT_S[@]}"; do
+    BENCH_TIMEOUT_S[$name]=$GPU_CHECK_BENCH_TIMEOUT_S
+  done
+fi
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
 
 # JSON lines come from a stdlib-only helper, so they are written even without TF.
@@ -172,9 +185,14 @@ selected() { [[ "$1" =~ $ONLY ]]; }
 
 # ---------------------------------------------------------------- nvidia-smi, first
 if command -v nvidia-smi >/dev/null; then
-  SMI=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm \
-        --format=csv,noheader 2>&1 || nvidia-smi -L 2>&1)
-  line check=nvidia_smi available=true "line=$SMI"
+  if SMI=$(timeout 30 nvidia-smi --format=csv,noheader \
+           --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm 2>&1); then
+    line check=nvidia_smi available=true "line=$SMI"
+  elif SMI=$(timeout 30 nvidia-smi -L 2>&1); then
+    line check=nvidia_smi available=true "line=$SMI" query_failed=true
+  else
+    line check=nvidia_smi available=false "line=$SMI"
+  fi
 else
   line check=nvidia_smi available=false
 fi
@@ -185,7 +203,10 @@ for config in quickstart resnet; do selected "train_$config" && TRAINS=$((TRAINS
 PY="${GPU_CHECK_PYTHON:-python3}"
 MADE_VENV=false
 INSTALL_S=0
-if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
+# What requirements.txt installs and the runs below import.
+if ! timeout 120 "$PY" -c "import tensorflow, keras, gin, absl, tensorboard, numpy, PIL, \
+tensorflow_datasets, mlxtend, tensorflow_gan, tensorflow_probability, tensorflow_hub, scipy, \
+sklearn, matplotlib" 2>/dev/null; then
   VENV="${GPU_CHECK_VENV:-/tmp/ssgan_gpu_venv}"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>>"$LOG" \
     || stop 3 setup "python3 -m venv failed (install python3-venv)"
@@ -208,7 +229,7 @@ if ! "$PY" -c "import tensorflow, gin, mlxtend" 2>/dev/null; then
     exit 3
   fi
 fi
-SETUP=$("$PY" - <<'EOF' 2>>"$LOG"
+SETUP=$(timeout 120 "$PY" - <<'EOF' 2>>"$LOG"
 import json, platform
 from ssgan_tf import cpu_kernels
 cpu_kernels.prefer_onednn()  # As the benchmarks and training runs below do.
@@ -216,6 +237,7 @@ import tensorflow as tf
 from ssgan_tf import precision
 print(json.dumps({"python": platform.python_version(), "tf": tf.__version__,
                   "cuda_build": tf.sysconfig.get_build_info().get("cuda_version"),
+                  "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
                   **precision.hardware_summary()}))
 EOF
 )
@@ -257,7 +279,7 @@ for config in quickstart resnet; do
     name="${config}_${variant}"
     selected "$name" || continue
     LIMIT=$(( $(remaining) - TRAINS * TRAIN_TIMEOUT_S - 10 ))
-    [ "$config" = quickstart ] && OWN=$QUICKSTART_TIMEOUT_S || OWN=$RESNET_TIMEOUT_S
+    OWN=${BENCH_TIMEOUT_S[$name]}
     (( LIMIT > OWN )) && LIMIT=$OWN
     if (( LIMIT < 30 )); then
       line check=benchmark "name=$name" skipped=true "reason=under 30 s left"
@@ -340,7 +362,12 @@ python3 - "$(( $(date +%s) - START ))" "$SMOKE" "${#FAILED[@]}" "${PASSED[*]:-}"
   "${FAILED[*]:-}" >>"$JSONL" <<'EOF'
 import json, sys
 wall, smoke, n_failed, passed, failed = sys.argv[1:6]
-print(json.dumps({"check": "summary", "ok": n_failed == "0", "wall_s": int(wall),
-                  "smoke": smoke == "1", "passed": passed.split(), "failed": failed.split()}))
+print(json.dumps({"check": "summary", "ok": n_failed == "0" and bool(passed.split()),
+                  "wall_s": int(wall), "smoke": smoke == "1", "passed": passed.split(),
+                  "failed": failed.split()}))
 EOF
 echo "wrote $JSONL" >&2
+if (( ${#FAILED[@]} > 0 || ${#PASSED[@]} == 0 )); then
+  echo "error: ${#FAILED[@]} check(s) failed, ${#PASSED[@]} passed (GPU_CHECK_ONLY='$ONLY')" >&2
+  exit 4
+fi
