@@ -12,7 +12,7 @@
 #   benchmark    tools/benchmark.py for quickstart.gin (sndcgan, MNIST shape 32x32x1) and
 #                cifar10/ssgan.gin with ssgan.disc_iters=5 (32x32x3), each in
 #                float32, mixed_bfloat16 and float32 + XLA; "result" is its JSON line
-#   train        real training runs (python -m ssgan_tf.main) on the built-in MNIST, ~75 s
+#   train        real training runs (python -m ssgan_tf.main) on the built-in MNIST, ~70 s
 #                each: "train_quickstart" (quickstart.gin) and "train_resnet" (cifar10/ssgan.gin,
 #                its own disc_iters 2, on MNIST's 32x32x1: no TFDS on an offline host),
 #                total_steps sized from that config's float32 benchmark rate above
