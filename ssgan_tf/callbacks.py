@@ -140,11 +140,11 @@ def _all_finite(model):
              if keras.backend.is_float_dtype(v.dtype))
 
 
-# What a changed seed means for a resumed run (the checkpoint holds the weights and the
-# state of the training noise).
 _NOT_EXACT = ("the data stream goes on at this step's position for the new size, so "
               "until the epoch ends some images repeat or are skipped: not an exact resume")
-# What a changed binding means on resume, beside the change.
+# What a changed binding means for a resumed run, logged beside the change (the
+# checkpoint holds the weights and the state of the training noise; the data position is
+# the step).
 RESUME_NOTES = {
     "train.seed": "train.seed: the data order (and the sample grids' z) follow the new seed "
                   "from this step on",
