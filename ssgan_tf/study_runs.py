@@ -12,7 +12,8 @@ import json
 import os
 import re
 
-# As in workdir.py, checkpoints.py and callbacks.py (tests/test_study.py checks they agree).
+# As in workdir.py, checkpoints.py and evaluation/probe.py (tests/test_study.py checks they
+# agree).
 MODEL_INFO = "model_info.json"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
@@ -44,8 +45,8 @@ def checkpoint_steps(path):
 
 
 def read_records(path):
-  """The metric records of run folder `path` (metrics.jsonl; a torn last line is
-  ignored: a run killed mid-write)."""
+  """The metric records of run folder `path` (metrics.jsonl; a line that does not parse,
+  torn by a run killed mid-write, is left out)."""
   records = []
   metrics = os.path.join(path, METRICS)
   if os.path.exists(metrics):

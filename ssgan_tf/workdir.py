@@ -63,6 +63,7 @@ _ADDED_LATER = ("z_distribution",)
 # and the names recorded at the start stay (the file is written once).
 CLASS_NAMES = "class_names"
 
+
 def model_info(model, image_shape, class_names=None):
   """The model_info.json dict of `model` (an SSGAN) trained on `image_shape` images; a
   conditional model's also holds `class_names` (label i's name) when the data has them."""
