@@ -8,6 +8,7 @@ import tensorflow as tf
 import strategies
 
 from ssgan_tf import errors
+from ssgan_tf.nets import ARCHITECTURES
 from ssgan_tf.nets import build_networks
 from ssgan_tf.nets import resnet_ops
 from ssgan_tf.nets import sndcgan
@@ -328,3 +329,17 @@ def test_bad_architecture_or_resolution_raises_readable_error(architecture, shap
 def test_architecture_kwargs_it_does_not_take_are_named(kwargs, match):
   with pytest.raises(errors.ConfigError, match=match):
     build_networks((16, 16, 3), architecture="sndcgan", z_dim=8, **kwargs)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_every_architecture_builds_at_its_paper_resolution_with_its_tiny_widths(architecture):
+  # What tools/benchmark.py --architectures and the tests read of each module.
+  module = ARCHITECTURES[architecture]
+  g_kwargs, d_kwargs = module.TINY_KWARGS
+  resolution = module.PAPER_RESOLUTION
+  generator, discriminator = build_networks(
+      (resolution, resolution, 3), architecture=architecture, z_dim=8,
+      generator_kwargs=g_kwargs, discriminator_kwargs=d_kwargs)
+  images = generator(tf.zeros([1, 8]))
+  assert images.shape == (1, resolution, resolution, 3)
+  assert discriminator(images)["rotation_logits"].shape == (1, 4)
