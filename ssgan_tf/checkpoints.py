@@ -103,7 +103,8 @@ def _first_line(error, limit=240):
   return f"{type(error).__name__}: {line}"
 
 
-def _number(path):
+def step_of(path):
+  """The step n of checkpoint prefix `path` (`.../ckpt-<n>`), or None for another name."""
   match = re.fullmatch(re.escape(NAME) + r"-(\d+)", os.path.basename(path))
   return int(match.group(1)) if match else None
 
@@ -147,7 +148,7 @@ def list_checkpoints(directory):
     paths = [os.path.join(directory, f"{NAME}-{n}") for n in steps_on_disk(directory)]
   order = {path: i for i, path in enumerate(paths)}
   return sorted(order, reverse=True,
-                key=lambda p: (_number(p) is not None, _number(p) or 0, order[p]))
+                key=lambda p: (step_of(p) is not None, step_of(p) or 0, order[p]))
 
 
 def unreadable_reason(path):

@@ -380,9 +380,14 @@ def _gin_args(study, arm, seed):
 def check_arms(study, workdir):
   """Raises `arm_refusal`'s ConfigError for the first arm of `study` that has one."""
   for arm in study.arms:
-    refusal = arm_refusal(study, arm, workdir)
-    if refusal:
-      raise errors.ConfigError(refusal)
+    check_arm(study, arm, workdir)
+
+
+def check_arm(study, arm, workdir):
+  """Raises `arm_refusal`'s ConfigError, if `arm` has one."""
+  refusal = arm_refusal(study, arm, workdir)
+  if refusal:
+    raise errors.ConfigError(refusal)
 
 
 def arm_refusal(study, arm, workdir):
@@ -584,9 +589,7 @@ def run_study(study, workdir, out=_say):
       # Its files as the child will read them: edited since the study started, an arm
       # whose runs began is refused; one whose runs did not is recorded anew.
       arm = reread_arm(study, arm)
-      refusal = arm_refusal(study, arm, workdir)
-      if refusal:
-        raise errors.ConfigError(refusal)
+      check_arm(study, arm, workdir)
       record_arm(study, arm, workdir)
       todo, state = pending(study, workdir, arm, seed)
       run_start = time.perf_counter()

@@ -278,8 +278,7 @@ def restore_for_inference(workdir, checkpoint=None):
     checkpoints.CheckpointMismatchError: it holds another model.
   """
   path = checkpoint_path(workdir, checkpoint)
-  match = re.search(re.escape(checkpoints.NAME) + r"-(\d+)$", path)
-  config = operative_config_path(workdir, int(match.group(1)) if match else 0)
+  config = operative_config_path(workdir, checkpoints.step_of(path) or 0)
   gin.parse_config_file(config, skip_unknown=True)
   info = read_model_info(workdir)
   image_shape = tuple(info["image_shape"])
