@@ -81,4 +81,5 @@ def learning_rate(initial, decay, decay_start, total_updates):
   if decay == "constant":
     return initial
   total = 1 if total_updates is None else total_updates
-  return LinearDecay(initial, round(decay_start * total), total)
+  # At most total - 1: a start rounded up to `total` would divide by zero at `total`.
+  return LinearDecay(initial, min(round(decay_start * total), total - 1), total)

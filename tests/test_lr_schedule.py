@@ -26,6 +26,13 @@ def test_linear_decay_holds_then_falls_to_zero_and_stays():
   np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 0, 0], atol=1e-12)
 
 
+def test_a_decay_start_that_rounds_to_the_end_still_ends_at_zero():
+  # 0.99 of 10 updates rounds to 10: the decay starts at the last update instead.
+  schedule = lr_schedule.learning_rate(1e-3, "linear", 0.99, 10)
+  rates = [float(schedule(step)) for step in (0, 9, 10, 20)]
+  np.testing.assert_allclose(rates, [1e-3, 1e-3, 0, 0], atol=1e-12)
+
+
 def test_constant_is_the_plain_float_rate():
   assert lr_schedule.learning_rate(2e-4, "constant", 0.5, 100) == 2e-4
 
