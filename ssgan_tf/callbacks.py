@@ -4,8 +4,10 @@ Every callback reads the step from the model (`model.step`): one step = one gene
 update, i.e. `disc_iters` D updates + 1 G update. `fit` may run several steps per call
 (train.steps_per_execution, which divides every interval): callbacks run after each
 call, so they act on multiples of their interval and never see the steps in between.
-Only the chief writes (multi-worker training): train_lib gives the other workers only the
-callbacks that write nothing.
+Only the chief writes the workdir (multi-worker training): train_lib gives the other
+workers only the callbacks every worker must run (stopping; saving, which may run
+collectives, to a scratch folder that is discarded) and a progress callback that only
+logs.
 """
 
 import math

@@ -32,8 +32,9 @@ cannot have optional inputs, so the labels have a signature of their own):
                    images_uint8: G of the given classes.
   sample           as above, its labels those serving_default gives its z.
   discriminate     images and labels `[N]` int32 (D's projection reads them).
-  with_labels and discriminate fail (InvalidArgumentError, "labels must be in 0..K-1")
-  on a label outside 0..K-1 or a labels vector whose length is not N.
+  with_labels and discriminate fail (InvalidArgumentError) on a label outside 0..K-1
+  ("labels must be in 0..K-1") or a labels vector whose length is not N ("labels must
+  have one entry per row of z", or "of images").
 Every signature that takes z fails (InvalidArgumentError, "Shape of tensor z [2,65] is not
 compatible with expected shape [?,64]") on a z that is not `[N, z_dim]`.
 Beside the SavedModel, in `assets.extra/` (TF Serving's place for files it does not

@@ -560,7 +560,7 @@ def run_study(study, workdir, out=_say):
   """Runs what the study still needs, one child at a time, then writes the report.
 
   Returns:
-    The report's dict (study_report.build_report).
+    The report's dict (study_report.write: study_report.collect's, with its figures).
 
   Raises:
     errors.ConfigError: when an arm differs from its ARM_RECORD (`arm_refusal`): before

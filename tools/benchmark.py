@@ -107,7 +107,8 @@ flags.DEFINE_bool("allow_emulated_bf16", False,
 flags.DEFINE_bool("xla", False, "Compile the step with XLA (jit_compile=True); one device only.")
 flags.DEFINE_integer("intra_op_threads", 0, "TF intra-op threads (0 = TF's default).")
 flags.DEFINE_integer("inter_op_threads", 0, "TF inter-op threads (0 = TF's default).")
-flags.DEFINE_integer("warmup", 2, "Untimed generator steps first (tracing, compilation).")
+flags.DEFINE_integer("warmup", 2, "Untimed calls of the train function first (tracing, "
+                     "compilation), each --steps_per_execution generator steps.")
 flags.DEFINE_integer("steps", 5, "Timed calls of the train function (at most: see "
                      "--max_seconds), each --steps_per_execution generator steps.")
 flags.DEFINE_integer("steps_per_execution", 1, "Generator steps per call of the compiled "

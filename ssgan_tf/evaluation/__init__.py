@@ -1,13 +1,15 @@
 """Stage 7: evaluation. Sample-based metrics (FID / IS / KID through TF-GAN's functions,
-on Inception or an offline MNIST classifier) and the linear probe of D's features.
+precision and recall, on Inception or an offline MNIST classifier) and the linear probe
+of D's features.
 
 Contract: generators map `z [B, z_dim]` to images `[B, H, H, C]` float32 in [-1, 1];
 results are records appended to `<workdir>/metrics.jsonl` and TensorBoard
 (`<workdir>/eval`), one per metric, named after their protocol (`fid10k_test`).
 
 Modules, in data-flow order: classifiers (Inception), mnist_classifier (the offline
-one), activations (streaming, real-image cache), metrics (TF-GAN's maths, via tfgan),
-records, eval_lib (`evaluate`, `PeriodicEvaluation`), probe.
+one), protocols (each dataset's sample counts), activations (streaming, real-image
+cache), metrics (TF-GAN's maths, via tfgan) with precision_recall, records, eval_lib
+(`evaluate`, `PeriodicEvaluation`), probe.
 """
 
 from ssgan_tf.evaluation.classifiers import Classifier

@@ -1,8 +1,9 @@
-"""Sample-based metrics over classifier activations, computed by TF-GAN's functions.
+"""Sample-based metrics over classifier activations: FID, IS and KID computed by TF-GAN's
+functions, precision and recall by precision_recall.py (NumPy).
 
 Activations are NumPy arrays `[N, D]` (features, e.g. Inception's `pool_3`) or
-`[N, K]` (logits); the functions here only convert them and call TF-GAN, so the maths
-is TF-GAN's own (`classifier_metrics.py`).
+`[N, K]` (logits); for FID, IS and KID the functions here only convert them and call
+TF-GAN, so the maths is TF-GAN's own (`classifier_metrics.py`).
 
 A metric is chosen by its KIND, a key of METRICS (one entry per metric):
   "fid": Fréchet distance between Gaussians fitted to real and fake features.

@@ -7,13 +7,14 @@ grows). Every record has RECORD_KEYS:
   metric: a name that states the protocol, e.g. "fid10k_test" (metrics.py).
   value: the float.
   num_real / num_fake: images each side used (0 where a side is unused).
-  classifier: what produced the features, e.g. "inception-<sha1 of its graph>".
+  classifier: what produced the features, e.g. "inception-<12 hex digits of its graph's
+    sha1>-tf1bilinear299" or "mnist_cnn_v2".
 Records of generated samples (eval_lib.compute_metrics) also carry
   std, runs, values: the spread (standard deviation, ddof 0) over `runs` fake sets, and
     each set's value;
   generator: "ema" (the exponential moving average of G's weights, ema.py) or "raw" (G);
   real_value: for a classifier score, its value on real images of the same split.
-The probe's records add "num_train".
+The probe's records add "block", "per_block" and "num_train".
 The EMA's metrics are named with EMA_SUFFIX ("fid10k_test_ema", "is10k_ema"), so that
 both kinds can be tracked side by side in one metrics.jsonl and TensorBoard; the raw G
 keeps the plain names, as in runs without an EMA.

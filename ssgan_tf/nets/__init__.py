@@ -70,8 +70,8 @@ def build_networks(image_shape, synchronized_bn=False, architecture=gin.REQUIRED
       "none". resnet_biggan's final BN stays plain (as compare_gan's).
     generator_kwargs / discriminator_kwargs: widths etc. of the architecture, e.g.
       `{"base_channels": 32}` for sndcgan, `{"g_channels": 256}` / `{"d_channels": 128}`
-      for resnet_cifar and resnet_cifar_compare_gan, `{"ch": 64}` for resnet5 /
-      resnet_stl / resnet_biggan (default 96); see each module.
+      for resnet_cifar and resnet_cifar_compare_gan, `{"ch": 64}` for resnet5 and
+      resnet_stl (default 64) and resnet_biggan (default 96); see each module.
     generator_only: build G alone (a second G, e.g. for a weight average).
     conditional: the conditional baseline (Cond-GAN): every BN of G that
       "batch_norm" selects becomes class-conditional BN (resnet_biggan's final BN stays

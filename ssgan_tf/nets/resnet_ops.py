@@ -72,7 +72,7 @@ def unpool2x(x):
 
 def avg_pool2x_same(x):
   """compare_gan's D pooling: 2x2 average, stride 2, "SAME" (= VALID on even sizes; a
-  1-pixel map stays 1 pixel, which resnet5's sixth down-block meets below 128 px)."""
+  1-pixel map stays 1 pixel, which resnet5's last down-blocks meet at 32 px and below)."""
   return tf.nn.avg_pool2d(x, 2, 2, "SAME")
 
 
