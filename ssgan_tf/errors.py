@@ -2,10 +2,10 @@
 
 Everything raised for bad input -- a config value out of range, a missing or unprepared
 data set, a workdir that holds another model, an export that exists -- derives from
-`UserError`; its message is one line that names what is wrong and how to fix it.
-`main` and the tools print that line and exit with the error's `exit_code` (1; 75 for a
-stop on a signal, `Preempted`). Any other exception is a
-bug (or a TensorFlow failure) and keeps its traceback.
+`UserError`; its message is one line that names what is wrong and how to fix it. `main`
+and the tools print that line and exit with the error's `exit_code` (1; 75 for a stop on
+a signal, `Preempted`). Any other exception is a bug (or a TensorFlow failure) and keeps
+its traceback.
 
 The subclasses that are about a bad value also derive from ValueError, so that library
 callers may catch them as such.
