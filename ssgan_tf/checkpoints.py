@@ -91,7 +91,8 @@ class NoReadableCheckpointError(errors.WorkdirError):
     listed = "; ".join(f"{os.path.basename(path)} ({reason})" for path, reason in skipped)
     super().__init__(
         f"no readable checkpoint in {directory}: {listed}. They were left on disk; restore "
-        "a good copy of one there, or move them away to train from step 0.")
+        "a good copy of one there, or move the whole folder away (its `checkpoint` state "
+        "file lists them) to train from step 0.")
 
 
 def _first_line(error, limit=240):

@@ -90,7 +90,7 @@ def test_all_unreadable_is_one_line_listing_them(tmp_path):
   assert "\n" not in message
   assert message.startswith(f"no readable checkpoint in {tmp_path}: ckpt-2 (IndexError: Read "
                             "less bytes than requested); ckpt-1 (IndexError")
-  assert "left on disk" in message
+  assert "left on disk" in message and "move the whole folder away" in message
 
 
 def test_another_model_is_a_distinct_error_and_not_skipped(tmp_path):
