@@ -228,6 +228,20 @@ def test_more_samples_than_the_split_is_a_clear_error(tiny_model, mnist, incepti
     eval_lib.compute_metrics(tiny_model, mnist, inception, num_samples=501)
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    # Before any sampling (precision and recall failed after every fake set was made).
+    ({"num_samples": 3, "metrics": ("fid", "pr")},
+     r"evaluation.num_samples = 3 is too few for 'pr' in evaluation.metrics, which needs "
+     r"at least 4; raise it or drop 'pr'\."),
+    # 0 was taken for "unset" and became 3.
+    ({"num_samples": 20, "num_fake_sets": 0}, r"evaluation.num_fake_sets must be >= 1; got 0"),
+])
+def test_settings_no_metric_can_run_on_are_refused_at_once(tiny_model, mnist, inception,
+                                                           kwargs, match):
+  with pytest.raises(errors.ConfigError, match=match):
+    eval_lib.compute_metrics(tiny_model, mnist, inception, **kwargs)
+
+
 def test_evaluation_repeats_and_never_touches_the_training_noise(tiny_model, mnist,
                                                                  inception, tmp_path):
   kwargs = dict(num_samples=20, metrics=("fid",), batch_size=10, cache_dir=str(tmp_path))

@@ -1,5 +1,7 @@
 """The metric maths (TF-GAN's functions through the shim) against references."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy import linalg
@@ -87,8 +89,18 @@ def test_metric_names_state_sample_count_and_split(kind, family, num, names):
 
 
 def test_unknown_metric_kind_is_rejected():
-  with pytest.raises(errors.ConfigError, match="unknown evaluation.metrics.*'fid', 'is', 'kid', 'pr'"):
+  with pytest.raises(errors.ConfigError, match=r"unknown evaluation.metrics \['precisionn'\]; "
+                     r"choose from \['fid', 'is', 'kid', 'pr'\]"):
     metrics.get_metrics(("fid", "precisionn"))
+
+
+@pytest.mark.parametrize("kinds", ["fid", (), []])
+def test_metrics_given_as_one_string_or_none_are_named_as_given(kinds):
+  # A string was split into letters: "unknown evaluation.metrics ['d', 'f', 'i']".
+  with pytest.raises(errors.ConfigError, match=(
+      rf"evaluation.metrics must be a non-empty list or tuple of kinds, e.g. \('fid',\); "
+      rf"got {re.escape(repr(kinds))}; choose from")):
+    metrics.get_metrics(kinds)
 
 
 def test_a_metric_has_no_name_for_an_unknown_classifier_family():

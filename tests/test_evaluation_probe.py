@@ -5,6 +5,7 @@ import types
 import numpy as np
 import PIL.Image
 import pytest
+import tensorflow as tf
 
 from ssgan_tf import data
 from ssgan_tf.evaluation import probe
@@ -86,9 +87,25 @@ def test_a_first_slice_of_one_class_says_how_to_get_more(discriminator, tmp_path
     probe.linear_probe(discriminator, folder, num_train=3, num_test=4)
   assert str(error.value).splitlines()[0] == (  # gin adds a line naming the configurable.
       f"the probe needs training examples of at least two classes; the first 3 of split "
-      f"'train' of folder:{tmp_path} are all of class 0 (a folder lists its images class by "
-      "class): raise probe.num_train (None: all).")
+      f"'train' of folder:{tmp_path} are all of class 0: raise probe.num_train (None: all; "
+      "a folder lists its images class by class).")
   assert probe.linear_probe(discriminator, folder, num_test=4)["num_train"] == 4
+
+
+class _OneClassSource(data.ImageSource):
+  """A labelled source whose every image is of class 0."""
+
+  def _examples(self, split):
+    return tf.data.Dataset.from_tensor_slices((tf.zeros([6, 32, 32, 1]),
+                                               tf.zeros([6], tf.int64)))
+
+
+def test_data_of_one_class_is_not_told_to_take_more_of_it(discriminator):
+  with pytest.raises(ValueError) as error:
+    probe.linear_probe(discriminator, _OneClassSource("one_class", (32, 32, 1), 2))
+  assert str(error.value).splitlines()[0] == (
+      "the probe needs training examples of at least two classes; split 'train' of "
+      "one_class is all of class 0: probe it on data with labels of several classes.")
 
 
 def test_unlabelled_data_is_rejected(discriminator):

@@ -49,7 +49,7 @@ def stream_activations(classifier, image_batches, num):
     if seen == num:
       return {key: np.concatenate(parts) for key, parts in chunks.items()}
   raise errors.DataError(f"needed {num} images but the input ended after {seen}; "
-                   f"lower num_samples.")
+                         "lower evaluation.num_samples.")
 
 
 def generated_batches(model, num, batch_size, rng):

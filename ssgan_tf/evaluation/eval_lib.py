@@ -117,9 +117,11 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
   if num_samples is None:
     num_samples = protocols.default_protocol(source.name,
                                              source.num_examples("test")).num_samples
-  num = _check_num_samples(source, split, num_samples, uses_real)
-  runs = errors.check_range("evaluation.num_fake_sets",
-                            num_fake_sets or protocols.NUM_FAKE_SETS, minimum=1, integer=True)
+  num = _check_num_samples(source, split, num_samples, uses_real, chosen)
+  runs = errors.check_range(
+      "evaluation.num_fake_sets",
+      protocols.NUM_FAKE_SETS if num_fake_sets is None else num_fake_sets, minimum=1,
+      integer=True)
   # Named before the sampling: a classifier family without names fails at once.
   suffix = records_lib.EMA_SUFFIX if kind == "ema" else ""
   names = {key: tuple(name + suffix for name in
@@ -291,14 +293,21 @@ class _GivesUpOnSignal:
     return getattr(self.classifier, name)
 
 
-def _check_num_samples(source, split, num_samples, uses_real):
+def _check_num_samples(source, split, num_samples, uses_real, chosen):
   # >= 2: a covariance needs two.
   errors.check_range("evaluation.num_samples", num_samples, minimum=2, integer=True)
+  # Before the minutes of sampling that the metric would fail after.
+  for kind, metric in chosen:
+    if num_samples < metric.min_samples:
+      raise errors.ConfigError(
+          f"evaluation.num_samples = {num_samples} is too few for {kind!r} in "
+          f"evaluation.metrics, which needs at least {metric.min_samples}; raise it or "
+          f"drop {kind!r}.")
   available = source.num_examples(split)
   if uses_real and available is not None and num_samples > available:
     raise errors.ConfigError(
         f"evaluation.num_samples={num_samples} but split {split!r} of {source.name} has "
-        f"{available} images; lower num_samples to at most {available}.")
+        f"{available} images; lower evaluation.num_samples to at most {available}.")
   return num_samples
 
 

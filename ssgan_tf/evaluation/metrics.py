@@ -42,11 +42,13 @@ class Metric(NamedTuple):
     on_real: None, or `real -> tuple of floats`: the same outputs computed on the real
       images, the value a perfect generator would reach (the Inception score of the
       data), recorded beside the fakes' as `real_value`.
+    min_samples: the fewest images per set it is defined on (2: a covariance needs two).
   """
   compute: Callable[[Optional[dict], dict], tuple]
   uses_real: bool
   prefixes: dict
   on_real: Optional[Callable[[dict], tuple]] = None
+  min_samples: int = 2
 
 
 METRICS = {
@@ -60,16 +62,21 @@ METRICS = {
     "pr": Metric(lambda real, fake: precision_recall_lib.precision_recall(
         real["pool_3"], fake["pool_3"]), uses_real=True,
                  prefixes={"inception": ("precision", "recall"),
-                           "mnist": ("mnist_precision", "mnist_recall")}),
+                           "mnist": ("mnist_precision", "mnist_recall")},
+                 min_samples=precision_recall_lib.K + 1),
 }
 KINDS = tuple(METRICS)
 
 
 def get_metrics(kinds):
   """`[(kind, Metric)]` for `kinds`; ConfigError for an unknown kind or none."""
+  if isinstance(kinds, str) or not kinds:
+    raise errors.ConfigError(f"evaluation.metrics must be a non-empty list or tuple of "
+                             f"kinds, e.g. ('fid',); got {kinds!r}; choose from "
+                             f"{list(METRICS)}.")
   unknown = sorted(set(kinds) - set(METRICS))
-  if unknown or not kinds:
-    raise errors.ConfigError(f"unknown evaluation.metrics {unknown or list(kinds)}; "
+  if unknown:
+    raise errors.ConfigError(f"unknown evaluation.metrics {unknown}; "
                              f"choose from {list(METRICS)}.")
   return [(kind, METRICS[kind]) for kind in kinds]
 

@@ -20,7 +20,10 @@ import numpy as np
 from ssgan_tf import errors
 
 
-def precision_recall(real_features, fake_features, k=3, batch_size=1000):
+K = 3  # The neighbourhood size of the paper.
+
+
+def precision_recall(real_features, fake_features, k=K, batch_size=1000):
   """Improved precision and recall of `fake_features` against `real_features`.
 
   Args:

@@ -93,11 +93,13 @@ def linear_probe(discriminator, source, *, train_split="train", test_split="test
   train, train_labels = discriminator_features(
       discriminator, source.images(train_split, with_labels=True), num_train, batch_size)
   if len(np.unique(train_labels)) < 2:
+    taken = (f"the first {len(train_labels)} of split {train_split!r} of {source.name} are"
+             if num_train is not None else f"split {train_split!r} of {source.name} is")
+    fix = ("raise probe.num_train (None: all; a folder lists its images class by class)"
+           if num_train is not None else "probe it on data with labels of several classes")
     raise errors.DataError(
-        f"the probe needs training examples of at least two classes; the first "
-        f"{len(train_labels)} of split {train_split!r} of {source.name} are all of class "
-        f"{int(train_labels[0]) if len(train_labels) else None} (a folder lists its "
-        "images class by class): raise probe.num_train (None: all).")
+        f"the probe needs training examples of at least two classes; {taken} all of class "
+        f"{int(train_labels[0]) if len(train_labels) else None}: {fix}.")
   test, test_labels = discriminator_features(
       discriminator, source.images(test_split, with_labels=True), num_test, batch_size)
   per_block = {name: fit_probe(train[name], train_labels, test[name], test_labels,
