@@ -599,11 +599,11 @@ def build_optimizers(total_steps=None, disc_iters=1, g_lr=2e-4, d_lr=None, beta_
   if d_lr is not None:
     errors.check_range("optimizers.d_lr", d_lr, minimum=0, exclusive_minimum=True)
   for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-    errors.check_range(f"optimizers.{name}", beta, minimum=0, maximum=1)
+    # 1 stops Adam: beta_1 = 1 divides by 1 - beta_1^t = 0 (NaN weights), beta_2 = 1
+    # never moves the weights.
+    errors.check_range(f"optimizers.{name}", beta, minimum=0, maximum=1,
+                       exclusive_maximum=True)
   errors.check_range("optimizers.epsilon", epsilon, minimum=0, exclusive_minimum=True)
-  if lr_decay == "constant":
-    errors.warn_if_no_effect("optimizers.decay_start", decay_start, lr_schedule.DECAY_START,
-                            "optimizers.lr_decay = 'linear'")
 
   def rate(initial, updates_per_step):
     total = None if total_steps is None else total_steps * updates_per_step
@@ -612,6 +612,9 @@ def build_optimizers(total_steps=None, disc_iters=1, g_lr=2e-4, d_lr=None, beta_
   d_opt = keras.optimizers.Adam(rate(g_lr if d_lr is None else d_lr, disc_iters), beta_1,
                                 beta_2, epsilon, name="d_adam")
   g_opt = keras.optimizers.Adam(rate(g_lr, 1), beta_1, beta_2, epsilon, name="g_adam")
+  if lr_decay == "constant":  # After `rate` refused a decay_start out of range.
+    errors.warn_if_no_effect("optimizers.decay_start", decay_start, lr_schedule.DECAY_START,
+                            "optimizers.lr_decay = 'linear'")
   return d_opt, g_opt
 
 

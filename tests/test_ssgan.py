@@ -649,7 +649,7 @@ def test_build_ssgan_reads_gin_bindings(tiny_gin):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"gan_loss": "wgan"}, r"unknown GAN loss 'wgan'.*non_saturating"),
+    ({"gan_loss": "wgan"}, r"unknown ssgan.gan_loss 'wgan'.*non_saturating"),
     ({"global_batch_size": 10, "num_replicas": 4, "rotated_batch_size": 0},
      r"ssgan.global_batch_size = 10 is not divisible by the 4 replicas \(use 8 or 12\)\.\n"),
     # Both sizes wrong: both in one message.
@@ -771,12 +771,17 @@ def test_rotated_batch_size_zero_is_the_plain_gan_when_both_weights_are_zero(tin
 @pytest.mark.parametrize("kwargs, match", [
     ({"g_lr": -1.0}, r"optimizers.g_lr must be > 0; got -1.0"),
     ({"d_lr": 0.0}, r"optimizers.d_lr must be > 0; got 0.0"),
-    ({"beta_2": 1.5}, r"optimizers.beta_2 must be >= 0 and <= 1; got 1.5"),
+    ({"beta_2": 1.5}, r"optimizers.beta_2 must be >= 0 and < 1; got 1.5"),
+    # Adam's bias correction divides by 1 - beta_1^t: NaN weights after one step.
+    ({"beta_1": 1.0}, r"optimizers.beta_1 must be >= 0 and < 1; got 1.0"),
+    # Checked once, by the range, not first called "ignored" by the constant rate.
+    ({"decay_start": 1.5}, r"optimizers.decay_start must be >= 0 and < 1; got 1.5"),
     ({"g_lr": "abc"}, r"optimizers.g_lr must be a number; got 'abc'"),
 ])
-def test_bad_optimizer_settings_raise_readable_errors(kwargs, match):
+def test_bad_optimizer_settings_raise_readable_errors(kwargs, match, caplog):
   with pytest.raises(errors.ConfigError, match=match):
     ssgan.build_optimizers(**kwargs)
+  assert "has no effect" not in caplog.text
 
 
 def test_unknown_architecture_in_gin_raises_readable_error(tiny_gin):
