@@ -248,7 +248,8 @@ def _log_once(log_fn, message):
     log_fn(message)
 
 
-def set_precision(precision, *, allow_emulated_bf16=False):
+def set_precision(precision, *, allow_emulated_bf16=False,
+                  names=("train.precision", "train.allow_emulated_bf16")):
   """Sets the global Keras dtype policy; call before building models, after the strategy.
 
   Args:
@@ -256,13 +257,14 @@ def set_precision(precision, *, allow_emulated_bf16=False):
       float32 weights and optimizer state).
     allow_emulated_bf16: run "mixed_bfloat16" even where bf16 is emulated (to check
       numerics, or a config meant for other hardware); it is then logged once.
+    names: how the messages name the two settings (the caller's gin bindings or flags).
 
   Raises:
     errors.ConfigError: an unknown precision; or "mixed_bfloat16" on hardware known to
       emulate bf16, unless `allow_emulated_bf16`.
   """
   if precision not in PRECISIONS:
-    raise errors.ConfigError(f"unknown precision {precision!r}; choose one of "
+    raise errors.ConfigError(f"unknown {names[0]} {precision!r}; choose one of "
                              f"{list(PRECISIONS)}.")
   if precision == "mixed_bfloat16":
     native, device = bf16_support()
@@ -270,14 +272,14 @@ def set_precision(precision, *, allow_emulated_bf16=False):
             "float32 (measured on an AVX2-only CPU)")
     if native is False and not allow_emulated_bf16:
       raise errors.ConfigError(
-          f"precision 'mixed_bfloat16' on {device}: {slow}; use train.precision='float32', "
-          "or force bf16 with train.allow_emulated_bf16=True.")
+          f"precision 'mixed_bfloat16' on {device}: {slow}; use {names[0]}='float32', "
+          f"or force bf16 with {names[1]}=True.")
     cap = onednn_isa_cap()
     if native is False and device.startswith("CPU") and cap and onednn_enabled():
       # Measured (TF 2.21, ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 EPYC): a bare bf16
       # tf.matmul ends the process with SIGSEGV, nothing a user could read.
       raise errors.ConfigError(
-          f"train.allow_emulated_bf16 with oneDNN capped ({cap[0]}={cap[1]}): TensorFlow "
+          f"{names[1]} with oneDNN capped ({cap[0]}={cap[1]}): TensorFlow "
           "2.21's bf16 MatMul crashes there (segfault); drop the cap, or also set "
           "TF_ENABLE_ONEDNN_OPTS=0 (bf16 then runs on TensorFlow's own kernels).")
     if native is False:
@@ -286,5 +288,5 @@ def set_precision(precision, *, allow_emulated_bf16=False):
       _log_once(logging.warning,
                 f"mixed_bfloat16: cannot tell whether {device} computes bf16 natively; "
                 f"if not, expect steps {EMULATED_SLOWDOWN} slower than float32: then use "
-                "precision='float32'.")
+                f"{names[0]}='float32'.")
   keras.config.set_dtype_policy(precision)

@@ -143,6 +143,12 @@ def test_emulated_bf16_and_bad_flags_end_in_one_line_errors():
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("error: precision 'mixed_bfloat16' on CPU") and (
       "allow_emulated_bf16" in last), last
+  # A config error is one line too (it was a traceback: gin was parsed outside the try).
+  result = run_benchmark("--gin_param=train.no_such_setting = 1")
+  assert result.returncode == 1 and not result.stdout
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "train.no_such_setting" in last, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
   result = run_benchmark("--make_folder=3")
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == (

@@ -167,9 +167,12 @@ def test_float32_never_looks_at_the_hardware(fake_host):
 
 
 def test_unknown_precision_is_a_one_line_config_error():
-  with pytest.raises(errors.ConfigError, match=r"^unknown precision 'float16'; choose one "
-                     r"of \['float32', 'mixed_bfloat16'\]\.$"):
+  with pytest.raises(errors.ConfigError, match=r"^unknown train.precision 'float16'; choose "
+                     r"one of \['float32', 'mixed_bfloat16'\]\.$"):
     precision.set_precision("float16")
+  # A tool names its own flags.
+  with pytest.raises(errors.ConfigError, match=r"^unknown --precision 'float16'"):
+    precision.set_precision("float16", names=("--precision", "--allow_emulated_bf16"))
 
 
 def test_hardware_summary_is_json_ready_and_consistent():

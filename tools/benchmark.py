@@ -181,7 +181,12 @@ def parse_gin(files, params):
   returns the architecture name."""
   gin.clear_config()
   gin_files.parse(files, params)
-  return gin.query_parameter("networks.architecture")
+  try:
+    return gin.query_parameter("networks.architecture")
+  except ValueError:  # Not bound.
+    raise errors.ConfigError(
+        "networks.architecture is not set; start from a config, e.g. "
+        "--gin_file=gin_configs/quickstart.gin.") from None
 
 
 def dataset_image_shape():
@@ -659,14 +664,15 @@ def architectures_table(reports):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  arch = parse_gin(FLAGS.gin_file, FLAGS.gin_param)
   try:
+    arch = parse_gin(FLAGS.gin_file, FLAGS.gin_param)
     check_flags(arch)
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.num_cpu_devices)
     # After the strategy: the bf16 check may list TPU devices, which starts the runtime.
-    precision.set_precision(FLAGS.precision, allow_emulated_bf16=FLAGS.allow_emulated_bf16)
+    precision.set_precision(FLAGS.precision, allow_emulated_bf16=FLAGS.allow_emulated_bf16,
+                            names=("--precision", "--allow_emulated_bf16"))
     if FLAGS.architectures:
       architectures_report(strategy)
       return
