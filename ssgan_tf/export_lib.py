@@ -255,16 +255,19 @@ def to_uint8(images):
 
 def _export_hint(path):
   """What to pass instead of `path`, which holds no SavedModel: one of the exports in it
-  (a workdir's export/ folder), or how to make one."""
-  try:
-    steps = sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(path)
-                   if name.rstrip("/").isdigit() and tf.io.gfile.exists(
-                       os.path.join(path, name.rstrip("/"), "saved_model.pb")))
-  except tf.errors.NotFoundError:
-    steps = []
-  if steps:
-    return (f"it holds the exports of steps {steps}: pass one, e.g. "
-            f"--export_dir={os.path.join(path, str(steps[-1]))}")
+  (a workdir's export/ folder) or in its export/ folder (a workdir), or how to make one."""
+  for folder, holder in ((path, "it holds"),
+                         (os.path.join(path, workdir_lib.EXPORT),
+                          f"its {workdir_lib.EXPORT}/ folder holds")):
+    try:
+      steps = sorted(int(name.rstrip("/")) for name in tf.io.gfile.listdir(folder)
+                     if name.rstrip("/").isdigit() and tf.io.gfile.exists(
+                         os.path.join(folder, name.rstrip("/"), "saved_model.pb")))
+    except tf.errors.NotFoundError:
+      steps = []
+    if steps:
+      return (f"{holder} the exports of steps {steps}: pass one, e.g. "
+              f"--export_dir={os.path.join(folder, str(steps[-1]))}")
   return "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR"
 
 

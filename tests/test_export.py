@@ -265,14 +265,14 @@ def test_sample_tool_writes_png_grid_and_npy_without_keras(export_dir, tmp_path)
   assert replaced.returncode == 0, replaced_errors[-3000:]
   assert np.load(outputs["npy"]).shape == (2,) + IMAGE_SHAPE
 
-  # The workdir's export/ folder instead of one export in it: the steps it holds.
-  base = os.path.dirname(export_dir)
-  wrong = subprocess.run([sys.executable, tool, f"--export_dir={base}",
+  # The workdir instead of one export in it: the steps its export/ folder holds.
+  workdir = os.path.dirname(os.path.dirname(export_dir))
+  wrong = subprocess.run([sys.executable, tool, f"--export_dir={workdir}",
                           f"--output={tmp_path / 'y.png'}"], cwd=ROOT, capture_output=True,
                          text=True, check=False)
   assert wrong.returncode == 1 and wrong.stderr.strip().splitlines()[-1] == (
-      f"error: no SavedModel in {base!r}; it holds the exports of steps [2]: pass one, e.g. "
-      f"--export_dir={export_dir}")
+      f"error: no SavedModel in {workdir!r}; its export/ folder holds the exports of steps "
+      f"[2]: pass one, e.g. --export_dir={export_dir}")
 
 
 def test_export_without_checkpoint_is_a_clear_error(tmp_path):
@@ -400,3 +400,8 @@ def test_evaluating_the_export_folder_names_the_exports_in_it(export_dir):
       rf"no SavedModel in '{base}'; it holds the exports of steps \[2\]: pass one, e.g. "
       rf"--export_dir={export_dir}$")):
     export_lib.load_for_evaluation(base)
+  workdir = os.path.dirname(base)
+  with pytest.raises(errors.ExportError, match=(
+      rf"no SavedModel in '{workdir}'; its export/ folder holds the exports of steps \[2\]: "
+      rf"pass one, e.g. --export_dir={export_dir}$")):
+    export_lib.load_for_evaluation(workdir)

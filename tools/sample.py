@@ -55,13 +55,17 @@ def write_samples(export_dir, output, num_samples, seed, overwrite=False):
     raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
   if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
     # As ssgan_tf.export_lib's hint (not imported: this tool needs only TF and NumPy).
-    names = ([name.rstrip("/") for name in tf.io.gfile.listdir(export_dir)]
-             if tf.io.gfile.isdir(export_dir) else [])
-    steps = sorted(int(name) for name in names if name.isdigit() and tf.io.gfile.exists(
-        os.path.join(export_dir, name, "saved_model.pb")))
-    hint = (f"it holds the exports of steps {steps}: pass one, e.g. "
-            f"--export_dir={os.path.join(export_dir, str(steps[-1]))}" if steps else
-            "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR")
+    hint = "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR"
+    for folder, holder in ((export_dir, "it holds"),
+                           (os.path.join(export_dir, "export"), "its export/ folder holds")):
+      names = ([name.rstrip("/") for name in tf.io.gfile.listdir(folder)]
+               if tf.io.gfile.isdir(folder) else [])
+      steps = sorted(int(name) for name in names if name.isdigit() and tf.io.gfile.exists(
+          os.path.join(folder, name, "saved_model.pb")))
+      if steps:
+        hint = (f"{holder} the exports of steps {steps}: pass one, e.g. "
+                f"--export_dir={os.path.join(folder, str(steps[-1]))}")
+        break
     raise ValueError(f"no SavedModel in {export_dir!r}; {hint}")
   signatures = tf.saved_model.load(export_dir).signatures
   if "sample" not in signatures:
