@@ -51,7 +51,8 @@ ADVERSARIAL_LOSSES = {
 def adversarial_loss(name):
   """The `AdversarialLoss` called `name`; ConfigError naming the choices otherwise."""
   if name not in ADVERSARIAL_LOSSES:
-    raise errors.ConfigError(f"unknown GAN loss {name!r}; choose one of {sorted(ADVERSARIAL_LOSSES)}.")
+    raise errors.ConfigError(f"unknown ssgan.gan_loss {name!r}; choose one of "
+                             f"{sorted(ADVERSARIAL_LOSSES)}.")
   return ADVERSARIAL_LOSSES[name]
 
 

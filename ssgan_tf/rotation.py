@@ -93,9 +93,9 @@ class BatchSizes:
           "n images by 0, 90, 180 and 270 degrees).")
     if not 0 <= self.rotated_per_angle <= self.per_replica_batch:
       raise errors.ConfigError(
-          f"rotated batch size {self.rotated_batch_size} asks each replica to rotate "
-          f"{self.rotated_per_angle} images, but it has only {self.per_replica_batch}; "
-          f"use at most {NUM_ROTATIONS} x global batch size = "
+          f"ssgan.rotated_batch_size = {self.rotated_batch_size} asks each replica to "
+          f"rotate {self.rotated_per_angle} images, but it has only "
+          f"{self.per_replica_batch}; use at most {NUM_ROTATIONS} x global batch size = "
           f"{NUM_ROTATIONS * self.global_batch_size}.")
 
   @property

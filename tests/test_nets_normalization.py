@@ -119,7 +119,8 @@ def test_none_is_the_identity():
 
 @pytest.mark.parametrize("name, match", [
     ("conditional", "needs class labels"),
-    ("group_norm", r"unknown generator_normalization 'group_norm'.*batch_norm.*self_modulated"),
+    ("group_norm", r"unknown networks.generator_normalization 'group_norm'.*batch_norm.*"
+                   r"self_modulated"),
 ])
 def test_bad_generator_normalization_raises_one_line_config_error(name, match):
   with pytest.raises(errors.ConfigError, match=match):

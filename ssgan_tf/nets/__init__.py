@@ -139,7 +139,7 @@ def _conditioning(conditional, num_classes, generator_normalization):
   if not conditional:
     if generator_normalization == "conditional":
       raise errors.ConfigError(
-          "generator_normalization 'conditional' needs class labels: set "
+          "networks.generator_normalization 'conditional' needs class labels: set "
           "networks.conditional = True (with a labelled dataset) instead.")
     return generator_normalization, {}
   if num_classes is None:

@@ -178,10 +178,10 @@ def generator_factory(name, synchronized=False, momentum=0.9, epsilon=1e-5,
   """
   if name == "conditional" and num_classes is None:
     raise errors.ConfigError(
-        "generator_normalization 'conditional' needs class labels: set "
+        "networks.generator_normalization 'conditional' needs class labels: set "
         "networks.conditional = True (with a labelled dataset) instead.")
   if name not in NORMALIZERS:
-    raise errors.ConfigError(f"unknown generator_normalization {name!r}; "
+    raise errors.ConfigError(f"unknown networks.generator_normalization {name!r}; "
                              f"choose one of {list(GENERATOR_NORMALIZERS)}.")
   errors.check_range("sbn_hidden_units", sbn_hidden_units, minimum=0, integer=True)
   options = Options(synchronized, momentum, epsilon, sbn_hidden_units, spectral_norm,

@@ -239,7 +239,8 @@ def check_fixed_resolution(architecture, expected, resolution):
     raise errors.ConfigError(
         f"{architecture} is a {expected}x{expected} architecture; got resolution "
         f"{resolution}. Resize the data to {expected} (an image folder: "
-        f"dataset.resolution={expected}) or choose architecture 'sndcgan'.")
+        f"dataset.resolution={expected})"
+        + (" or set networks.architecture = 'sndcgan'." if resolution % 8 == 0 else "."))
 
 
 def check_hierarchical_z(architecture, hierarchical_z, normalization):
@@ -281,7 +282,7 @@ def split_z(z, num_blocks, hierarchical, architecture, y=None):
   if z_dim % (num_blocks + 1):
     raise errors.ConfigError(
         f"{architecture} with hierarchical_z splits z into {num_blocks + 1} equal chunks; "
-        f"z_dim {z_dim} is not divisible by {num_blocks + 1}.")
+        f"ssgan.z_dim = {z_dim} is not divisible by {num_blocks + 1}.")
   chunks = tf.split(z, num_blocks + 1, axis=1)
   z_per_block = chunks[1:]
   y_per_block = ([None] * num_blocks if y is None
