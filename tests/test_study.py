@@ -1,4 +1,5 @@
-"""The study runner (study.py) and its report (study_report.py).
+"""The study runner (study.py), its study files (study_file.py) and its report
+(study_report.py).
 
 One real study, 2 arms x 2 seeds of the tiny quickstart (4 steps), is run as a subprocess,
 stopped by SIGTERM once one run has finished and the next has a checkpoint, and run again:
@@ -25,6 +26,7 @@ import pytest
 from ssgan_tf import errors
 from ssgan_tf import gin_files
 from ssgan_tf import study as study_lib
+from ssgan_tf import study_file
 from ssgan_tf import study_report
 from ssgan_tf import study_runs
 from tiny_runs import files as _files
@@ -218,25 +220,25 @@ def test_printed_commands_to_a_closed_pipe_end_without_a_traceback(study):
 
 def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
   workdir, text = study["workdir"], (study["tmp"] / "tiny.gin").read_text()
-  ran = study_lib.load_study(study["path"])
+  ran = study_file.load_study(study["path"])
   for arm in ran.arms:  # Recorded by the runner, as the runs were started.
-    recorded = json.loads((workdir / arm.name / study_lib.ARM_RECORD).read_text())
-    assert recorded == study_lib.arm_config(ran, arm)
+    recorded = json.loads((workdir / arm.name / study_file.ARM_RECORD).read_text())
+    assert recorded == study_file.arm_config(ran, arm)
     assert "train.total_steps = 4" in recorded["gin_params"]
   grown = tmp_path / "grown.gin"
   grown.write_text(text.replace("study.seeds = [0, 1]", "study.seeds = [0, 1, 2]")
                    .replace('{"gan": ', f'{{"more": [{json.dumps(BASELINE)}], "gan": '))
-  study_lib.check_arms(study_lib.load_study(str(grown)), workdir)
+  study_file.check_arms(study_file.load_study(str(grown)), workdir)
   respaced = tmp_path / "respaced.gin"  # The same arms, written otherwise.
   respaced.write_text(text.replace("train.total_steps = 4", "train.total_steps=4"))
   assert "train.total_steps=4" in respaced.read_text()
-  study_lib.check_arms(study_lib.load_study(str(respaced)), workdir)
+  study_file.check_arms(study_file.load_study(str(respaced)), workdir)
   changed = tmp_path / "changed.gin"
   changed.write_text(text.replace(f"{json.dumps(QUICKSTART)}]",
                                   f'{json.dumps(QUICKSTART)}, "ssgan.rotation_weight_g = 0.5"]'))
   before = _files(workdir)
   with pytest.raises(errors.ConfigError) as error:
-    study_lib.run_study(study_lib.load_study(str(changed)), workdir)
+    study_lib.run_study(study_file.load_study(str(changed)), workdir)
   assert re.fullmatch(
       r"arm 'ssgan' of .*changed\.gin differs from the one its runs in .*ssgan were started "
       r"with \(.*study_arm\.json\): gin_params added \['ssgan\.rotation_weight_g = 0\.5'\]; "
@@ -253,23 +255,23 @@ def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_p
   (configs / "arm.gin").write_text("include 'base.gin'\nssgan.z_dim = @custom_z()\n")
   path = _write_study(tmp_path / "s.gin", {"a": ["./configs/arm.gin"]}, [0])
   workdir = tmp_path / "workdir"
-  record = workdir / "a" / study_lib.ARM_RECORD
+  record = workdir / "a" / study_file.ARM_RECORD
 
   def study_and_arm():  # As the runner reads them just before it starts a run.
-    study = study_lib.load_study(path)
-    return study, study_lib.reread_arm(study, study.arms[0])
+    study = study_file.load_study(path)
+    return study, study_file.reread_arm(study, study.arms[0])
 
   def check():
-    study_lib.check_arms(study_lib.load_study(path), workdir)
+    study_file.check_arms(study_file.load_study(path), workdir)
 
-  study_lib.record_arm(*study_and_arm(), workdir)
+  study_file.record_arm(*study_and_arm(), workdir)
   assert sorted(json.loads(record.read_text())["gin_file_digests"]) == [
       "configs/arm.gin", "configs/base.gin"]  # Normalized: "./configs" or "configs".
   (configs / "base.gin").write_text("train.total_steps = 4\nssgan.rotation_weight_g = 0.5\n")
   check()  # No run of the arm has begun training: it may still change, and is recorded
   study, arm = study_and_arm()  # anew when the next run starts.
-  assert study_lib.arm_refusal(study, arm, workdir) is None
-  study_lib.record_arm(study, arm, workdir)
+  assert study_file.arm_refusal(study, arm, workdir) is None
+  study_file.record_arm(study, arm, workdir)
   assert json.loads(record.read_text())["gin_file_digests"] == dict(arm.gin_file_digests)
   (workdir / "a" / "seed0").mkdir()
   (workdir / "a" / "seed0" / "model_info.json").write_text("{}")  # Training has begun.
@@ -296,7 +298,7 @@ def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_p
         r"restore the file, or pass a new --workdir \(or save the edited file under a new "
         r"name for a new arm\)\.", str(error.value)), str(error.value)
     study, arm = study_and_arm()  # What the runner checks before each run.
-    assert study_lib.arm_refusal(study, arm, workdir) == str(error.value)
+    assert study_file.arm_refusal(study, arm, workdir) == str(error.value)
     (tmp_path / file).write_text(original)
   check()
   # A record written before digests were kept checks names and bindings only.
@@ -383,7 +385,7 @@ def synthetic(tmp_path):
       _fake_run(workdir / arm / f"seed{seed}", 4, values)
   with open(workdir / "ssgan" / "seed2" / "metrics.jsonl", "a") as f:
     f.write(json.dumps({"step": 4, "metric": "fid10k_test", "value": 14.0}) + "\n{torn")
-  return study_lib.load_study(path), workdir, fid
+  return study_file.load_study(path), workdir, fid
 
 
 def test_the_report_counts_finished_runs_only(synthetic):
@@ -452,8 +454,8 @@ def test_the_cluster_route_holds_arms_to_their_config_and_finishes_trained_runs(
   status, printed = cli("--print_commands")
   assert status == 0 and len(printed.out.splitlines()) == 6
   for arm in study.arms:  # The printed commands start runs: their config is recorded.
-    assert json.loads((workdir / arm.name / study_lib.ARM_RECORD).read_text()) == (
-        study_lib.arm_config(study, arm))
+    assert json.loads((workdir / arm.name / study_file.ARM_RECORD).read_text()) == (
+        study_file.arm_config(study, arm))
   for flag in ("--aggregate_only", "--print_commands"):
     status, printed = cli(flag, arms={"ssgan": [QUICKSTART, "ssgan.rotation_weight_g = 0.5"]})
     assert status == 1 and re.fullmatch(
@@ -549,7 +551,7 @@ def test_a_bad_study_file_is_one_line_naming_the_fix(tmp_path, text, message):
   path = tmp_path / "bad.gin"
   path.write_text(text)
   with pytest.raises(errors.ConfigError) as error:
-    study_lib.load_study(str(path))
+    study_file.load_study(str(path))
   assert "\n" not in str(error.value)
   assert re.search(message, str(error.value)), str(error.value)
 
@@ -558,7 +560,7 @@ def test_total_steps_come_from_the_arms_files_and_bindings(tmp_path):
   path = _write_study(tmp_path / "s.gin", {"gan": [BASELINE], "short": [QUICKSTART,
                                                                         "train.total_steps = 7"]},
                       [0], [])
-  study = study_lib.load_study(path)
+  study = study_file.load_study(path)
   # quickstart_baseline.gin includes quickstart.gin, found next to it.
   with open(QUICKSTART) as f:
     quickstart_steps = int(re.search(r"^train\.total_steps = (\d+)", f.read(), re.M).group(1))
@@ -578,7 +580,7 @@ def test_includes_are_found_where_the_trainers_gin_finds_them(tmp_path, monkeypa
   (tmp_path / "configs" / "sub" / "mid.gin").write_text("include 'leaf.gin'\n")
   (tmp_path / "configs" / "nested.gin").write_text("include 'sub/mid.gin'\n")
   for top in ["configs/top.gin", "configs/nested.gin"]:
-    study = study_lib.load_study(_write_study(tmp_path / "s.gin", {"a": [top]}, [0]))
+    study = study_file.load_study(_write_study(tmp_path / "s.gin", {"a": [top]}, [0]))
     try:
       gin_files.parse([top], [])
       assert study.arms[0].total_steps == gin.query_parameter("train.total_steps")
@@ -600,7 +602,7 @@ def test_the_cli_prints_one_error_line(tmp_path):
 
 def test_the_shipped_studies(monkeypatch, tmp_path):
   monkeypatch.chdir(ROOT)  # Their paths are relative to the repository root.
-  mnist = study_lib.load_study(os.path.join(ROOT, "studies", "mnist_table1.gin"))
+  mnist = study_file.load_study(os.path.join(ROOT, "studies", "mnist_table1.gin"))
   assert [a.name for a in mnist.arms] == ["gan", "ssgan"] and mnist.seeds == (0, 1, 2)
   assert [a.gin_files for a in mnist.arms] == [("gin_configs/quickstart_baseline.gin",),
                                                ("gin_configs/quickstart.gin",)]
@@ -616,11 +618,11 @@ def test_the_shipped_studies(monkeypatch, tmp_path):
   # Uncommented, the optional arms are a valid study: their files and bindings parse.
   uncommented = tmp_path / "mnist_all_arms.gin"
   uncommented.write_text(re.sub(r"^    # (\"|  )", r"    \1", text, flags=re.M))
-  arms = {a.name: a for a in study_lib.load_study(str(uncommented)).arms}
+  arms = {a.name: a for a in study_file.load_study(str(uncommented)).arms}
   assert list(arms) == ["gan", "ssgan", "ssgan_bn", "cond_gan"]
   assert arms["ssgan_bn"].gin_files == ("gin_configs/quickstart.gin",)
   assert arms["ssgan_bn"].gin_params == ('networks.generator_normalization = "batch_norm"',)
-  cifar = study_lib.load_study(os.path.join(ROOT, "studies", "cifar10_table1.gin"))
+  cifar = study_file.load_study(os.path.join(ROOT, "studies", "cifar10_table1.gin"))
   assert {a.name: a.gin_files for a in cifar.arms} == {
       name: (f"gin_configs/cifar10/{name}.gin",) for name in ("gan", "cond_gan", "ssgan",
                                                                 "ssgan_sbn")}
