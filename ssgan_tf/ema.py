@@ -1,7 +1,7 @@
 """Stage 5b: an exponential moving average (EMA) of G's weights, kept in a second G.
 
 compare_gan's `g_use_ema` (`gans/modular_gan.py:67-69, 498-508`): after every G update,
-  ema <- decay * ema + (1 - decay) * w
+  ema <- decay * ema + (1 - decay) * w,  computed as  ema - (1 - decay) * (ema - w)
 for each trainable weight w of G, with decay 0.9999 from `start_step` on and 0 before,
 so that until then the average IS G. Here the update that brings G's step counter to k
 averages iff k > start_step (compare_gan reads the step before `minimize` increments
@@ -105,8 +105,11 @@ class GeneratorEMA:
       pairs = list(zip(self.network.variables, generator.variables))
       for average, weight in pairs:
         if average.trainable:
-          # With decay 0 this is exactly w: 0 * average + 1 * w.
-          average.assign(decay * average + (1.0 - decay) * weight)
+          # As TF's ExponentialMovingAverage (compare_gan's): a step of (1 - decay) toward
+          # w. `decay * average + (1 - decay) * w` rounds decay * average every step, an
+          # error that the average keeps for ~1 / (1 - decay) steps (~1e4 ulp at 0.9999).
+          average.assign(tf.where(started, average - (1.0 - decay) * (average - weight),
+                                  weight))
       # Its own BN statistics, from the new weights.
       if self.statistics_every == 1:  # No tf.cond: synchronized BN runs only outside one.
         self._statistics_pass(z, labels)

@@ -99,6 +99,29 @@ def test_ema_weights_follow_compare_gans_recursion(decay, start):
   assert max(np.max(np.abs(a - w)) for a, w in zip(_values(_trainable(average)), weights)) > 1e-3
 
 
+def test_the_average_is_tfs_exponential_moving_average_bit_for_bit():
+  # compare_gan's EMA is tf.train.ExponentialMovingAverage: average -= (1 - decay) *
+  # (average - w). `decay * average + (1 - decay) * w`, the same recursion, rounds
+  # otherwise, and at decay 0.9999 the average keeps each rounding for ~1e4 steps.
+  model = _model(decay=0.999, start=0)
+  g, average = model.generator, model.ema_generator
+  weights = _trainable(g)
+  copies = [tf.Variable(w) for w in weights]  # The average starts at G's weights.
+  reference = tf.train.ExponentialMovingAverage(0.999)
+  reference.apply(copies)
+  rng = np.random.default_rng(0)
+  for step in range(1, 4):
+    for w, c in zip(weights, copies):  # G moves as under Adam: ~lr per weight and step.
+      w.assign_add(rng.choice([-2e-4, 2e-4], w.shape).astype(np.float32))
+      c.assign(w)
+    model.ema.update(g, step=tf.constant(step, tf.int64), z=_step_data(step)["z"][:BATCH])
+    reference.apply(copies)
+  for a, c in zip(_trainable(average), copies):
+    np.testing.assert_array_equal(a.numpy(), reference.average(c).numpy())
+  assert max(np.max(np.abs(a.numpy() - w.numpy())) for a, w in zip(_trainable(average),
+                                                                    weights)) > 0
+
+
 def _assert_statistics_are_one_pass_on(average, previous, z):
   """`average`'s BN statistics are what one training-mode pass of its current weights on
   `z` makes of `previous` (its variables' values before the step)."""
