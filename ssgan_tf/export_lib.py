@@ -273,14 +273,13 @@ def _export_hint(path):
 
 class ExportedGenerator:
   """A loaded export as evaluation sees a model (`generate`, `sample_z`; conditional:
-  `num_classes`, `sample_labels`), so that the number a user reports belongs to the
-  artefact they ship.
+  `num_classes`), so that the number a user reports belongs to the artefact they ship.
 
   Images come from the export's `serving_default` signature (`with_labels` when labels are
-  given); noise (and labels) are drawn with the export's recorded z distribution (and
-  label distribution) by the same `ssgan.draw_z` (`labels.draw_labels`) as training's,
-  so an export and its checkpoint evaluated with one seed see the same z and labels and
-  give the same metrics (up to float round-off).
+  given); noise is drawn with the export's recorded z distribution by the same
+  `ssgan.draw_z` as training's (and evaluation draws the labels), so an export and its
+  checkpoint evaluated with one seed see the same z and labels and give the same metrics
+  (up to float round-off).
   """
 
   def __init__(self, export_dir):
@@ -291,9 +290,6 @@ class ExportedGenerator:
     self.z_dim, self.z_distribution = self.metadata["z_dim"], self.metadata["z_distribution"]
     # Exports of unconditional models (and those from before labels) have no num_classes.
     self.num_classes = self.metadata.get("num_classes")
-    self.label_probabilities = (
-        labels_lib.probabilities(self.num_classes, self.metadata.get("label_counts"))
-        if self.num_classes else None)
     # What it serves, as `SSGAN.generator_kind`: evaluation names its metrics by it.
     self.generator_kind = self.metadata.get("generator", "raw")
     # The model's description, as `SSGAN.info` (workdir.model_info): what `export` added
@@ -314,10 +310,6 @@ class ExportedGenerator:
   def sample_z(self, num, rng):
     return ssgan.draw_z([num, self.z_dim], self.z_distribution, rng)
 
-  def sample_labels(self, num, rng):
-    if self.num_classes is None:
-      raise ValueError("sample_labels of an unconditional export.")
-    return labels_lib.draw_labels(num, self.num_classes, self.label_probabilities, rng)
 
 
 def load_for_evaluation(export_dir):

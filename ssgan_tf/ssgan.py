@@ -517,10 +517,12 @@ def build_ssgan(image_shape, num_replicas, global_batch_size=64, gan_loss="non_s
     ema_start_step: generator steps before the averaging starts (compare_gan: 40000).
     ema_statistics_every: generator steps between the average's batch-norm statistics
       passes (1: every step; ema.py).
-    label_distribution: a conditional model's fake labels: "train" (i.i.d. from the
-      training split's class frequencies, `label_counts`) or "uniform" (compare_gan's
-      default; the same for balanced data such as CIFAR-10 and our MNIST, and no
-      counting pass over the labels, which for ImageNet reads all 1.28M records).
+    label_distribution: a conditional model's fake labels in training, sample grids and
+      exports: "train" (i.i.d. from the training split's class frequencies,
+      `label_counts`) or "uniform" (compare_gan's default; the same for balanced data
+      such as CIFAR-10 and our MNIST, and no counting pass over the labels, which for
+      ImageNet reads all 1.28M records). Evaluation draws its own (eval_lib: the mix
+      of the real images compared with).
   """
   # Checked before the (slow) network construction, which would fail on them unreadably.
   errors.check_range("ssgan.global_batch_size", global_batch_size, minimum=1, integer=True)

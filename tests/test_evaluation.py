@@ -253,6 +253,45 @@ def test_evaluation_repeats_and_never_touches_the_training_noise(tiny_model, mni
   assert other_seed[0]["values"] != first[0]["values"]
 
 
+class _LabelRecordingGenerator:
+  """A conditional model as evaluation sees one; records the labels it is given."""
+  num_classes = 3
+
+  def __init__(self):
+    self.labels = []
+
+  def sample_z(self, num, rng):
+    return rng.normal([num, 4])
+
+  def sample_labels(self, num, rng):  # Its own (training) mix, as SSGAN's: here uniform.
+    return rng.uniform([num], 0, self.num_classes, tf.int32)
+
+  def generate(self, z, labels):
+    self.labels += list(labels.numpy())
+    return tf.tanh(z[:, :1, None, None]) * tf.ones([1, 32, 32, 1])
+
+
+class _SkewedSource(data.ImageSource):
+  """200 blank 32x32x1 images: 150 of class 0, 50 of class 1, none of class 2."""
+
+  def _examples(self, split):
+    return tf.data.Dataset.from_tensor_slices((tf.zeros([200, 32, 32, 1]),
+                                               tf.constant([0, 0, 0, 1] * 50, tf.int64)))
+
+  def _num_examples(self, split):
+    return 200
+
+
+def test_conditional_fakes_get_the_class_mix_of_the_real_split(inception):
+  # compare_gan drew uniform labels for its balanced test sets; a model's own mix (the
+  # training split's, ssgan.label_distribution) would differ from the real images'.
+  model = _LabelRecordingGenerator()
+  eval_lib.compute_metrics(model, _SkewedSource("skewed", (32, 32, 1), 3), inception,
+                           num_samples=200, num_fake_sets=1, metrics=("is",), batch_size=50)
+  counts = np.bincount(model.labels, minlength=3)
+  assert counts[2] == 0 and 120 <= counts[0] <= 180 and counts.sum() == 200
+
+
 def test_repeated_evaluations_trace_the_generator_once(mnist, inception, tmp_path):
   # As in training with train.eval_every: a trace per fake set or evaluation cost
   # seconds each time and logged TensorFlow's retracing warnings.

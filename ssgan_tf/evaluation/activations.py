@@ -23,6 +23,7 @@ import tensorflow as tf
 from ssgan_tf import data
 from ssgan_tf import errors
 from ssgan_tf import files
+from ssgan_tf import labels as labels_lib
 from ssgan_tf import progress
 from ssgan_tf.evaluation import classifiers
 
@@ -52,25 +53,26 @@ def stream_activations(classifier, image_batches, num):
                          "lower evaluation.num_samples.")
 
 
-def generated_batches(model, num, batch_size, rng):
+def generated_batches(model, num, batch_size, rng, label_probabilities=None):
   """Yields `ceil(num / batch_size)` full batches of `model.generate(z)`, or for a
-  conditional model `model.generate(z, labels)` (labels from the model's label
-  distribution, drawn after each batch's z from the same `rng`).
+  conditional model `model.generate(z, labels)` (labels drawn after each batch's z from
+  the same `rng`, i.i.d. from `label_probabilities`).
 
   Args:
     model: has `generate(z)` and `sample_z(num, rng)` (an `ssgan.SSGAN`); a conditional
-      one (`num_classes` not None) also `generate(z, labels)` and
-      `sample_labels(num, rng)`.
+      one (`num_classes` not None) also `generate(z, labels)`.
     num, batch_size: images wanted, and per generator call.
     rng: the evaluation's own `tf.random.Generator` (not the model's training stream,
       which checkpoints save), so evaluating is reproducible and never perturbs
       training.
+    label_probabilities: a conditional model's class mix, `[num_classes]` (None:
+      uniform; `labels.probabilities`).
   """
-  conditional = getattr(model, "num_classes", None) is not None
+  num_classes = getattr(model, "num_classes", None)
   for _ in range(math.ceil(num / batch_size)):
     z = model.sample_z(batch_size, rng)
-    yield (model.generate(z, model.sample_labels(batch_size, rng)) if conditional
-           else model.generate(z))
+    yield (model.generate(z) if num_classes is None else model.generate(
+        z, labels_lib.draw_labels(batch_size, num_classes, label_probabilities, rng)))
 
 
 def real_activations(classifier, source, split, num, batch_size, cache_dir=None):

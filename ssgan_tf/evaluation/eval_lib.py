@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssgan_tf import errors
+from ssgan_tf import labels as labels_lib
 from ssgan_tf import progress
 from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
@@ -129,11 +130,12 @@ def compute_metrics(model, source, classifier, *, num_samples=None, split="test"
            for key, metric in chosen}
   real = (activations.real_activations(classifier, source, split, num, batch_size, cache_dir)
           if uses_real else None)
+  label_probabilities = _fake_label_probabilities(sampler, source, split)
   rng = tf.random.Generator.from_seed(seed)
   values = {key: [] for key, _ in chosen}
   for run in range(runs):
     batches = progress.progress_bar(
-        activations.generated_batches(sampler, num, batch_size, rng),
+        activations.generated_batches(sampler, num, batch_size, rng, label_probabilities),
         math.ceil(num / batch_size), f"fake set {run + 1}/{runs}", unit="batches")
     fake = activations.stream_activations(classifier, batches, num)
     for key, metric in chosen:
@@ -166,8 +168,19 @@ class _RawGenerator:
   def sample_z(self, num, rng):
     return self.model.sample_z(num, rng)
 
-  def sample_labels(self, num, rng):
-    return self.model.sample_labels(num, rng)
+
+def _fake_label_probabilities(model, source, split):
+  """A conditional model's fakes get the class mix of the real images they are compared
+  with: `split`'s label frequencies, or None (uniform labels, compare_gan's) where its
+  classes are balanced (CIFAR-10's test set, ImageNet's validation set, our MNIST's) or
+  the model is unconditional. The training split's mix (`ssgan.label_distribution`,
+  ImageNet's 732-1300 images a class) would skew FID against a balanced real set."""
+  num_classes = getattr(model, "num_classes", None)
+  if num_classes is None:
+    return None
+  counts = source.label_counts(split)
+  return None if np.all(counts == counts[0]) else labels_lib.probabilities(num_classes,
+                                                                           counts)
 
 
 def _sampler(model, generator):
