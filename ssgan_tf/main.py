@@ -11,8 +11,8 @@ their settings: gin_configs/README.md. Exit status: 0 done; 1 bad input or a div
 could (run it again to resume); 130 Ctrl-C before training, or a second one during it (not
 saved). Any other failure is a bug and keeps its traceback.
 
-With study.py (the study runner), the only module with command-line flags: it parses gin,
-builds the strategy and calls one library function.
+This module parses gin, builds the strategy and calls one library function; it and
+study.py (the study runner) are the only modules with command-line flags.
 """
 
 import importlib.util

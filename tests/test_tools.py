@@ -66,6 +66,8 @@ def test_gpu_check_that_ran_nothing_is_not_a_success(tmp_path):
            .splitlines()]
   assert lines[-1]["check"] == "summary" and lines[-1]["ok"] is False
   assert "tf32" in lines[1]  # The setup line: what "float32" measured on a GPU.
+  # GPU_CHECK_PYTHON (a venv's python: a link) has the requirements: no venv of its own.
+  assert lines[1]["made_venv"] is False and lines[1]["python_path"] == sys.executable
 
 
 def test_gpu_check_without_a_gpu_says_why_and_keeps_the_scratch_folders_files(tmp_path):

@@ -49,7 +49,8 @@
 # regex on the check names, e.g. 'resnet|train'), GPU_CHECK_WORKDIR (where the run's own
 # scratch folder, gpu_check.XXXXXX, is made and left; default /tmp),
 # GPU_CHECK_BENCH_TIMEOUT_S (every benchmark's timeout; default 35-100 s, XLA's longest).
-# Exit status: 0 every selected check passed; 4 one failed or none was selected; 1-3 above.
+# Exit status: 0 every selected check passed; 4 one failed or none was selected; 1-3 above;
+# 143 (SIGTERM) or 130 (Ctrl-C): stopped from outside, the running step with it.
 # On Ampere and later GPUs TensorFlow runs float32 matmuls and convolutions in TF32 by
 # default: the setup line's "tf32" says whether it was on, and so what "float32" measured.
 set -uo pipefail
@@ -65,7 +66,8 @@ esac
 for setting in OUT GPU_CHECK_WORKDIR GPU_CHECK_WHEELHOUSE; do
   [ -n "${!setting:-}" ] && printf -v "$setting" '%s' "$(realpath -m "${!setting}")"
 done
-[[ "${GPU_CHECK_PYTHON:-}" == */* ]] && GPU_CHECK_PYTHON=$(realpath -m "$GPU_CHECK_PYTHON")
+# Links kept (-s): a venv's python is a link to the system's, which lacks the venv's packages.
+[[ "${GPU_CHECK_PYTHON:-}" == */* ]] && GPU_CHECK_PYTHON=$(realpath -ms "$GPU_CHECK_PYTHON")
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 OUT_DIR="${OUT:-$ROOT/gpu_check_out}"
@@ -165,6 +167,16 @@ stop() {  # stop EXIT_CODE CHECK REASON: a last JSON line and an `error:` line, 
 
 remaining() { echo $(( TOTAL_S - ($(date +%s) - START) )); }
 
+# Stopped from outside (SIGTERM, Ctrl-C): the running step is stopped too, not left behind.
+STEP_PID=
+on_signal() {  # on_signal NAME EXIT_CODE
+  [ -n "$STEP_PID" ] && kill -TERM "$STEP_PID" 2>/dev/null && wait "$STEP_PID"
+  echo "error: stopped by SIG$1; the results so far are in $JSONL" >&2
+  exit "$2"
+}
+trap 'on_signal TERM 143' TERM
+trap 'on_signal INT 130' INT
+
 # run_step NAME TIMEOUT_S CMD...: runs CMD under `timeout`, stdout/stderr to $WORK/NAME.*;
 # sets RC and WALL.
 run_step() {
@@ -173,8 +185,13 @@ run_step() {
   echo "=== $name (timeout ${limit}s): $*" | tee -a "$LOG" >&2
   local t0 t1
   t0=$(date +%s.%N)
-  timeout -k 5 "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  # In the background, so that a signal to the script runs its trap at once (bash runs
+  # traps only between foreground commands); `timeout` passes the trap's TERM on.
+  timeout -k 5 "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  STEP_PID=$!
+  wait "$STEP_PID"
   RC=$?
+  STEP_PID=
   t1=$(date +%s.%N)
   WALL=$(python3 -c "print(round($t1 - $t0, 2))")
   cat "$WORK/$name.err" >>"$LOG"
@@ -203,10 +220,11 @@ for config in quickstart resnet; do selected "train_$config" && TRAINS=$((TRAINS
 PY="${GPU_CHECK_PYTHON:-python3}"
 MADE_VENV=false
 INSTALL_S=0
-# What requirements.txt installs and the runs below import.
+# What requirements.txt installs and the runs below import. TF-GAN's package __init__
+# fails on TF >= 2.16 (no tf.estimator): the port loads its modules (evaluation/tfgan.py).
 if ! timeout 120 "$PY" -c "import tensorflow, keras, gin, absl, tensorboard, numpy, PIL, \
-tensorflow_datasets, mlxtend, tensorflow_gan, tensorflow_probability, tensorflow_hub, scipy, \
-sklearn, matplotlib" 2>/dev/null; then
+tensorflow_datasets, mlxtend, tensorflow_probability, tensorflow_hub, scipy, sklearn, \
+matplotlib, ssgan_tf.evaluation.tfgan" 2>/dev/null; then
   VENV="${GPU_CHECK_VENV:-/tmp/ssgan_gpu_venv}"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" 2>>"$LOG" \
     || stop 3 setup "python3 -m venv failed (install python3-venv)"
