@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from ssgan_tf import data
+from ssgan_tf import errors
 from ssgan_tf.evaluation import probe
 from ssgan_tf.evaluation import records
 from ssgan_tf.nets import build_networks
@@ -58,6 +59,25 @@ def test_run_probe_appends_its_record(discriminator, tmp_path):
       "probe_top1_test", 3, 50, 100)
   assert 0.0 <= record["value"] <= 1.0
   assert record["value"] == record["per_block"][record["block"]]
+
+
+class _NoFeatures:
+  """A discriminator that must not be probed."""
+
+  def probe_features(self, *args, **kwargs):
+    raise AssertionError("probed although the record could not be written")
+
+
+def test_a_probe_on_an_unwritable_workdir_fails_before_probing(tmp_path):
+  (tmp_path / "a_file").write_text("")  # Its child cannot be made, even by root.
+  restored = types.SimpleNamespace(model=types.SimpleNamespace(discriminator=_NoFeatures()),
+                                   source=data.get_source("mnist"), step=3,
+                                   checkpoint_path="ckpt-3")
+  with pytest.raises(errors.WorkdirError) as raised:
+    probe.run_probe(str(tmp_path / "a_file" / "w"), restored, num_train=100, num_test=50)
+  assert str(raised.value).startswith(
+      f"cannot append to {tmp_path / 'a_file' / 'w' / 'metrics.jsonl'} (")
+  assert "); no probe was run. Make the workdir writable" in str(raised.value)
 
 
 def test_block_features_are_the_spatial_means_of_the_trunk_blocks(discriminator):

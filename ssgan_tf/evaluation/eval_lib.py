@@ -19,7 +19,6 @@ by default, and its metrics are named apart ("fid10k_test_ema"); `evaluation.gen
 """
 
 import math
-import os
 
 from absl import logging
 import gin
@@ -31,7 +30,6 @@ from ssgan_tf import errors
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import progress
 from ssgan_tf import ssgan
-from ssgan_tf import workdir as workdir_lib
 from ssgan_tf.evaluation import activations
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import metrics as metrics_lib
@@ -221,7 +219,7 @@ def evaluate(workdir, restored, classifier=None, **metric_kwargs):
     errors.WorkdirError: `workdir`'s metrics.jsonl cannot be appended to (checked before
       the evaluation; if it fails only when writing, the results are logged first).
   """
-  _check_writable(workdir)
+  records_lib.check_appendable(workdir, "no evaluation was run")
   classifier = classifier or get_classifier(source=restored.source)
   results = compute_metrics(restored.model, restored.source, classifier, **metric_kwargs)
   return _write(workdir, restored.step, restored.checkpoint_path, results)
@@ -324,21 +322,6 @@ def _check_num_samples(source, split, num_samples, uses_real, chosen):
   return num_samples
 
 
-def _check_writable(workdir):
-  """Fails before the minutes of sampling if the records could not be appended."""
-  try:
-    records_lib.check_appendable(workdir)
-  except (tf.errors.OpError, OSError) as e:
-    raise _unwritable(workdir, e, "no evaluation was run") from None
-
-
-def _unwritable(workdir, error, what):
-  return errors.WorkdirError(
-      f"cannot append to {os.path.join(workdir, workdir_lib.METRICS)} "
-      f"({type(error).__name__}); {what}. Make the workdir writable, or evaluate a "
-      "writable copy of it.")
-
-
 def _write(workdir, step, checkpoint, results):
   """Logs the records, then appends them (logged first: a failed write loses nothing)."""
   written = [{"step": int(step), "checkpoint": checkpoint, **result} for result in results]
@@ -351,5 +334,5 @@ def _write(workdir, step, checkpoint, results):
   try:
     records_lib.append_records(workdir, written)
   except (tf.errors.OpError, OSError) as e:
-    raise _unwritable(workdir, e, "the results are in the log lines above") from None
+    raise records_lib.unwritable(workdir, e, "the results are in the log lines above") from None
   return written

@@ -12,6 +12,7 @@ Memory: features are held in RAM, `num_train x sum(F)` float32; SNDCGAN's final 
 8192 at 32x32 (1.5 GB for all 50k CIFAR-10 training images), so `num_train` caps it.
 """
 
+from absl import logging
 import gin
 import numpy as np
 from sklearn import linear_model
@@ -121,7 +122,12 @@ def run_probe(workdir, restored, **probe_kwargs):
 
   Returns:
     The record written (records.RECORD_KEYS + block, per_block, num_train).
+
+  Raises:
+    errors.WorkdirError: `workdir`'s metrics.jsonl cannot be appended to (checked before
+      the probe; if it fails only when writing, the result is logged first).
   """
+  records_lib.check_appendable(workdir, "no probe was run")
   result = linear_probe(restored.model.discriminator, restored.source, **probe_kwargs)
   record = {"step": int(restored.step), "checkpoint": restored.checkpoint_path,
             "metric": f"{METRIC_PREFIX}top1_{result['test_split']}", "value": result["top1"],
@@ -129,5 +135,10 @@ def run_probe(workdir, restored, **probe_kwargs):
             "classifier": "logistic_regression(discriminator_block_features)",
             "block": result["block"], "per_block": result["per_block"],
             "num_train": result["num_train"]}
-  records_lib.append_records(workdir, [record])
+  logging.info("step %d: %s = %.5g (%d test images)", record["step"], record["metric"],
+               record["value"], record["num_real"])
+  try:
+    records_lib.append_records(workdir, [record])
+  except (tf.errors.OpError, OSError) as e:
+    raise records_lib.unwritable(workdir, e, "the result is in the log line above") from None
   return record

@@ -26,16 +26,34 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from ssgan_tf import errors
 from ssgan_tf import workdir as workdir_lib
 
 RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", "classifier")
 EMA_SUFFIX = "_ema"
 
 
-def check_appendable(workdir):
-  """Opens metrics.jsonl as `append_records` does, appending nothing: raises what it would
-  (tf.errors.OpError, OSError), before the minutes of an evaluation."""
-  _append_to_metrics(workdir, "")  # GFile opens the file on the first write, even of "".
+def check_appendable(workdir, what):
+  """Opens metrics.jsonl as `append_records` does, appending nothing, before the minutes
+  of an evaluation or a probe: `unwritable`'s one-line WorkdirError if it cannot be.
+
+  Args:
+    workdir: the run's directory.
+    what: what the error adds was not done, e.g. "no evaluation was run".
+  """
+  try:
+    _append_to_metrics(workdir, "")  # GFile opens the file on the first write, even of "".
+  except (tf.errors.OpError, OSError) as e:
+    raise unwritable(workdir, e, what) from None
+
+
+def unwritable(workdir, error, what):
+  """The one-line WorkdirError for `error`, met appending to `workdir`'s metrics.jsonl;
+  `what` says what became of the records ("the results are in the log lines above")."""
+  return errors.WorkdirError(
+      f"cannot append to {os.path.join(workdir, workdir_lib.METRICS)} "
+      f"({type(error).__name__}); {what}. Make the workdir writable, or run on a writable "
+      "copy of it.")
 
 
 def _append_to_metrics(workdir, text):
