@@ -62,6 +62,31 @@ class StopAtStep(keras.callbacks.Callback):
     logging.error("step %d: %s; stopping at step %d.", self.bad_step, what, self.model.step)
 
 
+class UnlessDiverged(keras.callbacks.Callback):
+  """Runs `callback` (sample grids, evaluation) only until `stop_at_step` has found a bad
+  step: a diverged model's samples are noise, and evaluation refuses its NaN images with
+  a traceback that would hide the divergence's one-line error."""
+
+  def __init__(self, stop_at_step, callback):
+    super().__init__()
+    self.stop_at_step, self.callback = stop_at_step, callback
+
+  def set_model(self, model):
+    super().set_model(model)
+    self.callback.set_model(model)
+
+  def on_train_begin(self, logs=None):
+    self.callback.on_train_begin(logs)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.stop_at_step.bad_step is None:
+      self.callback.on_train_batch_end(batch, logs)
+
+  def on_train_end(self, logs=None):
+    if self.stop_at_step.bad_step is None:
+      self.callback.on_train_end(logs)
+
+
 class StopIfLockLost(keras.callbacks.Callback):
   """Stops training, without saving, once the workdir lock was found taken over or
   removed (`workdir_lock.WorkdirLock.check_held` raises its one-line WorkdirError); put

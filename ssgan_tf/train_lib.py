@@ -137,7 +137,7 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                      if chief else []), stop, saving,
                    preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
                    *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
-                                         sample_every, eval_every, watcher)]
+                                         sample_every, eval_every, watcher, stop)]
       model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,
                 initial_epoch=start_step // log_every, epochs=-(-total_steps // log_every),
                 callbacks=callbacks, shuffle=False, verbose=0)
@@ -255,10 +255,10 @@ def _training_data(source, model, seed, start_step):
 
 
 def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sample_every,
-                         eval_every, watcher):
+                         eval_every, watcher, stop):
   """Progress (log lines; on a terminal also a live line), summaries, samples and
-  evaluation (only the chief writes; evaluation is skipped once `watcher`
-  saw a signal)."""
+  evaluation (only the chief writes; evaluation is skipped once `watcher` saw a signal,
+  samples and evaluation once `stop` found a bad step)."""
   writer = (tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
             if chief else None)
   callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
@@ -266,9 +266,11 @@ def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sampl
     callbacks.append(progress.LiveProgress(total_steps))
     fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
     real = next(iter(source.images("train").batch(NUM_SAMPLES)))
-    callbacks.append(callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real))
+    callbacks.append(callbacks_lib.UnlessDiverged(stop, callbacks_lib.SampleGrids(
+        workdir, writer, fixed_z, sample_every, real)))
     if eval_every:
-      callbacks.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source, watcher=watcher))
+      callbacks.append(callbacks_lib.UnlessDiverged(stop, eval_lib.PeriodicEvaluation(
+          eval_every, workdir, source, watcher=watcher)))
   return callbacks
 
 
