@@ -201,6 +201,10 @@ class OperativeConfig(keras.callbacks.Callback):
     if not self.pending:
       return
     self.pending = False
+    with files.no_room_is_an_error(f"the operative config in {self.workdir}"):
+      self._write()
+
+  def _write(self):
     config = gin.operative_config_str()
     # The config of the run before this one: written at a step <= start_step.
     previous = workdir_lib.operative_config_path(self.workdir, self.start_step + 1)
@@ -295,8 +299,9 @@ class SampleGrids(keras.callbacks.Callback):
     step = self.model.step
     image = grid(self.model.generate(self.fixed_z, **(
         {} if self.fixed_labels is None else {"labels": self.fixed_labels})))
-    tf.io.write_file(os.path.join(self.dir, workdir_lib.sample_grid_name(step)),
-                     tf.io.encode_png(image))
+    path = os.path.join(self.dir, workdir_lib.sample_grid_name(step))
+    with files.no_room_is_an_error(path):
+      files.write_atomically(path, tf.io.encode_png(image).numpy())
     with self.writer.as_default(step=step):
       tf.summary.image("images/fake", image[None])
 

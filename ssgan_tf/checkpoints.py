@@ -58,6 +58,7 @@ import tensorflow as tf
 from absl import logging
 
 from ssgan_tf import errors
+from ssgan_tf import files
 
 # The checkpoints' name: `ckpt-<step>` (tf.train.CheckpointManager's default
 # checkpoint_name, which train_lib's manager is given).
@@ -331,12 +332,9 @@ def _write_state(directory, latest, paths, timestamps, last_preserved):
   tf.io.gfile.rename(state_file + ".tmp", state_file, overwrite=True)
 
 
-# How ENOSPC and EDQUOT read in TF's errors (ResourceExhausted), and object-store quotas.
-_DISK_FULL = ("no space left on device", "quota exceeded")
-
-
 def save_or_explain(manager, step):
-  """`manager.save(checkpoint_number=step)`; a full disk becomes a one-line WorkdirError.
+  """`manager.save(checkpoint_number=step)`; a full disk or a file-size limit
+  (`files.no_room`) becomes a one-line WorkdirError.
 
   Args:
     manager: the `tf.train.CheckpointManager`.
@@ -347,8 +345,9 @@ def save_or_explain(manager, step):
   """
   try:
     return manager.save(checkpoint_number=step, check_interval=False)
-  except tf.errors.ResourceExhaustedError as e:
-    if not any(text in str(e).lower() for text in _DISK_FULL):
+  except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as e:
+    reason = files.no_room(e)
+    if reason is None:
       raise  # E.g. out of (device) memory: not the disk.
     prefix = os.path.join(manager.directory, f"{NAME}-{step}")
     leftovers = sorted(os.path.basename(p) for p in
@@ -356,7 +355,7 @@ def save_or_explain(manager, step):
     left = (f"; its partial files ({', '.join(leftovers)}) are not used and may be removed"
             if leftovers else "")
     raise errors.WorkdirError(
-        f"the disk is full: could not save step {step} in {manager.directory}; the "
+        f"{reason}: could not save step {step} in {manager.directory}; the "
         f"checkpoints before it are intact (latest: {manager.latest_checkpoint}){left}. "
         "Free space (or move the workdir to a bigger disk) and run again to resume."
     ) from None

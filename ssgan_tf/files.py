@@ -1,5 +1,6 @@
 """Atomic file writes, local or through tf.io.gfile (gs://...): a reader never sees a
-partial file or directory, and a failed write leaves nothing behind.
+partial file or directory, and a failed write leaves nothing behind. And what a write that
+found no room (a full disk, a quota, a file-size limit) says to the user.
 
 Below every stage (data records its folder checks with it, the workdir its files), so
 that any module may use it.
@@ -55,6 +56,38 @@ def write_atomically(path, contents):
   with atomic_output(path) as tmp:
     with tf.io.gfile.GFile(tmp, "wb" if isinstance(contents, bytes) else "w") as f:
       f.write(contents)
+
+
+# How a full disk or quota (ENOSPC, EDQUOT: ResourceExhaustedError; object stores' quotas)
+# and a file-size limit (EFBIG: OutOfRangeError) read in TensorFlow's errors.
+_NO_ROOM = {"no space left on device": "the disk is full",
+            "quota exceeded": "the disk quota is exceeded",
+            "file too large": "a file size limit (e.g. `ulimit -f`) was reached"}
+
+
+def no_room(error):
+  """What ran out when `error` (a tf.errors.OpError) is a write that found no room: "the
+  disk is full", ...; None for any other error (e.g. out of device memory)."""
+  if isinstance(error, (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError)):
+    message = str(error).lower()
+    return next((what for text, what in _NO_ROOM.items() if text in message), None)
+  return None
+
+
+@contextlib.contextmanager
+def no_room_is_an_error(what, kept="the checkpoints saved so far are kept"):
+  """Turns a write inside the block that found no room (`no_room`) into a one-line
+  WorkdirError: "<what ran out>: could not write <what>; <kept>. Free space ...". Needed
+  in Keras callbacks above all: Keras takes an OutOfRangeError raised there (a file-size
+  limit's) for the end of the input data and ends training without a word."""
+  try:
+    yield
+  except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as e:
+    reason = no_room(e)
+    if reason is None:
+      raise
+    raise WorkdirError(f"{reason}: could not write {what}; {kept}. Free space (or move the "
+                       "workdir to a bigger disk) and run again to resume.") from None
 
 
 def _remove(path):

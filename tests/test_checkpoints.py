@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import logging
 import os
+import resource
 import subprocess
 
 import numpy as np
@@ -170,6 +171,35 @@ def _small_disk(path, size):
     yield path
   finally:
     subprocess.run(["umount", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def file_size_limit(num_bytes):
+  """`ulimit -f` for this process: a write past `num_bytes` fails with EFBIG (Python
+  ignores the SIGXFSZ that would otherwise kill it)."""
+  before = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (num_bytes, before[1]))
+  try:
+    yield
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, before)
+
+
+def test_a_file_size_limit_met_while_saving_is_one_line_and_keeps_the_earlier_ones(tmp_path):
+  # TensorFlow reports EFBIG as an OutOfRangeError, which Keras took for the end of the
+  # data when a callback's save raised it: training ended early without a word.
+  checkpoint = _checkpoint(150_000)  # 600 kB of float32.
+  manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=5)
+  checkpoints.save_or_explain(manager, 1)
+  with file_size_limit(100_000), pytest.raises(errors.WorkdirError) as raised:
+    checkpoints.save_or_explain(manager, 2)
+  message = str(raised.value)
+  assert "\n" not in message
+  assert message.startswith(
+      f"a file size limit (e.g. `ulimit -f`) was reached: could not save step 2 in "
+      f"{tmp_path}; the checkpoints before it are intact (latest: {tmp_path / 'ckpt-1'})")
+  restored = _checkpoint(150_000)
+  restored.restore(str(tmp_path / "ckpt-1")).assert_consumed()
 
 
 def test_full_disk_keeps_the_earlier_checkpoints_and_says_so(tmp_path):

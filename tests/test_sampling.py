@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ssgan_tf import callbacks
 from ssgan_tf import data
+from ssgan_tf import errors
 from ssgan_tf import export_lib
 from ssgan_tf import losses
 from ssgan_tf import rotation
@@ -16,6 +17,8 @@ from ssgan_tf import ssgan
 from ssgan_tf.evaluation import classifiers
 from ssgan_tf.evaluation import eval_lib
 from ssgan_tf.nets import build_networks
+
+from test_checkpoints import file_size_limit
 
 IMAGE_SHAPE = (16, 16, 3)
 Z_DIM = 8
@@ -86,3 +89,15 @@ def test_grids_evaluation_and_export_all_show_what_generate_runs(models, tmp_pat
   assert grid == outputs["g2"][0]
   assert value == outputs["g2"][1]
   np.testing.assert_array_equal(exported, outputs["g2"][2])
+
+
+def test_a_grid_that_meets_a_file_size_limit_is_one_line_and_leaves_no_torn_file(models,
+                                                                                 tmp_path):
+  # A grid write cut short left a 0-byte PNG and a traceback (or, with a file-size
+  # limit's OutOfRangeError, training ended as if the data had run out).
+  with file_size_limit(100), pytest.raises(errors.WorkdirError) as raised:
+    _grid_png(models["plain"], tmp_path)
+  assert str(raised.value).startswith(
+      "a file size limit (e.g. `ulimit -f`) was reached: could not write "
+      f"{tmp_path / 'samples' / 'fakes_00000000.png'}; the checkpoints saved so far are kept.")
+  assert not list((tmp_path / "samples").iterdir())

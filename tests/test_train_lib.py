@@ -28,6 +28,7 @@ from ssgan_tf import workdir as workdir_lib
 from ssgan_tf import workdir_lock
 
 import strategies
+from test_checkpoints import file_size_limit
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
 from tiny_runs import tiny_bindings
@@ -182,6 +183,18 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(runs, tmp_path, bin
   restored = workdir_lib.restore_for_inference(str(workdir))
   _assert_same_state(_state(restored.model), runs["after_2"])
   gin.clear_config()
+
+
+def test_a_file_size_limit_met_in_training_ends_with_one_line_naming_it(runs, tmp_path):
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["at_2_dir"], workdir)
+  checkpoint_bytes = min(p.stat().st_size for p in workdir.glob("checkpoints/ckpt-2.data-*"))
+  with file_size_limit(checkpoint_bytes // 2):
+    with pytest.raises(errors.WorkdirError) as error:
+      _train(workdir, 6, "train.checkpoint_every = 1")
+  assert _first_line(error).startswith(
+      "a file size limit (e.g. `ulimit -f`) was reached: could not save step 3 in ")
+  assert _checkpoint_steps(workdir) == [2]
 
 
 # --- Bad input: an error naming the fix, and nothing written --------------------------
