@@ -264,18 +264,19 @@ class ProgressAndSummaries(keras.callbacks.Callback):
 class SampleGrids(keras.callbacks.Callback):
   """Every `every` steps and at the end: a grid of G(fixed z) in eval mode, as
   `samples/fakes_<step>.png` and a TensorBoard image `images/fake`; at the start also
-  `images/real`.
+  `images/real`, and the grid of the step resumed from if it was due (a multiple of
+  `every`, or `total_steps`) and is missing (a preemption stops before it is written).
 
   A conditional model's grid has fixed labels too, one class per row
   (`labels.grid_labels`: row r shows class r mod K, or with more classes than rows,
   classes spread evenly over 0..K-1).
   """
 
-  def __init__(self, workdir, writer, fixed_z, every, real_images=None):
+  def __init__(self, workdir, writer, fixed_z, every, real_images=None, total_steps=None):
     super().__init__()
     self.dir = os.path.join(workdir, workdir_lib.SAMPLES)
     self.writer, self.fixed_z, self.every = writer, fixed_z, every
-    self.real_images, self.fixed_labels = real_images, None
+    self.real_images, self.fixed_labels, self.total_steps = real_images, None, total_steps
 
   def on_train_begin(self, logs=None):
     num_classes = getattr(self.model, "num_classes", None)
@@ -286,6 +287,12 @@ class SampleGrids(keras.callbacks.Callback):
     if self.real_images is not None:
       with self.writer.as_default(step=self.model.step):
         tf.summary.image("images/real", grid(self.real_images)[None])
+    # A preemption stops before the reporting callbacks of its step: the grid due at the
+    # step resumed from (a multiple of `every`, or the last step) is written now.
+    step = self.model.step
+    if (step and (step % self.every == 0 or step == self.total_steps)
+        and not tf.io.gfile.exists(self._path(step))):
+      self._write()
 
   def on_train_batch_end(self, batch, logs=None):
     if self.model.step % self.every == 0:
@@ -299,11 +306,15 @@ class SampleGrids(keras.callbacks.Callback):
     step = self.model.step
     image = grid(self.model.generate(self.fixed_z, **(
         {} if self.fixed_labels is None else {"labels": self.fixed_labels})))
-    path = os.path.join(self.dir, workdir_lib.sample_grid_name(step))
+    path = self._path(step)
     with files.no_room_is_an_error(path):
       files.write_atomically(path, tf.io.encode_png(image).numpy())
     with self.writer.as_default(step=step):
       tf.summary.image("images/fake", image[None])
+
+
+  def _path(self, step):
+    return os.path.join(self.dir, workdir_lib.sample_grid_name(step))
 
 
 def grid(images):

@@ -29,6 +29,7 @@ from ssgan_tf import ssgan
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf import workdir_lock
 from ssgan_tf.evaluation import eval_lib
+from ssgan_tf.evaluation import records as records_lib
 
 NUM_SAMPLES = 64  # Images in a sample grid (8 x 8).
 # The most generator steps per `fit` call that train.steps_per_execution = None picks:
@@ -118,6 +119,9 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
       start_step = model.step
       if start_step >= total_steps:
         logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
+        if chief and start_step == total_steps:
+          _write_missing_outputs(workdir, model, source, seed, total_steps, sample_every,
+                                 eval_every, watcher, manager)
         return model
       model.steps_per_execution = steps_per_call(steps_per_execution, intervals, start_step,
                                                  _device_kind(strategy))
@@ -264,14 +268,41 @@ def _reporting_callbacks(workdir, chief, model, source, seed, total_steps, sampl
   callbacks = [callbacks_lib.ProgressAndSummaries(writer, total_steps)]
   if chief:
     callbacks.append(progress.LiveProgress(total_steps))
-    fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
-    real = next(iter(source.images("train").batch(NUM_SAMPLES)))
-    callbacks.append(callbacks_lib.UnlessDiverged(stop, callbacks_lib.SampleGrids(
-        workdir, writer, fixed_z, sample_every, real)))
-    if eval_every:
-      callbacks.append(callbacks_lib.UnlessDiverged(stop, eval_lib.PeriodicEvaluation(
-          eval_every, workdir, source, watcher=watcher)))
+    callbacks += [callbacks_lib.UnlessDiverged(stop, output) for output in _outputs(
+        workdir, writer, model, source, seed, total_steps, sample_every, eval_every, watcher)]
   return callbacks
+
+
+def _outputs(workdir, writer, model, source, seed, total_steps, sample_every, eval_every,
+             watcher):
+  """The callbacks that write the run's sample grids and (with eval_every) evaluations."""
+  fixed_z = model.sample_z(NUM_SAMPLES, tf.random.Generator.from_seed(seed + 1))
+  real = next(iter(source.images("train").batch(NUM_SAMPLES)))
+  outputs = [callbacks_lib.SampleGrids(workdir, writer, fixed_z, sample_every, real,
+                                       total_steps)]
+  if eval_every:
+    outputs.append(eval_lib.PeriodicEvaluation(eval_every, workdir, source, watcher=watcher,
+                                               total_steps=total_steps))
+  return outputs
+
+
+def _write_missing_outputs(workdir, model, source, seed, total_steps, sample_every,
+                           eval_every, watcher, manager):
+  """A finished run's last sample grid and evaluation, if missing: a preemption during
+  the last call saves the last step and stops before they are written, and the run
+  started again has nothing to train. Their callbacks write them at `on_train_begin`."""
+  grid = os.path.join(workdir, workdir_lib.SAMPLES, workdir_lib.sample_grid_name(total_steps))
+  if tf.io.gfile.exists(grid) and not (eval_every and all(
+      record["step"] != total_steps for record in records_lib.read_records(workdir))):
+    return
+  writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
+  for output in _outputs(workdir, writer, model, source, seed, total_steps, sample_every,
+                         eval_every, watcher):
+    output.set_model(model)
+    output.on_train_begin()
+  writer.close()
+  if watcher.requested:  # The evaluation gave up: the next start runs it.
+    raise preemption.Preempted(total_steps, manager.latest_checkpoint, watcher.signal_name)
 
 
 def _checkpoint_dir(workdir, strategy, chief):

@@ -26,6 +26,7 @@ from ssgan_tf import preemption
 from ssgan_tf import train_lib
 from ssgan_tf import workdir as workdir_lib
 from ssgan_tf import workdir_lock
+from ssgan_tf.evaluation import records
 
 import strategies
 from test_checkpoints import file_size_limit
@@ -156,6 +157,27 @@ def test_resume_takes_the_configured_learning_rates(runs, tmp_path):
   assert "optimizers.g_lr = 0.001" in (workdir / "operative_config-4.gin").read_text()
 
 
+@pytest.mark.parametrize("run, lost_step", [("at_2_dir", 2), ("straight_dir", 4)])
+def test_what_a_preemption_left_out_is_written_when_the_run_starts_again(runs, tmp_path, run,
+                                                                         lost_step):
+  # A preemption saves its step and stops before that step's sample grid and evaluation;
+  # in the last call, the run started again has nothing left to train ("straight_dir").
+  workdir = tmp_path / "w"
+  shutil.copytree(runs[run], workdir)
+  grid = workdir / "samples" / f"fakes_{lost_step:08d}.png"
+  written = grid.read_bytes()
+  grid.unlink()
+  _train(workdir, 4, "train.eval_every = 2", "evaluation.num_samples = 20")
+  assert grid.read_bytes() == written  # The same weights and noise: the same grid.
+  evaluated = [(record["step"], record["metric"]) for record in records.read_records(
+      str(workdir))]
+  assert len(evaluated) == len(set(evaluated))  # Each step evaluated once.
+  assert sorted({step for step, _ in evaluated}) == list(range(lost_step, 5, 2))
+  files_before = _files(workdir)
+  _train(workdir, 4, "train.eval_every = 2", "evaluation.num_samples = 20")
+  assert _files(workdir) == files_before  # Nothing missing: nothing written.
+
+
 # --- Divergence ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("binding", [
@@ -175,7 +197,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(runs, tmp_path, bin
            "train.eval_every = 1")
   assert _first_line(error).startswith("non-finite loss or weights at step 3;")
   assert not list(workdir.glob("samples/fakes_0000000[3-6].png"))
-  assert not (workdir / "metrics.jsonl").exists()
+  # (Step 2, the good one resumed from, was due and is evaluated first.)
+  assert {record["step"] for record in records.read_records(str(workdir))} == {2}
   assert "ckpt-2" in _first_line(error) and "Lower the learning rates" in _first_line(error)
   assert _checkpoint_steps(workdir) == [2]
   assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-2")

@@ -229,8 +229,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
   """Evaluates the live generator every `every_n_steps` generator steps, and at the end.
 
   The step is the generator optimizer's iteration count, which checkpoints restore, so
-  a resumed run keeps its schedule. Records have `checkpoint: None`. Add it on the chief
-  only. The classifier is loaded here, so a missing Inception fails before training.
+  a resumed run keeps its schedule; at its start, a run resumed from a step whose
+  evaluation was due but has no record (a preemption stops before it) evaluates that
+  step first. Records have `checkpoint: None`. Add it on the chief only. The classifier
+  is loaded here, so a missing Inception fails before training.
 
   Args:
     every_n_steps: evaluation period in generator steps (>= 1).
@@ -241,11 +243,12 @@ class PeriodicEvaluation(keras.callbacks.Callback):
       signal, an evaluation is skipped, or given up before its next classifier batch, so
       that the run stops within its grace period (preemption.SaveOnPreemption stops it
       before the next call).
+    total_steps: the run's last step, which is evaluated too (None: not known).
     **metric_kwargs: override the gin bindings `evaluation.*` of `compute_metrics`.
   """
 
   def __init__(self, every_n_steps, workdir, source, classifier=None, watcher=None,
-               **metric_kwargs):
+               total_steps=None, **metric_kwargs):
     super().__init__()
     if every_n_steps < 1:
       raise errors.ConfigError(f"every_n_steps must be >= 1; got {every_n_steps}.")
@@ -254,11 +257,17 @@ class PeriodicEvaluation(keras.callbacks.Callback):
       classifier = _GivesUpOnSignal(classifier, watcher)
     self.every_n_steps, self.workdir, self.source = every_n_steps, workdir, source
     self.classifier, self.metric_kwargs, self.watcher = classifier, metric_kwargs, watcher
+    self.total_steps = total_steps
     self.history = []  # All records written, oldest first.
     self._last_step = None
 
   def on_train_begin(self, logs=None):
-    self._last_step = self.model.step
+    step = self._last_step = self.model.step
+    # A preemption stops before the evaluation of its step: the one due at the step
+    # resumed from (a multiple of every_n_steps, or the last step) is run now.
+    if (step and (step % self.every_n_steps == 0 or step == self.total_steps)
+        and all(record["step"] != step for record in records_lib.read_records(self.workdir))):
+      self._evaluate(step)
 
   def on_train_batch_end(self, batch, logs=None):
     step = self.model.step
