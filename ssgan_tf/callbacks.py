@@ -236,8 +236,10 @@ def describe_changes(before, after):
 
 
 class ProgressAndSummaries(keras.callbacks.Callback):
-  """Every `every` steps (one Keras "epoch"): a log line with steps/s and ETA, and the
-  interval's mean metrics as TensorBoard scalars under their names (`loss/d`, ...)."""
+  """Every `train.log_every` steps (one Keras "epoch", counted from the step `fit` starts
+  at, so not at multiples after a resume from elsewhere): a log line with steps/s and ETA,
+  and the interval's mean metrics as TensorBoard scalars under their names (`loss/d`,
+  ...)."""
 
   def __init__(self, writer, total_steps):
     super().__init__()
