@@ -314,7 +314,6 @@ class SampleGrids(keras.callbacks.Callback):
     with self.writer.as_default(step=step):
       tf.summary.image("images/fake", image[None])
 
-
   def _path(self, step):
     return os.path.join(self.dir, workdir_lib.sample_grid_name(step))
 

@@ -75,19 +75,21 @@ def no_room(error):
 
 
 @contextlib.contextmanager
-def no_room_is_an_error(what, kept="the checkpoints saved so far are kept"):
+def no_room_is_an_error(what):
   """Turns a write inside the block that found no room (`no_room`) into a one-line
-  WorkdirError: "<what ran out>: could not write <what>; <kept>. Free space ...". Needed
-  in Keras callbacks above all: Keras takes an OutOfRangeError raised there (a file-size
-  limit's) for the end of the input data and ends training without a word."""
+  WorkdirError: "<what ran out>: could not write <what>; the checkpoints saved so far are
+  kept. Free space ...". Needed in Keras callbacks above all: Keras takes an
+  OutOfRangeError raised there (a file-size limit's) for the end of the input data and
+  ends training without a word."""
   try:
     yield
   except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as e:
     reason = no_room(e)
     if reason is None:
       raise
-    raise WorkdirError(f"{reason}: could not write {what}; {kept}. Free space (or move the "
-                       "workdir to a bigger disk) and run again to resume.") from None
+    raise WorkdirError(f"{reason}: could not write {what}; the checkpoints saved so far are "
+                       "kept. Free space (or move the workdir to a bigger disk) and run again "
+                       "to resume.") from None
 
 
 def _remove(path):

@@ -290,7 +290,9 @@ def _write_missing_outputs(workdir, model, source, seed, total_steps, sample_eve
                            eval_every, watcher, manager):
   """A finished run's last sample grid and evaluation, if missing: a preemption during
   the last call saves the last step and stops before they are written, and the run
-  started again has nothing to train. Their callbacks write them at `on_train_begin`."""
+  started again has nothing to train. Their callbacks write them at `on_train_begin`;
+  checked here first, so that a run with nothing missing writes nothing (not even an
+  event file)."""
   grid = os.path.join(workdir, workdir_lib.SAMPLES, workdir_lib.sample_grid_name(total_steps))
   if tf.io.gfile.exists(grid) and not (eval_every and all(
       record["step"] != total_steps for record in records_lib.read_records(workdir))):
