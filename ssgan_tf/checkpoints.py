@@ -214,8 +214,8 @@ def restore_newest_readable(checkpoint, directory):
   for path in list_checkpoints(directory):
     reason = unreadable_reason(path)
     if reason:
-      logging.warning("checkpoint %s cannot be read (%s); left on disk, trying the next "
-                      "older one.", path, reason)
+      logging.warning("checkpoint %s cannot be read (%s); trying the next older one.",
+                      path, reason)
       skipped.append((path, reason))
       continue
     restore(checkpoint, path)
@@ -249,14 +249,19 @@ def quarantine(skipped, directory, restored=None, now=None):
     now: the time put into the new names (default: the current UTC time).
 
   Returns:
-    `[(old prefix, new prefix)]`.
+    `[(old prefix, new prefix)]` of the renamed checkpoints (one listed in the state file
+    whose files are gone is only dropped from it).
   """
   directory = os.fspath(directory)
   stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
   renamed = []
   for prefix, _ in skipped:
     new_prefix = f"{prefix}.unreadable-{stamp}"
-    for name in _checkpoint_files(prefix):
+    names = _checkpoint_files(prefix)
+    if not names:  # Listed in the state file, its files gone (moved or deleted by hand).
+      logging.warning("checkpoint %s has no files; dropped from the state file.", prefix)
+      continue
+    for name in names:
       tf.io.gfile.rename(name, new_prefix + name[len(prefix):], overwrite=False)
     renamed.append((prefix, new_prefix))
     logging.warning("renamed the unreadable checkpoint %s to %s, so that later saves "
@@ -264,7 +269,7 @@ def quarantine(skipped, directory, restored=None, now=None):
   state = _state(directory)
   if state is None:
     _set_aside_state(directory, stamp)  # Unparseable (if there is one).
-  if renamed or state is None:
+  if skipped or state is None:
     if not _rebuild_state(directory, state, {prefix for prefix, _ in skipped}, restored):
       _set_aside_state(directory, stamp)  # It lists no readable checkpoint.
   _remove_interrupted_saves(directory)

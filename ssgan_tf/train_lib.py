@@ -21,6 +21,7 @@ from ssgan_tf import checkpoints
 from ssgan_tf import data
 from ssgan_tf import distribute
 from ssgan_tf import errors
+from ssgan_tf import files
 from ssgan_tf import lr_schedule
 from ssgan_tf import preemption
 from ssgan_tf import progress
@@ -313,14 +314,20 @@ def _checkpoint_dir(workdir, strategy, chief):
   path = workdir_lib.checkpoint_dir(workdir)
   if not chief:
     path = os.path.join(workdir, f"tmp_worker_{strategy.cluster_resolver.task_id}")
+  probe = os.path.join(path, ".write_test")
   try:
     tf.io.gfile.makedirs(path)
-    probe = os.path.join(path, ".write_test")
     with tf.io.gfile.GFile(probe, "w") as f:
       f.write("ok")
     tf.io.gfile.remove(probe)
   except (tf.errors.OpError, OSError) as e:
     _check_no_file_in_the_way(workdir)
+    full = files.no_room(e)
+    if full:
+      with contextlib.suppress(tf.errors.OpError):
+        tf.io.gfile.remove(probe)  # Created, then cut short: nothing of it may stay.
+      raise errors.WorkdirError(f"cannot write to workdir {workdir!r}: {full}; free space "
+                                "or choose a --workdir on another disk.") from None
     raise errors.WorkdirError(f"cannot write to workdir {workdir!r} ({type(e).__name__}); "
                               "choose a writable --workdir.") from None
   return path

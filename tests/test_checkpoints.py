@@ -126,6 +126,23 @@ def test_without_a_usable_state_file_the_index_files_are_listed(tmp_path, state)
   assert path == str(tmp_path / "ckpt-10")
 
 
+def test_a_listed_checkpoint_whose_files_are_gone_is_only_dropped_from_the_list(tmp_path,
+                                                                                 caplog):
+  _save_steps(tmp_path, [10, 20])
+  for name in os.listdir(tmp_path):
+    if name.startswith("ckpt-20."):
+      os.remove(tmp_path / name)  # Moved away by hand; the state file still lists it.
+  path, skipped = checkpoints.restore_newest_readable(_checkpoint(), tmp_path)
+  assert path == str(tmp_path / "ckpt-10") and [p for p, _ in skipped] == [
+      str(tmp_path / "ckpt-20")]
+  with caplog.at_level(logging.WARNING):
+    assert checkpoints.quarantine(skipped, tmp_path, restored=path, now=NOW) == []
+  assert f"checkpoint {tmp_path / 'ckpt-20'} has no files; dropped from the state file." in (
+      caplog.text)
+  assert "renamed" not in caplog.text and "left on disk" not in caplog.text
+  assert checkpoints.list_checkpoints(tmp_path) == [str(tmp_path / "ckpt-10")]
+
+
 def test_quarantined_checkpoint_survives_later_saves_at_its_step_and_beyond_max_to_keep(tmp_path):
   _save_steps(tmp_path, [10, 20, 30], max_to_keep=3)
   _truncate(tmp_path / "ckpt-30")

@@ -220,6 +220,16 @@ def test_a_file_size_limit_met_in_training_ends_with_one_line_naming_it(runs, tm
   assert _checkpoint_steps(workdir) == [2]
 
 
+def test_a_workdir_that_has_no_room_is_refused_at_once_saying_so(tmp_path):
+  workdir = tmp_path / "w"
+  with file_size_limit(1), pytest.raises(errors.WorkdirError) as error:
+    _train(workdir, 2)
+  assert _first_line(error) == (
+      f"cannot write to workdir '{workdir}': a file size limit (e.g. `ulimit -f`) was "
+      "reached; free space or choose a --workdir on another disk.")
+  assert not (workdir / "checkpoints" / ".write_test").exists()
+
+
 # --- Bad input: an error naming the fix, and nothing written --------------------------
 
 def _write_png(path, size):
