@@ -101,14 +101,15 @@ class GeneratorEMA:
     """
     with tf.name_scope("generator_ema"):
       started = tf.convert_to_tensor(step) > self.start_step
-      decay = tf.where(started, tf.constant(self.decay, tf.float32), 0.0)
+      # In float32, as TF's ExponentialMovingAverage computes it.
+      step_size = 1.0 - tf.constant(self.decay, tf.float32)
       pairs = list(zip(self.network.variables, generator.variables))
       for average, weight in pairs:
         if average.trainable:
           # As TF's ExponentialMovingAverage (compare_gan's): a step of (1 - decay) toward
           # w. `decay * average + (1 - decay) * w` rounds decay * average every step, an
           # error that the average keeps for ~1 / (1 - decay) steps (~1e4 ulp at 0.9999).
-          average.assign(tf.where(started, average - (1.0 - decay) * (average - weight),
+          average.assign(tf.where(started, average - step_size * (average - weight),
                                   weight))
       # Its own BN statistics, from the new weights.
       if self.statistics_every == 1:  # No tf.cond: synchronized BN runs only outside one.

@@ -311,7 +311,6 @@ class ExportedGenerator:
     return ssgan.draw_z([num, self.z_dim], self.z_distribution, rng)
 
 
-
 def load_for_evaluation(export_dir):
   """An export as a `workdir.Restored` for evaluation (`eval_lib.evaluate`).
 
