@@ -295,8 +295,8 @@ def _write_missing_outputs(workdir, model, source, seed, total_steps, sample_eve
   checked here first, so that a run with nothing missing writes nothing (not even an
   event file)."""
   grid = os.path.join(workdir, workdir_lib.SAMPLES, workdir_lib.sample_grid_name(total_steps))
-  if tf.io.gfile.exists(grid) and not (eval_every and all(
-      record["step"] != total_steps for record in records_lib.read_records(workdir))):
+  if tf.io.gfile.exists(grid) and not (
+      eval_every and not records_lib.evaluated_at(workdir, total_steps)):
     return
   writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
   for output in _outputs(workdir, writer, model, source, seed, total_steps, sample_every,

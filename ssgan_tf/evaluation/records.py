@@ -108,3 +108,8 @@ def read_records(workdir):
         logging.warning("%s, line %d: not a record (torn by a killed write?); left out.",
                         path, number)
   return found
+
+
+def evaluated_at(workdir, step):
+  """Whether `<workdir>/metrics.jsonl` holds a record of generator step `step`."""
+  return any(record["step"] == step for record in read_records(workdir))
