@@ -35,7 +35,7 @@ class StopAtStep(keras.callbacks.Callback):
   (here) or non-finite weights (found by `Checkpointing`).
 
   A non-finite loss stops training before any later checkpoint is written (callbacks run
-  in order and this one comes first), so the last checkpoint on disk is the last good one:
+  in order and this one comes before `Checkpointing` and `SaveOnPreemption`), so the last checkpoint on disk is the last good one:
   with several steps per call, the one before the call, which came before the bad step.
   `bad_step` is the first bad step (the step records it, nonfinite.py).
   """
@@ -112,7 +112,7 @@ class Checkpointing(keras.callbacks.Callback):
     every: steps between checkpoints.
     stop_at_step: the run's `StopAtStep`.
     start_step: the step training starts from (already saved).
-    every_secs: seconds between checkpoints besides (None: by step only). Under several
+    every_secs: seconds between checkpoints besides (0 or None: by step only). Under several
       workers they decide together (`distribute.any_worker_fn`), since every worker
       takes part in a save.
     strategy: the training strategy.
@@ -284,7 +284,7 @@ class SampleGrids(keras.callbacks.Callback):
     num_classes = getattr(self.model, "num_classes", None)
     if num_classes is not None:
       n = int(self.fixed_z.shape[0])
-      self.fixed_labels = labels_lib.grid_labels(n, num_classes, int(round(math.sqrt(n))))
+      self.fixed_labels = labels_lib.grid_labels(n, num_classes, math.isqrt(n))
     tf.io.gfile.makedirs(self.dir)
     if self.real_images is not None:
       with self.writer.as_default(step=self.model.step):

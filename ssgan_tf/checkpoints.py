@@ -16,7 +16,8 @@ another model, and that is an error, not a reason to go back in time.
 * Before training goes on, `quarantine(skipped, directory)` renames the unreadable ones
   out of CheckpointManager's way: `ckpt-30.index` becomes
   `ckpt-30.unreadable-<UTC time>.index` (likewise its data shards), and the `checkpoint`
-  state file then lists only the readable ones, newest being the one restored, with
+  state file then lists the one restored (the newest readable one) and the older ones
+  still on disk (not read: a damaged one among them is found if it is ever needed), with
   their save times (without them the manager would stop rotating the older ones out).
   Without that, the manager would (a) overwrite `ckpt-30` when training reaches step 30
   again (checkpoints are numbered by step) and (b) delete it once `max_to_keep` newer
@@ -169,7 +170,7 @@ def unreadable_reason(path):
     # short data file as IndexError ("Read less bytes than requested").
     if isinstance(e, tf.errors.PermissionDeniedError) or "Permission denied" in str(e):
       raise errors.WorkdirError(f"cannot read checkpoint {path} (permission denied); make "
-                                "the workdir readable to this user.") from None
+                                "the workdir readable to this user.") from e
     return _first_line(e)
   return None
 
@@ -189,8 +190,8 @@ def restore(checkpoint, path):
     # Which it is, is decided on failure only: reading every tensor costs a second read.
     reason = unreadable_reason(path)
     if reason:
-      raise UnreadableCheckpointError(path, reason) from None
-    raise CheckpointMismatchError(path, _first_line(e)) from None
+      raise UnreadableCheckpointError(path, reason) from e
+    raise CheckpointMismatchError(path, _first_line(e)) from e
 
 
 def restore_newest_readable(checkpoint, directory):
@@ -363,4 +364,4 @@ def save_or_explain(manager, step):
         f"{reason}: could not save step {step} in {manager.directory}; the "
         f"checkpoints before it are intact (latest: {manager.latest_checkpoint}){left}. "
         "Free space (or move the workdir to a bigger disk) and run again to resume."
-    ) from None
+    ) from e

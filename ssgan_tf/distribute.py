@@ -68,7 +68,7 @@ def make_strategy(name="default", num_cpu_devices=0, tpu=""):
       resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
     except (ValueError, OSError) as e:  # No --tpu off a TPU VM; a name it cannot look up.
       raise errors.ConfigError(f"--strategy=tpu: {e} (--tpu=NAME, or run on a TPU "
-                               "VM).") from None
+                               "VM).") from e
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
@@ -87,7 +87,7 @@ def _check_tf_config():
     config = json.loads(text) if text else None
   except json.JSONDecodeError as e:
     raise errors.ConfigError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); "
-                             f"set it like {example}.") from None
+                             f"set it like {example}.") from e
   if config is None:
     return
   if not (isinstance(config, dict) and isinstance(config.get("cluster"), dict)

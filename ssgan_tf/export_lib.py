@@ -132,7 +132,7 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
     reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
     raise ExportError(f"cannot write the export {export_dir!r} ({reason}); nothing was "
                       "left there. Make the workdir writable or free space, then export "
-                      "again.") from None
+                      "again.") from e
   return export_dir
 
 

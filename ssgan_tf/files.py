@@ -89,7 +89,7 @@ def no_room_is_an_error(what):
       raise
     raise WorkdirError(f"{reason}: could not write {what}; the checkpoints saved so far are "
                        "kept. Free space (or move the workdir to a bigger disk) and run again "
-                       "to resume.") from None
+                       "to resume.") from e
 
 
 def _remove(path):

@@ -52,16 +52,16 @@ def statements(text, where, delegate=None):
     return list(config_parser.ConfigParser(text, delegate or SyntaxOnly()))
   except SyntaxError as e:
     problem = _bare_word(where, e) or f"{e.msg}; {(e.text or '').strip()!r}"
-    raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {problem}") from None
+    raise errors.ConfigError(f"bad gin syntax in {where}, line {e.lineno}: {problem}") from e
   except errors.ConfigError as e:  # The delegate's (a ValueError too: caught first).
     message = str(e).split("\n  In bindings string")[0]  # gin appends where it parsed.
-    raise errors.ConfigError(f"{where}: {message}") from None
+    raise errors.ConfigError(f"{where}: {message}") from e
   except (ValueError, TypeError) as e:  # Gin's own messages for e.g. a bad dict literal.
     message = " ".join(str(e).split())
-    raise errors.ConfigError(f"bad gin syntax in {where}: {message}") from None
+    raise errors.ConfigError(f"bad gin syntax in {where}: {message}") from e
   except tokenize.TokenError as e:  # An unclosed bracket or string.
     raise errors.ConfigError(f"bad gin syntax in {where}: {e.args[0]} (an unclosed "
-                             "bracket or string?)") from None
+                             "bracket or string?)") from e
 
 
 def bindings_outside(params, configurables):
@@ -165,7 +165,7 @@ def parse(files, params):
     gin.parse_config_files_and_bindings([], params, finalize_config=False)
   except (ValueError, KeyError, SyntaxError, IOError) as e:
     message = " ".join(str(e).split())
-    raise errors.ConfigError(f"bad gin config: {message}") from None
+    raise errors.ConfigError(f"bad gin config: {message}") from e
 
 
 def changed_bindings(before, after):

@@ -21,6 +21,7 @@ ISA flags that matter here, GPU names and compute capabilities, and `native_bf16
 kernels instead of oneDNN's (`cpu_kernels`).
 """
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -290,3 +291,16 @@ def set_precision(precision, *, allow_emulated_bf16=False,
                 f"if not, expect steps {EMULATED_SLOWDOWN} slower than float32: then use "
                 f"{names[0]}='float32'.")
   keras.config.set_dtype_policy(precision)
+
+
+@contextlib.contextmanager
+def policy(precision, **kwargs):
+  """`set_precision(precision, **kwargs)` for the models built inside the `with`; the
+  global policy that was set before comes back after it (a library must not leave its
+  own in the caller's process; models keep the policy they were built with)."""
+  previous = keras.config.dtype_policy()
+  set_precision(precision, **kwargs)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)

@@ -167,8 +167,8 @@ class SaveOnPreemption(keras.callbacks.Callback):
       not be saved (e.g. non-finite). Under MultiWorkerMirroredStrategy it runs on every
       worker, like every save.
     strategy: the training strategy; under MultiWorkerMirroredStrategy with more than one
-      worker, the workers agree on the step through an all-reduce after every step
-      (every worker runs this callback).
+      worker, the workers agree through an all-reduce at each look at the flag (before
+      and after every call of the step; every worker runs this callback).
   """
 
   def __init__(self, watcher, save_fn, strategy=None):

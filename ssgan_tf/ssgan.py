@@ -31,7 +31,8 @@ Losses are per-example vectors reduced once with the GLOBAL count
 The model is the one way to get images out of G: `generate(z)` (eval mode, through
 `sampling_generator`: the EMA of G when there is one; `generate(z, ema=False)`: G), with
 noise from `sample_z` (the training stream, another `tf.random.Generator`, or a stateless
-seed), and for a conditional G labels from `sample_labels` (likewise) or from z itself.
+seed), and for a conditional G labels from `sample_labels` (the training stream) or from
+z itself.
 """
 
 import gin
@@ -177,15 +178,12 @@ class SSGAN(multi_step.MultiStepTraining):
       labels = labels_lib.labels_from_z(z, self.num_classes, self.label_probabilities)
     return network(z, labels=labels, training=training)
 
-  def sample_labels(self, num, rng=None, seed=None):
+  def sample_labels(self, num):
     """`[num]` int32 labels of a conditional model, i.i.d. from its label distribution
-    (`labels.draw_labels`); `rng` / `seed` as in `sample_z` (default: this replica's
-    training stream)."""
+    (`labels.draw_labels`), from this replica's training noise stream."""
     if self.num_classes is None:
       raise ValueError("sample_labels of an unconditional model.")
-    if seed is None:
-      rng = rng or self.noise
-    return labels_lib.draw_labels(num, self.num_classes, self.label_probabilities, rng, seed)
+    return labels_lib.draw_labels(num, self.num_classes, self.label_probabilities, self.noise)
 
   @property
   def ema_generator(self):

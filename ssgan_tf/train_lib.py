@@ -1,4 +1,6 @@
-"""Stage 6: training: data -> model -> checkpoint / exact resume -> callbacks -> fit.
+"""The training job: data -> model -> checkpoint / exact resume -> callbacks -> fit, with
+periodic evaluation (stage 7, so this module sits above it; main.py runs it, and the tools
+import it for its gin bindings).
 
 `train(workdir, strategy)` is the whole job (`python -m ssgan_tf.main` calls it; a test or
 a notebook can too); what it leaves in the workdir is listed in workdir.py (TensorBoard
@@ -100,55 +102,55 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
     raise errors.ConfigError(
         f"--workdir {workdir} is inside the training images ({source.name}): its sample "
         "grids would join them at the next start; use a workdir outside that folder.")
-  precision_lib.set_precision(precision, allow_emulated_bf16=allow_emulated_bf16)
-  precision_lib.warn_if_onednn_off()
-  keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
-  model = ssgan.build_model(strategy, source.image_shape, total_steps, jit_compile,
-                            num_classes=source.num_classes,
-                            label_counts=lambda: source.label_counts("train"))
-  ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
-  try:
-    with lock, preemption.PreemptionWatcher() as watcher:
-      workdir_lib.check_model_info(
-          workdir, workdir_lib.model_info(model, source.image_shape, source.class_names),
-          write=chief)
-      checkpoint = workdir_lib.make_checkpoint(model)
-      resume(checkpoint, model, workdir, set_aside_unreadable=chief)
-      # After `resume`: the manager reads the state file that setting aside rewrites.
-      manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
-                                           checkpoint_name=checkpoints.NAME)
-      start_step = model.step
-      if start_step >= total_steps:
-        logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
-        if chief and start_step == total_steps:
-          _write_missing_outputs(workdir, model, source, seed, total_steps, sample_every,
-                                 eval_every, watcher, manager)
-        return model
-      model.steps_per_execution = steps_per_call(steps_per_execution, intervals, start_step,
-                                                 _device_kind(strategy))
-      logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
-                   "disc_iters %d, image shape %s, %d step(s) per call", source.name,
-                   start_step, total_steps, strategy.num_replicas_in_sync,
-                   model.batch.global_batch_size, model.disc_iters, source.image_shape,
-                   model.steps_per_execution)
-      stop = callbacks_lib.StopAtStep(total_steps)
-      saving = callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step,
-                                           checkpoint_every_secs, strategy)
-      # Every worker runs the same callbacks up to SaveOnPreemption (they take part in
-      # collectives; the chief's own two run none); then come those that only report.
-      # The operative config comes before any save: eval and export need it to rebuild
-      # the model of a checkpoint, even one saved on a signal in the first call.
-      callbacks = [*([callbacks_lib.StopIfLockLost(lock), callbacks_lib.OperativeConfig(workdir)]
-                     if chief else []), stop, saving,
-                   preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
-                   *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
-                                         sample_every, eval_every, watcher, stop)]
-      model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,
-                initial_epoch=start_step // log_every, epochs=-(-total_steps // log_every),
-                callbacks=callbacks, shuffle=False, verbose=0)
-  finally:
-    if not chief:
-      tf.io.gfile.rmtree(ckpt_dir)
+  with precision_lib.policy(precision, allow_emulated_bf16=allow_emulated_bf16):
+    precision_lib.warn_if_onednn_off()
+    keras.utils.set_random_seed(seed)  # The initial weights; a new run repeats exactly.
+    model = ssgan.build_model(strategy, source.image_shape, total_steps, jit_compile,
+                              num_classes=source.num_classes,
+                              label_counts=lambda: source.label_counts("train"))
+    ckpt_dir = _checkpoint_dir(workdir, strategy, chief)
+    try:
+      with lock, preemption.PreemptionWatcher() as watcher:
+        workdir_lib.check_model_info(
+            workdir, workdir_lib.model_info(model, source.image_shape, source.class_names),
+            write=chief)
+        checkpoint = workdir_lib.make_checkpoint(model)
+        resume(checkpoint, model, workdir, set_aside_unreadable=chief)
+        # After `resume`: the manager reads the state file that setting aside rewrites.
+        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
+                                             checkpoint_name=checkpoints.NAME)
+        start_step = model.step
+        if start_step >= total_steps:
+          logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
+          if chief and start_step == total_steps:
+            _write_missing_outputs(workdir, model, source, seed, total_steps, sample_every,
+                                   eval_every, watcher, manager)
+          return model
+        model.steps_per_execution = steps_per_call(steps_per_execution, intervals, start_step,
+                                                   _device_kind(strategy))
+        logging.info("training %s from step %d to %d: %d replica(s), global batch %d, "
+                     "disc_iters %d, image shape %s, %d step(s) per call", source.name,
+                     start_step, total_steps, strategy.num_replicas_in_sync,
+                     model.batch.global_batch_size, model.disc_iters, source.image_shape,
+                     model.steps_per_execution)
+        stop = callbacks_lib.StopAtStep(total_steps)
+        saving = callbacks_lib.Checkpointing(manager, checkpoint_every, stop, start_step,
+                                             checkpoint_every_secs, strategy)
+        # Every worker runs the same callbacks up to SaveOnPreemption (they take part in
+        # collectives; the chief's own two run none); then come those that only report.
+        # The operative config comes before any save: eval and export need it to rebuild
+        # the model of a checkpoint, even one saved on a signal in the first call.
+        callbacks = [*([callbacks_lib.StopIfLockLost(lock),
+                        callbacks_lib.OperativeConfig(workdir)] if chief else []), stop, saving,
+                     preemption.SaveOnPreemption(watcher, saving.save_now, strategy),
+                     *_reporting_callbacks(workdir, chief, model, source, seed, total_steps,
+                                           sample_every, eval_every, watcher, stop)]
+        model.fit(_training_data(source, model, seed, start_step), steps_per_epoch=log_every,
+                  initial_epoch=start_step // log_every, epochs=-(-total_steps // log_every),
+                  callbacks=callbacks, shuffle=False, verbose=0)
+    finally:
+      if not chief:
+        tf.io.gfile.rmtree(ckpt_dir)
   if stop.bad_step is not None:
     raise errors.TrainingDiverged(
         f"non-finite loss or weights at step {stop.bad_step}; training stopped and "
@@ -327,9 +329,9 @@ def _checkpoint_dir(workdir, strategy, chief):
       with contextlib.suppress(tf.errors.OpError):
         tf.io.gfile.remove(probe)  # Created, then cut short: nothing of it may stay.
       raise errors.WorkdirError(f"cannot write to workdir {workdir!r}: {full}; free space "
-                                "or choose a --workdir on another disk.") from None
+                                "or choose a --workdir on another disk.") from e
     raise errors.WorkdirError(f"cannot write to workdir {workdir!r} ({type(e).__name__}); "
-                              "choose a writable --workdir.") from None
+                              "choose a writable --workdir.") from e
   return path
 
 

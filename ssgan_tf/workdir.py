@@ -220,7 +220,7 @@ def _restore_readable(model, workdir, path, follow_latest):
         fix = (f"it is not a checkpoint of the model in {workdir} (its model_info.json and "
                "operative config); pass one of that workdir's checkpoints, or the workdir "
                "the checkpoint was trained in")
-      raise checkpoints.CheckpointMismatchError(e.path, e.detail, fix=fix) from None
+      raise checkpoints.CheckpointMismatchError(e.path, e.detail, fix=fix) from e
     except checkpoints.UnreadableCheckpointError as e:
       latest = latest_checkpoint(workdir) if follow_latest else None
       if latest and latest != path:
@@ -231,9 +231,9 @@ def _restore_readable(model, workdir, path, follow_latest):
         raise WorkdirError(
             f"checkpoint {path} is no longer on disk (a trainer running in {workdir} "
             f"deletes all but its train.keep_checkpoints newest); "
-            f"{_others_on_disk(workdir, path)}.") from None
+            f"{_others_on_disk(workdir, path)}.") from e
       raise WorkdirError(f"checkpoint {path} cannot be read ({e.reason}); "
-                         f"{_others_on_disk(workdir, path)}.") from None
+                         f"{_others_on_disk(workdir, path)}.") from e
 
 
 # Inference.
@@ -282,11 +282,11 @@ def restore_for_inference(workdir, checkpoint=None):
   gin.parse_config_file(config, skip_unknown=True)
   info = read_model_info(workdir)
   image_shape = tuple(info["image_shape"])
-  precision.set_precision("float32")
-  # A conditional model's classes and label distribution as trained, without the data.
-  model = ssgan.build_model(tf.distribute.get_strategy(), image_shape,
-                            num_classes=info.get("num_classes"),
-                            label_counts=info.get("label_counts"))
+  with precision.policy("float32"):
+    # A conditional model's classes and label distribution as trained, without the data.
+    model = ssgan.build_model(tf.distribute.get_strategy(), image_shape,
+                              num_classes=info.get("num_classes"),
+                              label_counts=info.get("label_counts"))
   path = _restore_readable(model, workdir, path, follow_latest=checkpoint is None)
   return Restored(model, model.step, path, image_shape, config, info.get(CLASS_NAMES))
 

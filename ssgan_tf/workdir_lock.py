@@ -235,7 +235,7 @@ class WorkdirLock:
         raise
       reason = getattr(e, "strerror", None) or type(e).__name__
       raise errors.WorkdirError(f"cannot create the lock file {self.path} ({reason}); "
-                                "choose a writable --workdir.") from None
+                                "choose a writable --workdir.") from e
 
   def check_free(self):
     """Raises `acquire`'s one-line WorkdirError if a live trainer holds the lock; creates

@@ -263,9 +263,6 @@ class _LabelRecordingGenerator:
   def sample_z(self, num, rng):
     return rng.normal([num, 4])
 
-  def sample_labels(self, num, rng):  # Its own (training) mix, as SSGAN's: here uniform.
-    return rng.uniform([num], 0, self.num_classes, tf.int32)
-
   def generate(self, z, labels):
     self.labels += list(labels.numpy())
     return tf.tanh(z[:, :1, None, None]) * tf.ones([1, 32, 32, 1])

@@ -275,6 +275,22 @@ def test_sample_tool_writes_png_grid_and_npy_without_keras(export_dir, tmp_path)
       f"[2]: pass one, e.g. --export_dir={export_dir}")
 
 
+def test_sample_tool_keeps_the_traceback_of_an_error_that_is_not_bad_input(tmp_path):
+  # A SavedModel whose `sample` returns images of the wrong rank: the ValueError of the
+  # grid is a bug (of the export or the tool), not bad input to report as one line.
+  module = tf.Module()
+  module.sample = tf.function(
+      lambda num_samples, seed: {"images_uint8": tf.zeros([num_samples, 4, 4], tf.uint8)},
+      input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int64)])
+  tf.saved_model.save(module, str(tmp_path / "odd"), signatures={"sample": module.sample})
+  run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "sample.py"),
+                        f"--export_dir={tmp_path / 'odd'}", f"--output={tmp_path / 'g.png'}"],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+  assert run.returncode == 1
+  assert "Traceback (most recent call last)" in run.stderr
+  assert run.stderr.strip().splitlines()[-1].startswith("ValueError: ")
+
+
 def test_export_without_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="no checkpoint in .*train first"):
     export_lib.export(str(tmp_path))

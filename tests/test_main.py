@@ -288,6 +288,21 @@ def test_config_errors_come_before_tensorflow_is_imported(tmp_path, args, messag
   assert lines[-1] == "imported: []"
 
 
+def test_verbose_shows_the_traceback_down_to_the_error_behind_the_one_line(tmp_path):
+  (tmp_path / "unclosed.gin").write_text("train.total_steps = (\n")
+  process = subprocess.run(
+      [sys.executable, "-m", "ssgan_tf.main", f"--workdir={tmp_path}/w",
+       f"--gin_file={tmp_path}/unclosed.gin", "-v", "1"], cwd=ROOT, capture_output=True,
+      text=True, timeout=60, check=False)
+  assert process.returncode == 1, process.stderr
+  assert process.stderr.strip().splitlines()[-1].startswith("error: bad gin syntax in ")
+  # The tokenizer's own error, then the ConfigError raised from it.
+  cause, _, error = process.stderr.partition(
+      "The above exception was the direct cause of the following exception:")
+  assert "tokenize.TokenError: ('EOF in multi-line statement'" in cause
+  assert "ssgan_tf.errors.ConfigError: bad gin syntax" in error
+
+
 def test_help_of_the_console_command_shows_how_to_run_it_and_the_exit_statuses():
   process = subprocess.run([sys.executable, "-c", _IMPORTS_AT_EXIT, "--help"], cwd=ROOT,
                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,

@@ -482,7 +482,8 @@ def test_biggan_structure_follows_compare_gan():
     ("resnet_biggan", 32, 8, "batch_norm", {"ch": 8, "hierarchical_z": True},
      "hierarchical_z needs a normalisation that reads z"),
     ("resnet_biggan", 32, 10, "self_modulated", {"ch": 8},
-     "splits z into 4 equal chunks; ssgan.z_dim = 10 is not divisible by 4"),
+     "splits z into 4 equal chunks; ssgan.z_dim = 10 is not divisible by 4: set it to a "
+     "multiple, e.g. 12"),
     ("resnet_biggan", 32, 12, "batch_norm", {"ch": 8, "blocks_with_attention": "B4"},
      r"G blocks_with_attention \['B4'\] not among its blocks"),
     ("resnet5", 32, 8, "batch_norm", {"ch": 2, "channel_multipliers": (8, 4)},

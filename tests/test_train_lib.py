@@ -14,6 +14,7 @@ import threading
 import time
 
 import gin
+import keras
 import numpy as np
 import PIL.Image
 import pytest
@@ -435,3 +436,21 @@ def test_time_based_checkpoints_come_besides_the_step_based_ones(tmp_path, secon
   # is 1000; 0 turns them off: only the final one.
   _train(tmp_path / "w", 3, *LONG, f"train.checkpoint_every_secs = {seconds}")
   assert _checkpoint_steps(tmp_path / "w") == steps
+
+
+def test_training_and_restoring_leave_the_callers_keras_policy_alone(tmp_path):
+  # The policy is the caller's (a notebook's): training in bf16 builds bf16 layers but
+  # leaves float32 set; restoring (float32) leaves a bf16 one set.
+  keras.config.set_dtype_policy("float32")
+  model = _train(tmp_path / "w", 1, 'train.precision = "mixed_bfloat16"',
+                 "train.allow_emulated_bf16 = True")
+  assert model.generator.dtype_policy.name == "mixed_bfloat16"
+  assert keras.config.dtype_policy().name == "float32"
+  keras.config.set_dtype_policy("mixed_bfloat16")
+  try:
+    restored = workdir_lib.restore_for_inference(str(tmp_path / "w"))
+    assert restored.model.generator.dtype_policy.name == "float32"
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+  finally:
+    keras.config.set_dtype_policy("float32")
+    gin.clear_config()

@@ -32,6 +32,11 @@ flags.mark_flags_as_required(["export_dir", "output"])
 FLAGS = flags.FLAGS
 
 
+class SampleError(ValueError):
+  """Bad input to this tool: printed as one line. A ValueError raised inside TensorFlow
+  is not one of these, and keeps its traceback."""
+
+
 def grid(images):
   """uint8 `[N, H, W, C]` -> one uint8 `[rows * H, cols * W, C]` image."""
   n, h, w, c = images.shape
@@ -45,14 +50,14 @@ def grid(images):
 
 def write_samples(export_dir, output, num_samples, seed, overwrite=False):
   """Writes `num_samples` samples of `seed` from `export_dir` to `output` (.png / .npy),
-  replacing an existing `output` only if `overwrite`."""
+  replacing an existing `output` only if `overwrite`; SampleError on bad input."""
   if not output.endswith((".png", ".npy")):
-    raise ValueError(f"--output must end in .png or .npy; got {output!r}.")
+    raise SampleError(f"--output must end in .png or .npy; got {output!r}.")
   if tf.io.gfile.exists(output) and not overwrite:
-    raise ValueError(f"{output} exists; pass --overwrite to replace it, or choose another "
+    raise SampleError(f"{output} exists; pass --overwrite to replace it, or choose another "
                      "--output.")
   if num_samples < 1:
-    raise ValueError(f"--num_samples must be >= 1; got {num_samples}.")
+    raise SampleError(f"--num_samples must be >= 1; got {num_samples}.")
   if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
     # As ssgan_tf.export_lib's hint (not imported: this tool needs only TF and NumPy).
     hint = "export one first: python -m ssgan_tf.main --mode=export --workdir=WORKDIR"
@@ -66,10 +71,10 @@ def write_samples(export_dir, output, num_samples, seed, overwrite=False):
         hint = (f"{holder} the exports of steps {steps}: pass one, e.g. "
                 f"--export_dir={os.path.join(folder, str(steps[-1]))}")
         break
-    raise ValueError(f"no SavedModel in {export_dir!r}; {hint}")
+    raise SampleError(f"no SavedModel in {export_dir!r}; {hint}")
   signatures = tf.saved_model.load(export_dir).signatures
   if "sample" not in signatures:
-    raise ValueError(f"{export_dir!r} has no `sample` signature (only {list(signatures)}); "
+    raise SampleError(f"{export_dir!r} has no `sample` signature (only {list(signatures)}); "
                      "export it with python -m ssgan_tf.main --mode=export.")
   sample = signatures["sample"]
   if os.path.dirname(output):
@@ -88,7 +93,7 @@ def main(argv):
   try:
     write_samples(FLAGS.export_dir, FLAGS.output, FLAGS.num_samples, FLAGS.seed,
                   FLAGS.overwrite)
-  except ValueError as e:
+  except SampleError as e:
     sys.exit(f"error: {str(e).strip().splitlines()[0]}")
   print(FLAGS.output)
 

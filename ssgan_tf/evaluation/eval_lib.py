@@ -343,5 +343,5 @@ def _write(workdir, step, checkpoint, results):
   try:
     records_lib.append_records(workdir, written)
   except (tf.errors.OpError, OSError) as e:
-    raise records_lib.unwritable(workdir, e, "the results are in the log lines above") from None
+    raise records_lib.unwritable(workdir, e, "the results are in the log lines above") from e
   return written

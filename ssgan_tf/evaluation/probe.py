@@ -140,5 +140,5 @@ def run_probe(workdir, restored, **probe_kwargs):
   try:
     records_lib.append_records(workdir, [record])
   except (tf.errors.OpError, OSError) as e:
-    raise records_lib.unwritable(workdir, e, "the result is in the log line above") from None
+    raise records_lib.unwritable(workdir, e, "the result is in the log line above") from e
   return record

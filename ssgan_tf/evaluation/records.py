@@ -44,7 +44,7 @@ def check_appendable(workdir, what):
   try:
     _append_to_metrics(workdir, "")  # GFile opens the file on the first write, even of "".
   except (tf.errors.OpError, OSError) as e:
-    raise unwritable(workdir, e, what) from None
+    raise unwritable(workdir, e, what) from e
 
 
 def unwritable(workdir, error, what):

@@ -282,7 +282,8 @@ def split_z(z, num_blocks, hierarchical, architecture, y=None):
   if z_dim % (num_blocks + 1):
     raise errors.ConfigError(
         f"{architecture} with hierarchical_z splits z into {num_blocks + 1} equal chunks; "
-        f"ssgan.z_dim = {z_dim} is not divisible by {num_blocks + 1}.")
+        f"ssgan.z_dim = {z_dim} is not divisible by {num_blocks + 1}: set it to a "
+        f"multiple, e.g. {-(-z_dim // (num_blocks + 1)) * (num_blocks + 1)}.")
   chunks = tf.split(z, num_blocks + 1, axis=1)
   z_per_block = chunks[1:]
   y_per_block = ([None] * num_blocks if y is None
