@@ -308,7 +308,7 @@ class _TfdsSource(ImageSource):
       pass_dir = "pass --data_dir=DIR (gin: dataset.data_dir)"
       if spec.manual_files:  # TFDS cannot fetch these: offering allow_download would mislead.
         fix = (f"put {spec.manual_files} in DIR/downloads/manual (TFDS cannot download "
-               f"them: get them by hand), build it with `tfds build {spec.tfds_name} "
+               f"it: get it by hand), build it with `tfds build {spec.tfds_name} "
                f"--data_dir=DIR` and {pass_dir}")
       else:
         fix = (f"build it on a machine with network access with `tfds build "

@@ -27,7 +27,7 @@ This keeps every consumer of `generate` (sample grids, evaluation, export) free 
 separate statistics pass, the export self-contained, and resume exact (the statistics
 are checkpointed with the weights). Before `start_step` every variable, statistics
 included, is copied from G. Cost: one extra forward pass of G per statistics pass, by
-default every step (no backward); ~13 % of the quickstart's step on a 2-core CPU.
+default every step (no backward); ~13 % of the quickstart's step on a 2-core AMD EPYC.
 `statistics_every = k` runs the pass only after updates whose step is a multiple of k
 (a function of the step, so resume stays exact): the statistics then come from the
 average's last ~10 passes, i.e. its weights over the last ~10k steps. One replica only

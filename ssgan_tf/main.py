@@ -23,8 +23,9 @@ import re
 import signal
 import sys
 
-# TensorFlow's C++ INFO lines (oneDNN notices etc.) are noise for a user; warnings and
-# errors still show.
+# TensorFlow's C++ INFO lines (each checkpoint's sharding time, ...) are noise for a user;
+# warnings and errors still show. (TensorFlow 2.21 prints its few loading lines, oneDNN's
+# and the CUDA driver's, before it reads this: README, "Errors and exit status".)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import gin  # noqa: E402

@@ -45,7 +45,7 @@ apart), over `--data_seconds`, against the images/s a training step of the same 
 consumes at that source's image shape (a short step timing as above, without FLOPs). The
 sources: the built-in MNIST; an image folder (`--image_dir`, or `--make_folder=N`
 generated JPEGs) at each `--folder_resolutions`; every TFDS dataset prepared under
-`--data_dir`. The issue asks for ratio = pipeline / step >= 3. Pipeline and step are timed
+`--data_dir`. Aim for ratio = pipeline / step >= 3. Pipeline and step are timed
 one after the other: on a CPU-only host they share the cores in training, so there the
 ratio overstates the headroom.
 
