@@ -90,8 +90,13 @@ def _raise_terminated(signum, frame):
   raise _Terminated()
 
 
+# Flags that name files or folders (--checkpoint may be a checkpoint's path).
+PATH_FLAGS = ("workdir", "gin_file", "export_dir", "inception_path", "checkpoint")
+
+
 def run(argv):
   del argv
+  _expand_home(PATH_FLAGS)
   if not FLAGS.workdir.strip():  # "" would put checkpoints/ in the working directory.
     raise errors.ConfigError("--workdir is empty; name a folder, e.g. --workdir=runs/mine.")
   gin_files.check_syntax(FLAGS.gin_file, FLAGS.gin_param)  # Before the slow imports.
@@ -140,6 +145,18 @@ def run(argv):
     else:
       print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
                               FLAGS.overwrite))
+
+
+def _expand_home(names):
+  """`~` in the path flags `names` as a shell would have it: a shell expands it only at a
+  word's start, so `--workdir=~/runs` arrives as is (and a folder named `~` would be made
+  in the working directory)."""
+  for name in names:
+    value = getattr(FLAGS, name)
+    if isinstance(value, list):
+      setattr(FLAGS, name, [os.path.expanduser(item) for item in value])
+    elif value:
+      setattr(FLAGS, name, os.path.expanduser(value))
 
 
 _TENSORFLOW_DIR = os.path.join(

@@ -320,6 +320,8 @@ def main(argv=None):
   group.add_argument("--aggregate_only", action="store_true",
                      help="run nothing: write the report from what the workdir holds")
   args = parser.parse_args(argv)
+  # `--workdir=~/x` reaches a program unexpanded: a shell expands `~` at a word's start.
+  args.study, args.workdir = map(os.path.expanduser, (args.study, args.workdir))
   with errors.user_errors_as_one_line():
     study = study_file.load_study(args.study)
     if args.print_commands:

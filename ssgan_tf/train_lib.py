@@ -298,7 +298,7 @@ def _write_missing_outputs(workdir, model, source, seed, total_steps, sample_eve
   event file)."""
   grid = os.path.join(workdir, workdir_lib.SAMPLES, workdir_lib.sample_grid_name(total_steps))
   if tf.io.gfile.exists(grid) and not (
-      eval_every and not records_lib.evaluated_at(workdir, total_steps)):
+      eval_every and not records_lib.evaluated_in_training_at(workdir, total_steps)):
     return
   writer = tf.summary.create_file_writer(os.path.join(workdir, workdir_lib.TRAIN_LOGS))
   for output in _outputs(workdir, writer, model, source, seed, total_steps, sample_every,

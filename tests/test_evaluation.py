@@ -345,6 +345,20 @@ def test_a_torn_record_is_left_out_with_a_warning_and_the_next_is_kept(tmp_path,
   assert "metrics.jsonl, line 2: not a record" in caplog.text
 
 
+def test_only_the_evaluation_during_training_counts_as_done_for_its_catch_up(tmp_path):
+  # A probe or an --mode=eval of the step's checkpoint (own settings) is no stand-in for
+  # the evaluation a preemption left out: a probe at the last step used to hide it.
+  of_checkpoint = {"step": 40, "checkpoint": "w/checkpoints/ckpt-40", "value": 0.9,
+                   "num_real": 8, "num_fake": 0, "classifier": "c"}
+  records.append_records(str(tmp_path), [{**of_checkpoint, "metric": "probe_top1_test"},
+                                         {**of_checkpoint, "metric": "fid10k_test"}])
+  assert not records.evaluated_in_training_at(str(tmp_path), 40)
+  records.append_records(str(tmp_path), [{**of_checkpoint, "checkpoint": None,
+                                          "metric": "fid10k_test"}])
+  assert records.evaluated_in_training_at(str(tmp_path), 40)
+  assert not records.evaluated_in_training_at(str(tmp_path), 20)
+
+
 def test_periodic_evaluation_is_skipped_once_training_must_stop(tiny_model, mnist,
                                                                 inception, tmp_path):
   watcher = preemption.PreemptionWatcher()

@@ -406,6 +406,19 @@ def test_evaluating_an_export_refuses_a_workdir_of_another_model(runs, run_main,
   assert _files(other) == before
 
 
+def test_a_tilde_in_a_path_flag_is_the_home_directory(run_main, tmp_path, monkeypatch):
+  # A shell leaves `--workdir=~/...` as is; it once made a folder named "~" here.
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(errors.WorkdirError, match=re.escape(
+      f"workdir '{tmp_path / 'home' / 'nope'}' does not exist")):
+    run_main("--mode=eval", "--workdir=~/nope")
+  with pytest.raises(errors.ConfigError, match=re.escape(
+      f"gin file '{tmp_path / 'home' / 'x.gin'}' not found")):
+    run_main("--gin_file=~/x.gin", "--workdir=~/w")
+  assert not (tmp_path / "~").exists()
+
+
 @pytest.fixture
 def flags_given():
   """`flags_given(*flags)`: main's flags as the command line would set them."""

@@ -266,7 +266,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     # A preemption stops before the evaluation of its step: the one due at the step
     # resumed from (a multiple of every_n_steps, or the last step) is run now.
     if (step and (step % self.every_n_steps == 0 or step == self.total_steps)
-        and not records_lib.evaluated_at(self.workdir, step)):
+        and not records_lib.evaluated_in_training_at(self.workdir, step)):
       self._evaluate(step)
 
   def on_train_batch_end(self, batch, logs=None):

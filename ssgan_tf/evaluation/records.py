@@ -110,6 +110,10 @@ def read_records(workdir):
   return found
 
 
-def evaluated_at(workdir, step):
-  """Whether `<workdir>/metrics.jsonl` holds a record of generator step `step`."""
-  return any(record["step"] == step for record in read_records(workdir))
+def evaluated_in_training_at(workdir, step):
+  """Whether `<workdir>/metrics.jsonl` holds a record of the evaluation during training
+  (`train.eval_every`: the live generator, `checkpoint` None) at generator step `step`.
+  Records of `--mode=eval` or `--mode=probe` (of a checkpoint, with their own settings)
+  do not count: they do not stand for the evaluation a preemption or a crash left out."""
+  return any(record["step"] == step and record.get("checkpoint") is None
+             for record in read_records(workdir))
