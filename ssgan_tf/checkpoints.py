@@ -64,6 +64,9 @@ from ssgan_tf import files
 # The checkpoints' name: `ckpt-<step>` (tf.train.CheckpointManager's default
 # checkpoint_name, which train_lib's manager is given).
 NAME = "ckpt"
+# The reason `restore_newest_readable` gives a checkpoint the state file lists without
+# any of its files.
+GONE = "no files"
 
 
 class CheckpointMismatchError(errors.WorkdirError):
@@ -185,7 +188,9 @@ def restore(checkpoint, path):
     CheckpointMismatchError: `path` reads fine but holds a different model.
   """
   try:
-    checkpoint.restore(path).assert_existing_objects_matched()
+    # Values of the file that the model lacks (the average of G when a run drops it, the
+    # save counter) are no error, nor worth TensorFlow's dozens of warning lines.
+    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
     # Which it is, is decided on failure only: reading every tensor costs a second read.
     reason = unreadable_reason(path)
@@ -204,15 +209,21 @@ def restore_newest_readable(checkpoint, directory):
   Returns:
     `(path, skipped)`: the checkpoint restored (None if `directory` holds none; nothing is
     restored then), and `[(path, reason)]` for each newer one that could not be read,
-    newest first. Those are logged as warnings and left on disk as they are.
+    newest first, or that the state file lists without its files (moved or deleted by
+    hand). Those are logged as warnings and left on disk as they are.
 
   Raises:
     CheckpointMismatchError: the newest readable checkpoint does not fit `checkpoint`
       (it is not skipped: older ones are not tried).
-    NoReadableCheckpointError: there are checkpoints, and none is readable.
+    NoReadableCheckpointError: there are checkpoint files, and none is readable.
   """
   skipped = []
   for path in list_checkpoints(directory):
+    if not _checkpoint_files(path):
+      logging.warning("checkpoint %s is listed but has no files (moved or deleted); "
+                      "trying the next older one.", path)
+      skipped.append((path, GONE))
+      continue
     reason = unreadable_reason(path)
     if reason:
       logging.warning("checkpoint %s cannot be read (%s); trying the next older one.",
@@ -224,9 +235,9 @@ def restore_newest_readable(checkpoint, directory):
       logging.warning("resumed from %s, older than the unreadable %s.", path,
                       ", ".join(p for p, _ in skipped))
     return path, skipped
-  if skipped:
+  if any(reason != GONE for _, reason in skipped):
     raise NoReadableCheckpointError(os.fspath(directory), skipped)
-  return None, []
+  return None, skipped
 
 
 def _checkpoint_files(prefix):
@@ -259,7 +270,7 @@ def quarantine(skipped, directory, restored=None, now=None):
   for prefix, _ in skipped:
     new_prefix = f"{prefix}.unreadable-{stamp}"
     names = _checkpoint_files(prefix)
-    if not names:  # Listed in the state file, its files gone (moved or deleted by hand).
+    if not names:  # GONE.
       logging.warning("checkpoint %s has no files; dropped from the state file.", prefix)
       continue
     for name in names:

@@ -246,7 +246,9 @@ def progress_bar(iterable, total=None, description="", unit="it", stream=None,
     for item in iterable:
       if line.due():
         line.draw(fields())
-      yield item
+      # Counted when handed out: a consumer that stops once it has what it needs
+      # (stream_activations) never asks for the next, and the last line says all.
       done += 1
+      yield item
   finally:
     line.finish(fields())

@@ -121,7 +121,8 @@ def train(workdir, strategy, total_steps=gin.REQUIRED, precision="float32",
                                              checkpoint_name=checkpoints.NAME)
         start_step = model.step
         if start_step >= total_steps:
-          logging.info("nothing to do: step %d >= total_steps %d", start_step, total_steps)
+          (logging.info if start_step == total_steps else logging.warning)(
+              "nothing to do: step %d >= total_steps %d", start_step, total_steps)
           if chief and start_step == total_steps:
             _write_missing_outputs(workdir, model, source, seed, total_steps, sample_every,
                                    eval_every, watcher, manager)
@@ -230,6 +231,8 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     set_aside_unreadable: ready the checkpoint directory for the CheckpointManager
       (checkpoints.quarantine: unreadable newer checkpoints and an unusable state file
       renamed out of its way, saves cut short removed); the chief only: it owns the files.
+      With nothing to resume, the chief first refuses a workdir that holds an earlier
+      run's outputs (`workdir.check_no_earlier_outputs`).
   """
   optimizers = [o for o in (model.d_optimizer, model.g_optimizer)
                 if not lr_schedule.is_scheduled(o)]
@@ -243,6 +246,8 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     workdir_lib.check_average(e.path, model)
     raise
   if set_aside_unreadable:
+    if path is None:
+      workdir_lib.check_no_earlier_outputs(workdir)
     checkpoints.quarantine(unreadable, ckpt_dir, restored=path)
   if path:
     for optimizer, learning_rate in zip(optimizers, learning_rates):

@@ -173,12 +173,35 @@ def _others_on_disk(workdir, path):
   return f"choose one with --checkpoint=N (on disk: {', '.join(map(str, steps))})"
 
 
+def check_no_earlier_outputs(workdir):
+  """For a training that finds no checkpoint to resume in `workdir`: raises a one-line
+  WorkdirError if an earlier run's sample grids or evaluation records are there (its
+  checkpoints moved or deleted), as training from step 0 would write its grids over
+  them and its records among them. Creates nothing."""
+  found = []
+  grids = sorted(tf.io.gfile.glob(os.path.join(workdir, SAMPLES, "fakes_*.png")))
+  if grids:
+    found.append(f"{len(grids)} sample grid(s) (the last {os.path.basename(grids[-1])})")
+  metrics = os.path.join(workdir, METRICS)
+  if tf.io.gfile.exists(metrics) and tf.io.gfile.stat(metrics).length:
+    found.append(f"evaluation records ({METRICS})")
+  if found:
+    raise WorkdirError(
+        f"workdir {workdir!r} has no checkpoint to resume, but an earlier run's "
+        f"{' and '.join(found)}: training from step 0 would write over them. Put its "
+        f"{CHECKPOINTS}/ back to resume, or train in a new --workdir (or move "
+        f"{SAMPLES}/ and {METRICS} away first).")
+
+
 def checkpoint_path(workdir, checkpoint=None):
   """The path of `checkpoint`: None (the latest), a step number, or a path.
 
   Raises:
     WorkdirError: the workdir has no checkpoint, or not the one asked for.
   """
+  if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
+    raise WorkdirError(f"workdir {workdir!r} is a file, not a folder; pass a training "
+                       "workdir.")
   if not tf.io.gfile.isdir(workdir):
     raise WorkdirError(f"workdir {workdir!r} does not exist; pass a training workdir, or "
                        f"train first: python -m ssgan_tf.main --gin_file=... "
@@ -229,8 +252,8 @@ def _restore_readable(model, workdir, path, follow_latest):
         continue
       if not tf.io.gfile.exists(path + ".index"):
         raise WorkdirError(
-            f"checkpoint {path} is no longer on disk (a trainer running in {workdir} "
-            f"deletes all but its train.keep_checkpoints newest); "
+            f"checkpoint {path} is no longer on disk (moved or deleted; a trainer running "
+            f"in {workdir} deletes all but its train.keep_checkpoints newest); "
             f"{_others_on_disk(workdir, path)}.") from e
       raise WorkdirError(f"checkpoint {path} cannot be read ({e.reason}); "
                          f"{_others_on_disk(workdir, path)}.") from e

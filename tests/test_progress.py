@@ -150,6 +150,12 @@ def test_progress_bar_on_a_terminal_and_off_it():
   out = stream.getvalue()
   assert out.startswith("\reval 0/3  ? images/s  ETA ?")
   assert "\reval 3/3  1.00 images/s  ETA 0m00s" in out and out.endswith("\n")
+  # A consumer that stops at the last item without asking for more: 3/3, not 2/3.
+  stream = FakeTerminal()
+  bar = progress.progress_bar(range(3), description="eval", stream=stream, clock=clock)
+  assert [next(bar) for _ in range(3)] == [0, 1, 2]
+  bar.close()
+  assert stream.getvalue().rstrip("\n").rsplit("\r", 1)[-1].startswith("eval 3/3 ")
   plain = io.StringIO()
   assert list(progress.progress_bar(iter(range(3)), stream=plain)) == [0, 1, 2]
   assert plain.getvalue() == ""

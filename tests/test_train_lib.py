@@ -308,6 +308,30 @@ def test_workdir_of_another_model_is_refused_and_left_alone(runs, tmp_path, bind
   assert _files(workdir) == before
 
 
+@pytest.mark.parametrize("removed", ["checkpoints/", "ckpt-* (the state file kept)"])
+def test_an_earlier_runs_outputs_without_its_checkpoints_are_not_trained_over(runs, tmp_path,
+                                                                             removed):
+  # Training from step 0 used to rewrite samples/ silently (or, with the state file kept,
+  # ended in a long TensorSliceReader error saying the missing files were "left on disk").
+  workdir = tmp_path / "w"
+  shutil.copytree(runs["at_2_dir"], workdir)
+  for path in (workdir / "checkpoints").iterdir():
+    if removed == "checkpoints/" or path.name.startswith("ckpt-"):
+      path.unlink()
+  before = _files(workdir)
+  with pytest.raises(errors.WorkdirError) as error:
+    _train(workdir, 2)
+  assert _first_line(error) == (
+      f"workdir '{workdir}' has no checkpoint to resume, but an earlier run's 1 sample "
+      "grid(s) (the last fakes_00000002.png): training from step 0 would write over them. "
+      "Put its checkpoints/ back to resume, or train in a new --workdir (or move samples/ "
+      "and metrics.jsonl away first).")
+  assert _files(workdir) == before
+  # Doing what it says trains from step 0.
+  shutil.move(workdir / "samples", tmp_path / "old_samples")
+  _assert_same_state(_state(_train(workdir, 2)), runs["after_2"])
+
+
 def test_global_batch_not_divisible_by_the_replicas(tmp_path):
   strategy = strategies.own_mirrored_strategy()
   with pytest.raises(ValueError) as error:
@@ -323,9 +347,15 @@ def _sigterm_when(path):
   """Starts a thread that sends this process SIGTERM once `path` exists (training has
   started: the operative config is written after the first step)."""
   def watch():
+    deadline = time.monotonic() + 300
     while not os.path.exists(path):
+      if time.monotonic() > deadline:
+        return  # The test fails: training is not stopped.
       time.sleep(0.005)  # Polling a condition, not waiting for a guessed duration.
-    os.kill(os.getpid(), signal.SIGTERM)
+    # Only while training's handler is installed: after it, SIGTERM would end this
+    # pytest worker (the test then fails: training was not stopped).
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+      os.kill(os.getpid(), signal.SIGTERM)
   thread = threading.Thread(target=watch, daemon=True)
   thread.start()
   return thread

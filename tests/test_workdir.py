@@ -6,6 +6,7 @@ latest."""
 import json
 import logging
 import os
+import re
 import shutil
 
 import gin
@@ -234,7 +235,8 @@ def test_a_named_checkpoint_deleted_while_read_is_not_called_another_model(copy,
   with pytest.raises(errors.WorkdirError) as raised:
     workdir.restore_for_inference(str(copy), 6)
   assert str(raised.value).startswith(
-      f"checkpoint {_checkpoints(copy) / 'ckpt-6'} is no longer on disk (a trainer running in ")
+      f"checkpoint {_checkpoints(copy) / 'ckpt-6'} is no longer on disk (moved or "
+      "deleted; a trainer running in ")
   assert str(raised.value).endswith("; choose one with --checkpoint=N (on disk: 8).")
 
 
@@ -243,3 +245,10 @@ def test_a_checkpoint_not_on_disk_lists_the_steps_that_are(copy):
     workdir.checkpoint_path(str(copy), 10)
   assert str(raised.value) == (f"no checkpoint {str(_checkpoints(copy) / 'ckpt-10')!r}; choose "
                                "one with --checkpoint=N (on disk: 2, 4, 6).")
+
+
+def test_a_workdir_that_is_a_file_is_named_so_in_evaluation(tmp_path):
+  (tmp_path / "run").write_text("")  # Once reported as "does not exist".
+  with pytest.raises(errors.WorkdirError, match=re.escape(
+      f"workdir '{tmp_path / 'run'}' is a file, not a folder; pass a training workdir.")):
+    workdir.restore_for_inference(str(tmp_path / "run"))
