@@ -190,7 +190,7 @@ def run_study(study, workdir, out=_say):
   """
   study_file.check_arms(study, workdir)
   os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
-  copy = os.path.join(workdir, "study.gin")
+  copy = os.path.join(workdir, study_runs.STUDY_COPY)
   if not os.path.exists(copy):
     with open(study.path) as f, open(copy, "w") as g:
       g.write(f.read())

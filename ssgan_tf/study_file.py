@@ -195,8 +195,11 @@ def _parse_arms(arms, where, study_params):
   parsed = []
   for name, items in arms.items():
     if not isinstance(name, str) or not ARM_NAME.match(name):
-      raise errors.ConfigError(f"{where}: arm name {name!r} must be a folder name (letters, "
-                               "digits, '_', '-', '.').")
+      raise errors.ConfigError(f"{where}: arm name {name!r} must be a folder name (ASCII "
+                               "letters, digits, '_', '-', '.').")
+    if name in study_runs.OWN_NAMES:
+      raise errors.ConfigError(f"{where}: arm name {name!r} is taken by the study's own "
+                               f"files ({', '.join(study_runs.OWN_NAMES)}); rename the arm.")
     if isinstance(items, str):
       items = [items]
     items = _string_list(items, f"{where}[{name!r}]")

@@ -7,7 +7,8 @@
   report.md     Table-1-shaped: per arm the headline metric's mean +- std over seeds, the
                 best of the seeds (the paper's Table 1 is best of 3, its Table 2 mean +-
                 std), every metric, steps and wall time; pairwise comparisons
-  curves.png    each sample metric vs generator step: per arm the mean over seeds, a +-1
+  curves.png    each sample metric vs generator step: per arm the mean over its finished
+                seeds (the evaluation during training, and each run's final value), a +-1
                 std band
   probe.png     linear-probe accuracy vs step (when probe records exist)
   samples.png   each run's last sample grid, arms side by side, one row per seed
@@ -22,7 +23,8 @@ as more than one std apart, and one arm is called better only with >= 3 seeds pe
 Welch's t-test p-value beside it (with 3 seeds rarely below 0.05; the report says so). A
 metric whose direction is unknown gets no "better". Final values of one metric that came
 from different classifiers (the records' `classifier`, e.g. mnist_cnn_v1 and v2) are
-flagged as not comparable, naming the runs to re-evaluate.
+flagged as not comparable, naming the runs to re-evaluate, and not compared. A non-finite
+final value (NaN, inf) is left out of its metric's statistics and named.
 """
 
 import datetime
@@ -119,6 +121,9 @@ def compare(name_a, a, name_b, b, better):
     p = stats.ttest_ind(a["values"], b["values"], equal_var=False).pvalue
     out["welch_p"] = None if math.isnan(p) else float(p)
   beyond = f"more than one std apart (|difference| {_f(abs(difference))} > {_f(larger)})"
+  if larger == 0:
+    beyond += ("; every seed of each arm gave the same value (no t-test: did the seed "
+               "change the runs?)")
   p_text = ("" if out["welch_p"] is None else
             f"; Welch's t-test p = {out['welch_p']:.2g}"
             + (", not significant at the 5 % level" if out["welch_p"] >= 0.05 else ""))
@@ -163,6 +168,23 @@ def _children(workdir):
         walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
         last[key] = entry
   return walls, last
+
+
+def _curves(series, final, last_step):
+  """{metric: [[step, value], ...]}: the evaluation during training (records without a
+  checkpoint: the same settings at every step) or the probes of checkpoints, and at the
+  last step the run's final value (which may come from an `--mode=eval` of that
+  checkpoint)."""
+  curves = {}
+  for metric, by_step in series.items():
+    probe = metric.startswith(study_runs.PROBE_PREFIX)
+    points = {step: record["value"] for step, record in by_step.items()
+              if (probe or record.get("checkpoint") is None) and step != last_step}
+    if metric in final:
+      points[last_step] = final[metric]["value"]
+    if points:
+      curves[metric] = sorted([step, value] for step, value in points.items())
+  return curves
 
 
 def _status(state, last_child, log):
@@ -214,15 +236,21 @@ def collect(study, workdir):
       runs[str(seed)] = {
           "seed": seed, "status": status, "finished": state.finished, "step": state.step,
           "total_steps": state.total_steps, "final": final,
-          "curves": {metric: sorted([step, record["value"]] for step, record in by_step.items())
-                     for metric, by_step in series.items()},
+          "curves": _curves(series, final, state.step),
           "wall_seconds": walls.get((arm.name, seed)),
           "sample_grid": _sample_grid(path, state.step) if state.step else None,
           "workdir": os.fspath(path)}
     finished = [run for run in runs.values() if run["finished"]]
-    metrics = {}
+    metrics, non_finite = {}, {}
     for metric in dict.fromkeys(m for run in finished for m in run["final"]):
       having = [run for run in finished if metric in run["final"]]
+      # NaN or inf (a diverged generator's metric) is no value to average or rank.
+      bad = [run["seed"] for run in having if not math.isfinite(run["final"][metric]["value"])]
+      having = [run for run in having if run["seed"] not in bad]
+      if bad:
+        non_finite[metric] = bad
+      if not having:
+        continue
       summary = summarize([run["final"][metric]["value"] for run in having], direction(metric))
       summary["seeds"] = [run["seed"] for run in having]
       summary["direction"] = direction(metric)
@@ -231,7 +259,7 @@ def collect(study, workdir):
     arms[arm.name] = {
         "gin_files": list(arm.gin_files), "gin_params": list(arm.gin_params),
         "total_steps": arm.total_steps, "finished_seeds": [run["seed"] for run in finished],
-        "metrics": metrics, "runs": runs,
+        "metrics": metrics, "non_finite": non_finite, "runs": runs,
         "mean_wall_seconds": float(np.mean(known_walls)) if known_walls else None,
         "total_wall_seconds": float(np.sum(known_walls)) if known_walls else None}
   all_metrics = list(dict.fromkeys(m for arm in arms.values() for m in arm["metrics"]))
@@ -239,6 +267,9 @@ def collect(study, workdir):
   headline, headline_note = _headline(study, all_metrics)
   comparisons = {}
   for metric in all_metrics:
+    if metric in mixed:  # Named in the report as not comparable.
+      comparisons[metric] = []
+      continue
     having = [(name, arm["metrics"][metric]) for name, arm in arms.items()
               if metric in arm["metrics"]]
     comparisons[metric] = [compare(name_a, a, name_b, b, direction(metric))
@@ -292,7 +323,8 @@ def _headline(study, metrics):
                   sample_metrics[0] if sample_metrics else (metrics[0] if metrics else None))
   if study.metric:
     return fallback, (f"study.metric {study.metric!r} was not recorded by any finished run"
-                      f" (recorded: {metrics}); showing {fallback!r} instead.")
+                      f" (recorded: {metrics})"
+                      + (f"; showing {fallback!r} instead." if fallback else "."))
   return fallback, None
 
 
@@ -306,16 +338,29 @@ def write(study, workdir):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   figures = {}
-  if _plot_curves(report, os.path.join(workdir, "curves.png"), probe=False):
-    figures["curves"] = "curves.png"
-  if _plot_curves(report, os.path.join(workdir, "probe.png"), probe=True):
-    figures["probe"] = "probe.png"
-  if _plot_samples(report, os.path.join(workdir, "samples.png")):
-    figures["samples"] = "samples.png"
+  markdown_file, json_file, curves, probe, samples = study_runs.REPORT_FILES
+  if _plot_curves(report, os.path.join(workdir, curves), probe=False):
+    figures["curves"] = curves
+  if _plot_curves(report, os.path.join(workdir, probe), probe=True):
+    figures["probe"] = probe
+  if _plot_samples(report, os.path.join(workdir, samples)):
+    figures["samples"] = samples
   report["figures"] = figures
-  _write_text(os.path.join(workdir, "report.json"), json.dumps(report, indent=1) + "\n")
-  _write_text(os.path.join(workdir, "report.md"), markdown(report))
+  _write_text(os.path.join(workdir, json_file),
+              json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n")
+  _write_text(os.path.join(workdir, markdown_file), markdown(report))
   return report
+
+
+def _json_safe(value):
+  """`value` with NaN and infinities as None: strict JSON has no token for them."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {key: _json_safe(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(item) for item in value]
+  return value
 
 
 def _write_text(path, text):
@@ -351,12 +396,19 @@ def markdown(report):
            "Statistics over each arm's finished seeds: mean ± sample std (ddof = 1) and the "
            "best seed (the paper's Table 1 reports the best of 3 runs, its Table 2 mean ± "
            "std). ↓ lower is better, ↑ higher is better. A run's value is its evaluation at "
-           "its last step, itself the mean over that evaluation's fake sets.", ""]
+           "its last step, itself the mean over that evaluation's fake sets. An arm is called "
+           f"better only with >= {MIN_SEEDS_TO_CALL} seeds per arm and more than one std "
+           "apart; Welch's p is given beside it, and with 3 seeds it is rarely below 0.05.",
+           ""]
   if len(seeds) < 3:
     lines += [f"**Only {len(seeds)} seed(s) per arm: too few to tell arms apart with any "
               "confidence.**", ""]
   if report["headline_note"]:
     lines += [f"Note: {report['headline_note']}", ""]
+  for name, arm in arms.items():
+    for metric, bad in arm.get("non_finite", {}).items():
+      lines += [f"**{name}: `{metric}` is not finite for seed(s) "
+                f"{', '.join(map(str, bad))}: left out of its statistics.**", ""]
   for metrics, by_classifier in group_mixed(report["mixed_classifiers"]):
     used = "; ".join(f"{name}: {', '.join(runs)}" for name, runs in by_classifier.items())
     names = ", ".join(f"`{m}`" for m in metrics)
@@ -400,7 +452,8 @@ def markdown(report):
         lines += _comparison_lines(report, metric, heading=False)
   figures = report.get("figures", {})
   if "curves" in figures:
-    lines += ["## Curves", "", "Mean over seeds per arm, the band ± 1 std (where 2 or more "
+    lines += ["## Curves", "", "Mean over each arm's finished seeds (the evaluation during "
+              "training, and each run's final value), the band ± 1 std (where 2 or more "
               "seeds have the step).", "", f"![metrics vs step]({figures['curves']})", ""]
   if "probe" in figures:
     lines += ["Linear probe of D's features (`--mode=probe`):", "",
@@ -453,6 +506,8 @@ def _plot_curves(report, path, probe):
     for index, (name, arm) in enumerate(report["arms"].items()):
       by_step = {}
       for run in arm["runs"].values():
+        if not run["finished"]:  # The table's seeds only (n as there).
+          continue
         for step, value in run["curves"].get(metric, []):
           by_step.setdefault(step, []).append(value)
       if not by_step:

@@ -24,6 +24,10 @@ PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py METR
 
 STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
 LOGS = "logs"  # The runner's: every child's output, a file per run.
+STUDY_COPY = "study.gin"  # The runner's copy of the study file.
+REPORT_FILES = ("report.md", "report.json", "curves.png", "probe.png", "samples.png")
+# Beside the arms' folders: no arm may be named so.
+OWN_NAMES = (STUDY_LOG, LOGS, STUDY_COPY) + REPORT_FILES
 
 
 def run_dir(workdir, arm, seed):

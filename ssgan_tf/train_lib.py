@@ -12,6 +12,7 @@ exactly from the latest checkpoint.
 import contextlib
 import math
 import os
+import tokenize
 
 import gin
 import keras
@@ -24,6 +25,7 @@ from ssgan_tf import data
 from ssgan_tf import distribute
 from ssgan_tf import errors
 from ssgan_tf import files
+from ssgan_tf import gin_files
 from ssgan_tf import lr_schedule
 from ssgan_tf import preemption
 from ssgan_tf import progress
@@ -244,6 +246,10 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     lr_schedule.check_same_kind(e.path, {"d_optimizer": model.d_optimizer,
                                          "g_optimizer": model.g_optimizer})
     workdir_lib.check_average(e.path, model)
+    changed = _network_settings_changed(workdir, e.path)
+    if changed:
+      raise checkpoints.CheckpointMismatchError(
+          e.path, f"its networks were built with other settings: {changed}") from e
     raise
   if set_aside_unreadable:
     if path is None:
@@ -253,6 +259,23 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
     for optimizer, learning_rate in zip(optimizers, learning_rates):
       optimizer.learning_rate = learning_rate
     logging.info("resumed from %s", path)
+
+
+def _network_settings_changed(workdir, path):
+  """`"networks.x a -> b; ..."`: the `networks.*` bindings of this run that differ from
+  those that trained checkpoint `path` (its operative config), or "" if none is known
+  to (a width, say: model_info.json does not record it)."""
+  previous = workdir_lib.operative_config_path(workdir, (checkpoints.step_of(path) or 0) + 1)
+  if previous is None:
+    return ""
+  with tf.io.gfile.GFile(previous) as f:
+    before = f.read()
+  try:
+    changes = gin_files.changed_bindings(before, gin.operative_config_str())
+  except (SyntaxError, ValueError, tokenize.TokenError):  # An operative config edited by hand.
+    return ""
+  return "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes
+                   if key.startswith("networks."))
 
 
 def _training_data(source, model, seed, start_step):

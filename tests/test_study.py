@@ -542,6 +542,8 @@ GOOD = ('study.arms = {"gan": ["%s"]}\nstudy.eval_every = 2\n' % BASELINE)
      r"study\.arms\['gan'\] must start with a gin file"),
     ('study.arms = {"gan": ["missing.gin"]}\nstudy.eval_every = 2\n',
      r"gin file 'missing\.gin' not found \(paths are relative to the directory"),
+    ('study.arms = {"report.md": ["%s"]}\nstudy.eval_every = 2\n' % BASELINE,
+     r"arm name 'report\.md' is taken by the study's own files \(study_log\.jsonl, logs, "),
     ('study.arms = {"gan": ["%s", "train.eval_every = 5"]}\nstudy.eval_every = 2\n' % BASELINE,
      r"binds train\.eval_every, which the study sets"),
     ('study.arms = {"gan": ["%s", "train.total_steps = %%steps"]}\nstudy.eval_every = 2\n'
@@ -645,8 +647,46 @@ def test_values_from_different_classifiers_are_flagged(synthetic, capsys):
   assert report["mixed_classifiers"] == {"fid10k_test": {
       "x": ["gan/seed0", "gan/seed2", "ssgan/seed0", "ssgan/seed1"], "y": ["gan/seed1"]}}
   assert "recall10k_test" not in report["mixed_classifiers"]
+  assert report["comparisons"]["fid10k_test"] == []  # Not compared: no arm called better.
+  assert report["comparisons"]["recall10k_test"]
   markdown = (workdir / "report.md").read_text()
   assert ("**Not comparable: `fid10k_test` from different classifiers** "
           "(x: gan/seed0, gan/seed2, ssgan/seed0, ssgan/seed1; y: gan/seed1)") in markdown
   assert ("warning: fid10k_test from different classifiers (x, y): not comparable"
           in capsys.readouterr().out)
+
+
+def test_a_non_finite_final_value_is_left_out_and_named(synthetic):
+  # A NaN once made gan's mean NaN and "ssgan" lose to it; report.json held NaN tokens.
+  study, workdir, fid = synthetic
+  with open(workdir / "ssgan" / "seed1" / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 4, "checkpoint": None, "metric": "fid10k_test",
+                        "value": float("nan"), "classifier": "x"}) + "\n")
+  report = study_report.write(study, workdir)
+  ssgan = report["arms"]["ssgan"]
+  assert ssgan["metrics"]["fid10k_test"]["values"] == [fid["ssgan"][0], fid["ssgan"][2]]
+  assert ssgan["metrics"]["fid10k_test"]["seeds"] == [0, 2]
+  assert ssgan["non_finite"] == {"fid10k_test": [1]}
+  [c] = report["comparisons"]["fid10k_test"]
+  assert c["better"] is None and c["difference"] == pytest.approx(23.0 - 13.0)
+
+  def no_constants(name):
+    raise AssertionError(f"report.json holds {name}")
+  strict = json.loads((workdir / "report.json").read_text(), parse_constant=no_constants)
+  assert strict["arms"]["ssgan"]["runs"]["1"]["final"]["fid10k_test"]["value"] is None
+  assert ("**ssgan: `fid10k_test` is not finite for seed(s) 1: left out of its "
+          "statistics.**") in (workdir / "report.md").read_text()
+
+
+def test_curves_hold_the_evaluation_during_training_of_finished_runs(synthetic):
+  study, workdir, _ = synthetic
+  # An --mode=eval of checkpoint 3 (its own settings) is no point of the curve.
+  with open(workdir / "ssgan" / "seed0" / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 3, "checkpoint": "ssgan/seed0/checkpoints/ckpt-3",
+                        "metric": "fid10k_test", "value": 500.0}) + "\n")
+  report = study_report.collect(study, workdir)
+  runs = report["arms"]["ssgan"]["runs"]
+  assert runs["0"]["curves"]["fid10k_test"] == [[2, 40.0], [4, 12.0]]
+  # seed 2's final value is the last record of step 4 (as in the table), not 99.
+  assert runs["2"]["curves"]["fid10k_test"] == [[2, 42.0], [4, 14.0]]
+  assert runs["0"]["curves"]["probe_top1_test"] == [[4, 0.6]]

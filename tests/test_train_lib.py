@@ -292,7 +292,10 @@ def test_a_workdir_that_is_or_is_under_a_file_is_refused_naming_it(tmp_path, bel
 
 @pytest.mark.parametrize("bindings, match", [
     # Same architecture, other widths: the checkpoint does not fit the model.
-    (['networks.generator_kwargs = {"base_channels": 8}'], r"checkpoint .*ckpt-2 does not match"),
+    (['networks.generator_kwargs = {"base_channels": 8}'],
+     r"checkpoint .*ckpt-2 does not match the configured model \(its networks were built "
+     r"with other settings: networks.generator_kwargs \{'base_channels': 4\} -> "
+     r"\{'base_channels': 8\}\); use a new --workdir"),
     # Another architecture: model_info.json says so before any checkpoint is read.
     (['networks.architecture = "resnet_cifar"', 'networks.generator_kwargs = {"g_channels": 4}',
       'networks.discriminator_kwargs = {"d_channels": 4}'], r"holds a different model"),
