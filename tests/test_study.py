@@ -351,6 +351,13 @@ def test_comparisons_name_a_better_arm_only_when_the_seeds_support_it(a, b, bett
     assert "Welch's t-test p = " in result["text"]
 
 
+def test_arms_whose_seeds_all_agree_are_apart_without_a_t_test_saying_why():
+  result = study_report.compare("a", study_report.summarize([5.0] * 3, "lower"),
+                                "b", study_report.summarize([6.0] * 3, "lower"), "lower")
+  assert result["verdict"] == "beyond_one_std" and result["welch_p"] is None
+  assert "every seed of each arm gave the same value (no t-test" in result["text"]
+
+
 def _fake_run(run_dir, total_steps, values, *, final_step=None, samples=True):
   """A run folder: checkpoints up to `final_step` (default total_steps), a record per
   (step, metric) of `values` = {metric: {step: value}}."""
