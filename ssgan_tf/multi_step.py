@@ -4,7 +4,9 @@ Keras 3's own loop for `steps_per_execution > 1` wraps each step in a `tf.cond` 
 finite datasets), and a `tf.cond` around a replica step whose optimizer calls
 `merge_call` fails under MirroredStrategy ("You must feed a value for placeholder
 tensor", keras-team/keras#19246). Training data here never ends, so the loop needs no
-condition: a `tf.range` loop of `strategy.run` calls, as tf.keras 2 did.
+condition: a `tf.range` loop of `strategy.run` calls, as tf.keras 2 did. One step per
+call goes through it too: Keras' own function logs replica 0's values under
+TPUStrategy (its `reduce_per_replica` "auto"), not the mean over replicas.
 """
 
 import keras
@@ -13,15 +15,13 @@ import tensorflow as tf
 
 class MultiStepTraining(keras.Model):
   """A Keras Model whose `fit` runs `steps_per_execution` steps per call without a
-  `tf.cond`; one step per call is Keras' own function. The dataset must not end, and
+  `tf.cond`, and logs the mean over replicas. The dataset must not end, and
   `train_step` must return its metrics' results (`get_metrics_result()`, as Keras'
   own `train_step` does): the loop returns those after its last step."""
 
   def make_train_function(self, force=False):
     if self.train_function is not None and not force:
       return self.train_function
-    if self.steps_per_execution == 1:
-      return super().make_train_function(force=True)
     strategy = self.distribute_strategy
     steps = self.steps_per_execution
     step_fn = self.train_step

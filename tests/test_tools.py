@@ -97,3 +97,17 @@ def test_train_mnist_classifier_bad_output_is_one_error_line(tmp_path):
       f"error: --output must end in .weights.h5; got '{tmp_path / 'x.h5'}'.")
   assert "python tools/train_mnist_classifier.py" not in result.stderr  # No usage text.
   assert not os.listdir(tmp_path)
+
+
+def test_gpu_check_skips_bf16_where_it_is_emulated_instead_of_failing(tmp_path):
+  # As on a GPU before Ampere: oneDNN off makes this CPU's bf16 emulated (precision.py).
+  result = _gpu_check(tmp_path, GPU_CHECK_ONLY="quickstart_mixed_bfloat16",
+                      GPU_CHECK_SMOKE="1", TF_ENABLE_ONEDNN_OPTS="0")
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: 0 check(s) failed, 0 passed (GPU_CHECK_ONLY='quickstart_mixed_bfloat16')")
+  lines = [json.loads(line) for line in (tmp_path / "out" / "gpu_check.jsonl").read_text()
+           .splitlines()]
+  [skipped] = [line for line in lines if line.get("name") == "quickstart_mixed_bfloat16"]
+  assert skipped["skipped"] is True
+  assert skipped["reason"].startswith("precision 'mixed_bfloat16' on CPU ")
+  assert "bf16 is emulated there" in skipped["reason"] and "; use" not in skipped["reason"]
