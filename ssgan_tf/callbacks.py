@@ -35,8 +35,9 @@ class StopAtStep(keras.callbacks.Callback):
   (here) or non-finite weights (found by `Checkpointing`).
 
   A non-finite loss stops training before any later checkpoint is written (callbacks run
-  in order and this one comes before `Checkpointing` and `SaveOnPreemption`), so the last checkpoint on disk is the last good one:
-  with several steps per call, the one before the call, which came before the bad step.
+  in order and this one comes before `Checkpointing` and `SaveOnPreemption`), so the last
+  checkpoint on disk is the last good one: with several steps per call, the one before
+  the call, which came before the bad step.
   `bad_step` is the first bad step (the step records it, nonfinite.py).
   """
 

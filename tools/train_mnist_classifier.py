@@ -3,9 +3,10 @@
   python tools/train_mnist_classifier.py --output=mnist_cnn.weights.h5 [--seed=0]
 
 Trains `mnist_classifier.train_network` on the built-in MNIST "train" digits (10-20 s on
-a 2-core AMD EPYC with AVX-512) and prints its test accuracy, the SHA-256 of the file and the CPU. The
-metric uses the weights shipped in ssgan_tf/evaluation/; a new file changes the metric,
-so shipping one means a new `mnist_classifier.VERSION`, WEIGHTS_SHA256 and TEST_ACCURACY.
+a 2-core AMD EPYC with AVX-512) and prints its test accuracy, the SHA-256 of the file and
+the CPU. The metric uses the weights shipped in ssgan_tf/evaluation/; a new file changes
+the metric, so shipping one means a new `mnist_classifier.VERSION`, WEIGHTS_SHA256 and
+TEST_ACCURACY.
 Other CPUs or environments train other weights (oneDNN's numerics); even equal weights
 give another SHA-256 (the file's HDF5 metadata differs between processes).
 It refuses to overwrite an existing file.
