@@ -125,7 +125,7 @@ class Checkpointing(keras.callbacks.Callback):
     self.manager, self.every, self.stop_at_step = manager, every, stop_at_step
     self.every_secs, self.strategy = every_secs, strategy
     self.saved_step, self._saved_at = start_step, time.monotonic()
-    self._any_worker = self._all_finite = None  # Built on first use.
+    self._any_worker = None
 
   def save_now(self):
     """Saves the current step unless it is saved already or must not be saved; returns
@@ -135,9 +135,7 @@ class Checkpointing(keras.callbacks.Callback):
       return None
     if step == self.saved_step:
       return self.manager.latest_checkpoint
-    if self._all_finite is None:
-      self._all_finite = _all_finite_fn(self.model)
-    if not bool(self._all_finite()):
+    if not _all_finite(self.model):
       self.stop_at_step.stop_bad("non-finite weights or optimizer state")
       return None
     path = checkpoints.save_or_explain(self.manager, step)
@@ -160,17 +158,15 @@ class Checkpointing(keras.callbacks.Callback):
     return self._any_worker(time.monotonic() - self._saved_at >= self.every_secs)
 
 
-def _all_finite_fn(model):
-  """`fn() -> bool tensor`: whether every floating-point variable of G, D, their
-  optimizers and the EMA of G is finite. One compiled function, one value read back: on
-  an accelerator, an eager check per variable (hundreds) would hold up every save, the
-  one in a preemption's grace period included."""
-  variables = [v for v in (model.generator.variables + model.discriminator.variables
-                           + model.d_optimizer.variables + model.g_optimizer.variables
-                           + (model.ema_generator.variables if model.ema_generator else []))
-               if keras.backend.is_float_dtype(v.dtype)]
-  return tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
-                                            for v in variables]))
+def _all_finite(model):
+  """Whether every floating-point variable of G, D, their optimizers and the EMA of G is
+  finite, read back once (a read per variable, hundreds, would wait on an accelerator
+  for each; a compiled function would cost each run a trace)."""
+  variables = (model.generator.variables + model.discriminator.variables
+               + model.d_optimizer.variables + model.g_optimizer.variables
+               + (model.ema_generator.variables if model.ema_generator else []))
+  return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
+                             if keras.backend.is_float_dtype(v.dtype)]))
 
 
 _NOT_EXACT = ("the data stream goes on at this step's position for the new size, so "

@@ -30,10 +30,13 @@ class MultiStepTraining(keras.Model):
 
     @tf.function(reduce_retracing=True)
     def multi_step(iterator):
-      # Every step inside the loop, so the step is traced (and its graph optimized) once;
-      # running the last step after the loop for its logs traced it twice.
-      for _ in tf.range(steps):
+      if steps == 1:  # No loop: a one-trip while loop costs a second of graph work.
         strategy.run(step_fn, args=(next(iterator),))
+      else:
+        # Every step inside the loop, so the step is traced (and its graph optimized)
+        # once; running the last step after the loop for its logs traced it twice.
+        for _ in tf.range(steps):
+          strategy.run(step_fn, args=(next(iterator),))
       # The logs of the last step: each metric's result (what `train_step` returns).
       logs = strategy.run(self.get_metrics_result)
       # Each replica's Mean trackers hold their own interval means; the mean over
