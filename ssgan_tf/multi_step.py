@@ -5,8 +5,8 @@ finite datasets), and a `tf.cond` around a replica step whose optimizer calls
 `merge_call` fails under MirroredStrategy ("You must feed a value for placeholder
 tensor", keras-team/keras#19246). Training data here never ends, so the loop needs no
 condition: a `tf.range` loop of `strategy.run` calls, as tf.keras 2 did. One step per
-call goes through it too: Keras' own function logs replica 0's values under
-TPUStrategy (its `reduce_per_replica` "auto"), not the mean over replicas.
+call is this function too, without the loop: Keras' own function logs replica 0's
+values under TPUStrategy (its `reduce_per_replica` "auto"), not the mean over replicas.
 """
 
 import keras
