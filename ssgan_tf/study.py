@@ -274,8 +274,8 @@ def _run_child(study, workdir, arm, seed, mode, checkpoint, signals):
 
 def write_report(study, workdir, out=_say):
   report = study_report.write(study, workdir)
-  out(f"report: {os.path.join(workdir, 'report.md')} ({report['finished_runs']} of "
-      f"{len(study.runs())} runs finished)")
+  out(f"report: {os.path.join(workdir, study_runs.REPORT_MD)} ({report['finished_runs']} "
+      f"of {len(study.runs())} runs finished)")
   if report["headline_note"]:
     out(f"warning: {report['headline_note']}")
   for metrics, by_classifier in study_report.group_mixed(report["mixed_classifiers"]):

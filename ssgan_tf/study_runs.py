@@ -25,7 +25,8 @@ PROBE_PREFIX = "probe_"  # Probe records' metric names (evaluation/probe.py METR
 STUDY_LOG = "study_log.jsonl"  # The runner's: one line per child process.
 LOGS = "logs"  # The runner's: every child's output, a file per run.
 STUDY_COPY = "study.gin"  # The runner's copy of the study file.
-REPORT_FILES = ("report.md", "report.json", "curves.png", "probe.png", "samples.png")
+REPORT_MD = "report.md"  # study_report.py writes it and the rest of REPORT_FILES.
+REPORT_FILES = (REPORT_MD, "report.json", "curves.png", "probe.png", "samples.png")
 # Beside the arms' folders: no arm may be named so.
 OWN_NAMES = (STUDY_LOG, LOGS, STUDY_COPY) + REPORT_FILES
 
