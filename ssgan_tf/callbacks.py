@@ -13,7 +13,6 @@ logs.
 import math
 import os
 import time
-import tokenize
 
 import gin
 import keras
@@ -209,13 +208,11 @@ class OperativeConfig(keras.callbacks.Callback):
   def _write(self):
     config = gin.operative_config_str()
     # The config of the run before this one: written at a step <= start_step.
-    previous = workdir_lib.operative_config_path(self.workdir, self.start_step + 1)
-    if previous is None:
+    previous_config = workdir_lib.read_operative_config(self.workdir, self.start_step + 1)
+    if previous_config is None:
       files.write_atomically(
           os.path.join(self.workdir, workdir_lib.OPERATIVE_CONFIG), config)
       return
-    with tf.io.gfile.GFile(previous) as f:
-      previous_config = f.read()
     if previous_config == config:
       return
     path = workdir_lib.resumed_config_path(self.workdir, self.start_step)
@@ -231,9 +228,9 @@ def describe_changes(before, after):
   (RESUME_NOTES); "" if none does."""
   try:
     changes = gin_files.changed_bindings(before, after)
-  except (SyntaxError, ValueError, tokenize.TokenError) as e:  # E.g. edited by hand.
+  except gin_files.UNPARSABLE as e:
     return f"the operative configs cannot be compared ({e})"
-  return "; ".join([f"{key} {old!r} -> {new!r}" for key, old, new in changes]
+  return "; ".join([gin_files.format_change(change) for change in changes]
                    + [RESUME_NOTES[key] for key, _, _ in changes if key in RESUME_NOTES])
 
 

@@ -168,18 +168,28 @@ def parse(files, params):
     raise errors.ConfigError(f"bad gin config: {message}") from e
 
 
+# What `changed_bindings` raises for a text gin cannot parse (one edited by hand, say).
+UNPARSABLE = (SyntaxError, ValueError, tokenize.TokenError)
+
+
 def changed_bindings(before, after):
   """`[(name, old value, new value)]`, sorted by name, of the bindings that differ between
   two gin config texts (an unset side is `(unset)`); values are Python literals,
   references and macros as written (`@fn`, `%MACRO`).
 
   Raises:
-    SyntaxError, ValueError or tokenize.TokenError: a text gin cannot parse.
+    One of UNPARSABLE: a text gin cannot parse.
   """
   old, new = _bindings(before), _bindings(after)
   return [(key, old.get(key, _UNSET), new.get(key, _UNSET))
           for key in sorted(old.keys() | new.keys())
           if old.get(key, _UNSET) != new.get(key, _UNSET)]
+
+
+def format_change(change):
+  """`"train.seed 0 -> 7"`: one item of `changed_bindings`, as a user reads it."""
+  key, old, new = change
+  return f"{key} {old!r} -> {new!r}"
 
 
 class _Text(str):

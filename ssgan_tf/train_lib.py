@@ -12,7 +12,6 @@ exactly from the latest checkpoint.
 import contextlib
 import math
 import os
-import tokenize
 
 import gin
 import keras
@@ -265,17 +264,15 @@ def _network_settings_changed(workdir, path):
   """`"networks.x a -> b; ..."`: the `networks.*` bindings of this run that differ from
   those that trained checkpoint `path` (its operative config), or "" if none is known
   to (a width, say: model_info.json does not record it)."""
-  previous = workdir_lib.operative_config_path(workdir, (checkpoints.step_of(path) or 0) + 1)
-  if previous is None:
+  before = workdir_lib.read_operative_config(workdir, checkpoints.step_of(path) or 0)
+  if before is None:
     return ""
-  with tf.io.gfile.GFile(previous) as f:
-    before = f.read()
   try:
     changes = gin_files.changed_bindings(before, gin.operative_config_str())
-  except (SyntaxError, ValueError, tokenize.TokenError):  # An operative config edited by hand.
+  except gin_files.UNPARSABLE:
     return ""
-  return "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes
-                   if key.startswith("networks."))
+  return "; ".join(gin_files.format_change(change) for change in changes
+                   if change[0].startswith("networks."))
 
 
 def _training_data(source, model, seed, start_step):

@@ -328,6 +328,15 @@ def operative_config_path(workdir, step):
   return path if tf.io.gfile.exists(path) else None
 
 
+def read_operative_config(workdir, step):
+  """The text of `operative_config_path(workdir, step)`; None if there is none."""
+  path = operative_config_path(workdir, step)
+  if path is None:
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return f.read()
+
+
 def resumed_config_path(workdir, step):
   """Where a run resumed at `step` with other settings records its operative config."""
   return os.path.join(workdir, f"operative_config-{step}.gin")
