@@ -36,7 +36,9 @@ cannot have optional inputs, so the labels have a signature of their own):
   ("labels must be in 0..K-1") or a labels vector whose length is not N ("labels must
   have one entry per row of z", or "of images").
 Every signature that takes z fails (InvalidArgumentError, "Shape of tensor z [2,65] is not
-compatible with expected shape [?,64]") on a z that is not `[N, z_dim]`.
+compatible with expected shape [?,64]") on a z that is not `[N, z_dim]`, and so do images
+that are not `[N, H, H, C]` and labels that are not `[N]` (a NumPy array or list of another
+shape fails before the call, with TypeError "Binding inputs to tf.function failed").
 Beside the SavedModel, in `assets.extra/` (TF Serving's place for files it does not
 load), for readers without TensorFlow:
   ssgan_metadata.json   z_dim, z_distribution ("normal": N(0, 1); "uniform": U[-1, 1]),
@@ -97,9 +99,10 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
   """
   restored = workdir_lib.restore_for_inference(workdir, checkpoint)
   export_dir = os.path.join(workdir, workdir_lib.EXPORT, str(restored.step))
+  exists = (f"export {export_dir!r} already exists; delete it, or pass overwrite=True "
+            "(--overwrite) to replace it.")
   if tf.io.gfile.exists(export_dir) and not overwrite:
-    raise ExportError(f"export {export_dir!r} already exists; delete it, or pass "
-                      "overwrite=True (--overwrite) to replace it.")
+    raise ExportError(exists)
   model = restored.model
   metadata = {
       **model.info,
@@ -119,7 +122,8 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
                "the EMA of G's weights (ssgan.ema_decay), as grids and evaluation sample"
                if model.generator_kind == "ema" else "G's own weights (the model keeps no EMA)")
   try:
-    with files.atomic_output(export_dir) as tmp_dir:
+    # Without overwrite, an export another process wrote meanwhile is kept, not replaced.
+    with files.atomic_output(export_dir, overwrite=overwrite) as tmp_dir:
       tf.saved_model.save(module, tmp_dir, signatures=signatures)
       extra = os.path.join(tmp_dir, EXTRA_DIR)
       tf.io.gfile.makedirs(extra)
@@ -127,6 +131,8 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
                          (CONFIG_FILE, operative_config)):
         with tf.io.gfile.GFile(os.path.join(extra, name), "w") as f:
           f.write(text)
+  except files.OutputExistsError as e:
+    raise ExportError(exists) from e
   # A read-only workdir, a full disk: the user's to fix (atomic_output left nothing).
   except (tf.errors.PermissionDeniedError, tf.errors.ResourceExhaustedError, OSError) as e:
     reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
@@ -204,12 +210,13 @@ def build_module(model, metadata, operative_config, include_discriminator=False)
     if conditional:
       @tf.function(input_signature=[images_spec, labels_spec])
       def discriminate(images, labels):
+        images = checked_images(images, images_spec.shape)
         labels = checked_labels(labels, images, "images", model.num_classes)
         return discriminator(images, labels=labels, training=False)
     else:
       @tf.function(input_signature=[images_spec])
       def discriminate(images):
-        return discriminator(images, training=False)
+        return discriminator(checked_images(images, images_spec.shape), training=False)
 
     signatures["discriminate"] = discriminate
   for name, function in signatures.items():
@@ -225,12 +232,21 @@ def checked_z(z, z_dim):
   return tf.ensure_shape(z, [None, z_dim])
 
 
+def checked_images(images, shape):
+  """`images` once they are `shape` (`[None, H, H, C]`); else InvalidArgumentError ("Shape
+  of tensor images [2,64,64,1] is not compatible with expected shape [?,32,32,1]").
+  Without it, D's global pooling took any size (ResNets: meaningless logits and features)
+  and oneDNN's convolution aborted the process on images of rank 3."""
+  return tf.ensure_shape(images, shape)
+
+
 def checked_labels(labels, rows, rows_name, num_classes):
   """`labels` `[N]` int32, once each is in 0..num_classes-1 and there is one per row of
   `rows` (`[N, ...]`, named `rows_name` in the message); else the signature fails with
   InvalidArgumentError. Without the check, tf.one_hot would turn a label out of range into
   no class at all and G (or D's projection) would answer as if it were valid, and one
   label would broadcast over a batch."""
+  labels = tf.ensure_shape(labels, [None])  # Else a scalar or `[N, 1]` fails deep in D or G.
   last = num_classes - 1
   checks = [
       tf.debugging.assert_non_negative(labels, message=f"labels must be in 0..{last}"),

@@ -15,6 +15,10 @@ import tensorflow as tf
 from ssgan_tf.errors import WorkdirError
 
 
+class OutputExistsError(WorkdirError):
+  """`atomic_output(path, overwrite=False)` found `path` there, before or after writing."""
+
+
 @contextlib.contextmanager
 def atomic_output(path, overwrite=True):
   """Yields a temporary sibling path to write a file or a directory to; on success it is
@@ -25,18 +29,25 @@ def atomic_output(path, overwrite=True):
 
   Args:
     path: the final file or directory (local or tf.io.gfile URL).
-    overwrite: replace an existing `path`; if False and it exists, WorkdirError before
-      anything is written.
+    overwrite: replace an existing `path`; if False, OutputExistsError when it exists
+      before anything is written, or when another process wrote it meanwhile (what was
+      written here is then removed, theirs kept).
   """
   parent, name = os.path.split(path)
+  exists = f"{path!r} exists already; delete it or ask to overwrite it."
   if not overwrite and tf.io.gfile.exists(path):
-    raise WorkdirError(f"{path!r} exists already; delete it or ask to overwrite it.")
+    raise OutputExistsError(exists)
   tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
   replaced = tmp + "-replaced"
   tf.io.gfile.makedirs(parent)
   try:
     yield tmp
-    if tf.io.gfile.isdir(tmp):
+    if not overwrite:
+      try:
+        tf.io.gfile.rename(tmp, path, overwrite=False)
+      except tf.errors.AlreadyExistsError as e:
+        raise OutputExistsError(exists) from e
+    elif tf.io.gfile.isdir(tmp):
       # Directories cannot be renamed over one another: move the old one aside first.
       if tf.io.gfile.exists(path):
         tf.io.gfile.rename(path, replaced)

@@ -213,6 +213,18 @@ def test_a_z_of_another_width_or_rank_is_named_by_the_signature(export_dir):
   assert serve(z=tf.zeros([0, Z_DIM]))["images"].shape[0] == 0
 
 
+def test_images_of_another_shape_are_named_by_the_signature(export_dir):
+  # Before the check: a rank-3 batch aborted the process in oneDNN's convolution, and other
+  # sizes failed deep in D (sndcgan) or passed D's global pooling (ResNets).
+  discriminate = tf.saved_model.load(export_dir).signatures["discriminate"]
+  for shape in ([32, 32, 1], [2, 64, 64, 1], [2, 40, 24, 1], [2, 32, 32, 3]):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"Shape of tensor images \[.*\] is not compatible with "
+                             r"expected shape \[\?,32,32,1\]"):
+      discriminate(images=tf.zeros(shape))
+  assert discriminate(images=tf.zeros((2,) + IMAGE_SHAPE))["logits"].shape == [2]
+
+
 def test_saved_model_cli_shows_and_runs_the_signatures(trained, export_dir, tmp_path):
   np.save(tmp_path / "z.npy", _z(4, seed=2))
   show = subprocess.Popen([SAVED_MODEL_CLI, "show", "--dir", export_dir, "--all"],
@@ -329,6 +341,24 @@ def test_existing_export_is_left_untouched(trained, export_dir):
   finally:
     gin.clear_config()
   assert _snapshot(parent) == before
+
+
+def test_an_export_finished_meanwhile_by_another_process_is_kept(workdir_copy):
+  target = os.path.join(workdir_copy, "export", "2")
+  save = tf.saved_model.save
+
+  def save_while_another_export_finishes(*args, **kwargs):
+    save(*args, **kwargs)
+    os.makedirs(target)
+    with open(os.path.join(target, "theirs"), "w") as f:
+      f.write("x")
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tf.saved_model, "save", save_while_another_export_finishes)
+    with pytest.raises(export_lib.ExportError,
+                       match=re.escape(f"export '{target}' already exists")):
+      export_lib.export(workdir_copy)
+  assert os.listdir(os.path.dirname(target)) == ["2"] and os.listdir(target) == ["theirs"]
 
 
 def test_named_checkpoint_overwrite_and_failed_exports(workdir_copy, caplog):

@@ -67,6 +67,23 @@ def test_no_overwrite_refuses_before_writing(tmp_path):
   assert (tmp_path / "f").read_text() == "keep"
 
 
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_no_overwrite_keeps_what_another_process_wrote_meanwhile(tmp_path, kind):
+  path = tmp_path / "out"
+  with pytest.raises(files.OutputExistsError, match="exists already"):
+    with files.atomic_output(str(path), overwrite=False) as tmp:
+      if kind == "file":
+        open(tmp, "w").write("ours")
+        path.write_text("theirs")
+      else:
+        os.mkdir(tmp)
+        open(os.path.join(tmp, "a"), "w").write("ours")
+        path.mkdir()
+        (path / "a").write_text("theirs")
+  assert os.listdir(tmp_path) == ["out"]
+  assert (path if kind == "file" else path / "a").read_text() == "theirs"
+
+
 def test_model_info_is_written_once_and_then_guards_the_workdir(tmp_path):
   info = {"image_shape": [32, 32, 1], "architecture": "sndcgan", "z_dim": 64,
           "z_distribution": "normal"}
