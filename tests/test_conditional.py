@@ -11,6 +11,8 @@ runs are gin_configs/quickstart_cond.gin shrunk like the other tiny runs.
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import gin
 import keras
@@ -519,9 +521,27 @@ def test_exported_signatures_refuse_labels_out_of_range_or_of_another_length(exp
     signatures["with_labels"](z=z[:1], labels=tf.constant([1, 2]))
   with pytest.raises(tf.errors.InvalidArgumentError, match="one entry per row of images"):
     signatures["discriminate"](images=images, labels=tf.constant([1]))
+  for bad in ([[1], [2]], 1):  # Labels of another rank failed deep in G or D.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Shape of tensor labels"):
+      signatures["with_labels"](z=z, labels=tf.constant(bad))
   exported = export_lib.ExportedGenerator(export_dir)  # What evaluation of an export calls.
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must be in 0\.\.9"):
     exported.generate(z, tf.constant([9, 10]))
+
+
+def test_the_sample_tool_keeps_each_images_z_and_class(export_dir, tmp_path):
+  output = tmp_path / "samples.npz"
+  run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "sample.py"),
+                        f"--export_dir={export_dir}", f"--output={output}",
+                        "--num_samples=6", "--seed=5"],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+  assert run.returncode == 0, run.stderr[-3000:]
+  arrays = np.load(output)
+  assert sorted(arrays) == ["images", "labels", "z"]
+  served = tf.saved_model.load(export_dir).signatures["with_labels"](
+      z=arrays["z"], labels=arrays["labels"])
+  np.testing.assert_allclose(arrays["images"], served["images"], atol=1e-6)
+  assert arrays["images"].shape == (6, 32, 32, 1) and arrays["labels"].shape == (6,)
 
 
 def test_a_conditional_export_evaluates_to_its_checkpoints_numbers(runs, export_dir):

@@ -56,20 +56,6 @@ def test_gpu_check_reads_a_relative_out_from_the_callers_directory(tmp_path):
   assert result.stderr.startswith(f"error: {tmp_path}/rel/gpu_check.jsonl exists")
 
 
-def test_gpu_check_that_ran_nothing_is_not_a_success(tmp_path):
-  # Smoke mode on the CPU, with a GPU_CHECK_ONLY that selects no check.
-  result = _gpu_check(tmp_path, GPU_CHECK_ONLY="no_such_check", GPU_CHECK_SMOKE="1")
-  assert result.returncode == 4, result.stderr[-2000:]
-  assert result.stderr.strip().splitlines()[-1] == (
-      "error: 0 check(s) failed, 0 passed (GPU_CHECK_ONLY='no_such_check')")
-  lines = [json.loads(line) for line in (tmp_path / "out" / "gpu_check.jsonl").read_text()
-           .splitlines()]
-  assert lines[-1]["check"] == "summary" and lines[-1]["ok"] is False
-  assert "tf32" in lines[1]  # The setup line: what "float32" measured on a GPU.
-  # GPU_CHECK_PYTHON (a venv's python: a link) has the requirements: no venv of its own.
-  assert lines[1]["made_venv"] is False and lines[1]["python_path"] == sys.executable
-
-
 def test_gpu_check_without_a_gpu_says_why_and_keeps_the_scratch_folders_files(tmp_path):
   scratch = tmp_path / "scratch"
   scratch.mkdir()
@@ -99,14 +85,20 @@ def test_train_mnist_classifier_bad_output_is_one_error_line(tmp_path):
   assert not os.listdir(tmp_path)
 
 
-def test_gpu_check_skips_bf16_where_it_is_emulated_instead_of_failing(tmp_path):
-  # As on a GPU before Ampere: oneDNN off makes this CPU's bf16 emulated (precision.py).
+def test_gpu_check_skips_bf16_where_it_is_emulated_and_ran_nothing_is_not_a_success(tmp_path):
+  # Smoke mode on the CPU. As on a GPU before Ampere: oneDNN off makes this CPU's bf16
+  # emulated (precision.py), so the one check GPU_CHECK_ONLY selects is skipped.
   result = _gpu_check(tmp_path, GPU_CHECK_ONLY="quickstart_mixed_bfloat16",
                       GPU_CHECK_SMOKE="1", TF_ENABLE_ONEDNN_OPTS="0")
+  assert result.returncode == 4, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1] == (
       "error: 0 check(s) failed, 0 passed (GPU_CHECK_ONLY='quickstart_mixed_bfloat16')")
   lines = [json.loads(line) for line in (tmp_path / "out" / "gpu_check.jsonl").read_text()
            .splitlines()]
+  assert lines[-1]["check"] == "summary" and lines[-1]["ok"] is False
+  assert "tf32" in lines[1]  # The setup line: what "float32" measured on a GPU.
+  # GPU_CHECK_PYTHON (a venv's python: a link) has the requirements: no venv of its own.
+  assert lines[1]["made_venv"] is False and lines[1]["python_path"] == sys.executable
   [skipped] = [line for line in lines if line.get("name") == "quickstart_mixed_bfloat16"]
   assert skipped["skipped"] is True
   assert skipped["reason"].startswith("precision 'mixed_bfloat16' on CPU ")

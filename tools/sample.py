@@ -1,4 +1,4 @@
-r"""Draws samples from an exported generator: a PNG grid or a .npy of images.
+r"""Draws samples from an exported generator: a PNG grid, or arrays (.npy, .npz).
 
   python tools/sample.py --export_dir=WORKDIR/export/STEP --output=grid.png \
       [--num_samples=64] [--seed=0] [--overwrite]
@@ -9,9 +9,12 @@ it imports neither Keras nor ssgan_tf.
   --output=*.png  one uint8 grid, ceil(sqrt(N)) images per row, filled row by row, the
                   last row padded with black.
   --output=*.npy  float32 `[N, H, H, C]` in [-1, 1].
+  --output=*.npz  arrays `images` (as .npy), `z` `[N, z_dim]` (the noise of each image)
+                  and, from a conditional export, `labels` `[N]` int32 (each one's class).
 An existing --output is replaced only with --overwrite.
 """
 
+import io
 import math
 import os
 import sys
@@ -22,7 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 flags.DEFINE_string("export_dir", None, "An export: WORKDIR/export/<step>.")
-flags.DEFINE_string("output", None, "Where to write: a .png grid or a .npy array.")
+flags.DEFINE_string("output", None,
+                    "Where to write: a .png grid, a .npy of images, or a .npz of images, "
+                    "z and (conditional exports) labels.")
 flags.DEFINE_integer("num_samples", 64, "Images to draw (all in one generator batch).",
                      lower_bound=1, upper_bound=2**31 - 1)  # The signature's int32.
 flags.DEFINE_integer("seed", 0, "Noise seed: the same seed draws the same images.",
@@ -49,10 +54,10 @@ def grid(images):
 
 
 def write_samples(export_dir, output, num_samples, seed, overwrite=False):
-  """Writes `num_samples` samples of `seed` from `export_dir` to `output` (.png / .npy),
+  """Writes `num_samples` samples of `seed` from `export_dir` to `output` (.png/.npy/.npz),
   replacing an existing `output` only if `overwrite`; SampleError on bad input."""
-  if not output.endswith((".png", ".npy")):
-    raise SampleError(f"--output must end in .png or .npy; got {output!r}.")
+  if not output.endswith((".png", ".npy", ".npz")):
+    raise SampleError(f"--output must end in .png, .npy or .npz; got {output!r}.")
   if tf.io.gfile.exists(output) and not overwrite:
     raise SampleError(f"{output} exists; pass --overwrite to replace it, or choose another "
                      "--output.")
@@ -83,9 +88,13 @@ def write_samples(export_dir, output, num_samples, seed, overwrite=False):
                seed=tf.constant(seed, tf.int64))
   if output.endswith(".png"):
     tf.io.write_file(output, tf.io.encode_png(grid(out["images_uint8"].numpy())))
-  else:
+  elif output.endswith(".npy"):
     with tf.io.gfile.GFile(output, "wb") as f:
       np.save(f, out["images"].numpy())
+  else:
+    arrays = io.BytesIO()  # A zip file: written whole, as tf.io.gfile cannot seek back.
+    np.savez(arrays, **{key: out[key].numpy() for key in ("images", "z", "labels") if key in out})
+    tf.io.write_file(output, arrays.getvalue())
 
 
 def main(argv):
