@@ -187,9 +187,13 @@ def restore(checkpoint, path):
       or deleted while being read. `checkpoint` may then hold some of its values.
     CheckpointMismatchError: `path` reads fine but holds a different model.
   """
+  # Made before the restore (else lazily, at the first save): when the restore fails on
+  # another model, TensorFlow's warning that the file's save counter was never restored
+  # came after our error message, as the program exited.
+  _ = checkpoint.save_counter
   try:
-    # Values of the file that the model lacks (the average of G when a run drops it, the
-    # save counter) are no error, nor worth TensorFlow's dozens of warning lines.
+    # Values of the file that the model lacks (the average of G when a run drops it) are
+    # no error, nor worth TensorFlow's dozens of warning lines.
     checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
     # Which it is, is decided on failure only: reading every tensor costs a second read.

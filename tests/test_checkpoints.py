@@ -353,3 +353,18 @@ def test_values_the_model_lacks_restore_without_tensorflows_warning_lines(tmp_pa
   with pytest.raises(checkpoints.CheckpointMismatchError):  # Still: every model value.
     checkpoints.restore(tf.train.Checkpoint(w=tf.Variable(tf.zeros([10])),
                                             extra=tf.Variable(0.0)), str(tmp_path / "ckpt-10"))
+
+
+def test_a_failed_restore_leaves_no_tensorflow_warning_for_later(tmp_path, caplog,
+                                                                 monkeypatch):
+  # A resume with other widths printed "... being deleted with unrestored values" and
+  # "Value in checkpoint could not be found ... save_counter" after the one-line error.
+  _save_steps(tmp_path, [10])
+  other = _checkpoint(size=7)  # The same values, one of another shape.
+  monkeypatch.setattr(tf.get_logger(), "propagate", True)
+  with caplog.at_level(logging.WARNING, logger="tensorflow"):
+    with pytest.raises(checkpoints.CheckpointMismatchError):
+      checkpoints.restore(other, str(tmp_path / "ckpt-10"))
+    del other
+    gc.collect()
+  assert "unrestored values" not in caplog.text and "could not be found" not in caplog.text
