@@ -12,6 +12,7 @@ callers may catch them as such.
 """
 
 import contextlib
+import logging as std_logging
 import sys
 
 from absl import logging
@@ -112,4 +113,8 @@ def user_errors_as_one_line():
   except UserError as e:
     logging.vlog(1, "traceback:", exc_info=True)
     print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+    if "tensorflow" in sys.modules:
+      # The program stops: what TensorFlow warns of as its objects go would follow the
+      # error line (a restore that failed on another model: dozens of values it left).
+      sys.modules["tensorflow"].get_logger().setLevel(std_logging.ERROR)
     sys.exit(e.exit_code)

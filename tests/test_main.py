@@ -72,6 +72,9 @@ COMMANDS = {
     # A model setting too: the model is rebuilt as trained, with a warning.
     "probe": (["--mode=probe", "--gin_param=probe.num_train = 100",
                "--gin_param=probe.num_test = 50", "--gin_param=ssgan.z_dim = 16"], "copy"),
+    # The model's values left unrestored made TensorFlow warn after the error line.
+    "other_normalization": (TINY + ['--gin_param=networks.generator_normalization = '
+                                    '"batch_norm"'], "copy"),
     "eval_without_checkpoint": (["--mode=eval"], "new"),
     "export_dir_and_checkpoint": (["--mode=eval", "--export_dir={tmp}/export/4",
                                    "--checkpoint=4"], "new"),
@@ -217,6 +220,9 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
     ("unknown_dataset", r"unknown dataset 'nosuch'; choose one of \[.*'mnist'"),
     ("tfds_not_prepared", r"TFDS 'cifar10' is not prepared in .*empty.*; build it .*"
                           r"`tfds build cifar10 --data_dir=DIR`"),
+    ("other_normalization", r"ckpt-4 does not match the configured model \(its networks "
+                            r"were built with other settings: networks.generator_normalization "
+                            r"'self_modulated' -> 'batch_norm'\)"),
     ("eval_without_checkpoint", r"workdir .* does not exist; pass a training workdir, or "
                                 r"train first: python -m ssgan_tf.main"),
     ("export_dir_and_checkpoint", r"--export_dir is for --mode=eval, instead of --checkpoint"),
