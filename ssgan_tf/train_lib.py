@@ -250,6 +250,8 @@ def resume(checkpoint, model, workdir, set_aside_unreadable):
       raise checkpoints.CheckpointMismatchError(
           e.path, f"its networks were built with other settings: {changed}") from e
     raise
+  if path:
+    workdir_lib.check_average(path, model)  # G, D and the rest restore without it.
   if set_aside_unreadable:
     if path is None:
       workdir_lib.check_no_earlier_outputs(workdir)

@@ -141,16 +141,21 @@ def make_checkpoint(model):
 
 
 def check_average(checkpoint_path, model):
-  """ConfigError if `model` keeps an average of G's weights (ssgan.ema_decay) and the
-  checkpoint, trained without one, cannot fill it; for a restore that did not match."""
-  if model.ema_generator is None:
-    return
-  if not any(name.startswith(_EMA_VARIABLES + "/")
-             for name, _ in tf.train.list_variables(checkpoint_path)):
+  """ConfigError if `model` and the checkpoint differ in keeping an average of G's
+  weights (ssgan.ema_decay): a run keeps its choice (a run that dropped it could not be
+  resumed by its own command again, and its metrics would change names halfway)."""
+  kept = any(name.startswith(_EMA_VARIABLES + "/")
+             for name, _ in tf.train.list_variables(checkpoint_path))
+  if model.ema_generator is not None and not kept:
     raise ConfigError(
         f"checkpoint {checkpoint_path} was trained without an average of G's weights and "
         "the config keeps one (ssgan.ema_decay); a run keeps its choice: drop "
         "ssgan.ema_decay, or start a new --workdir.")
+  if model.ema_generator is None and kept:
+    raise ConfigError(
+        f"checkpoint {checkpoint_path} keeps an average of G's weights and the config "
+        "drops it (ssgan.ema_decay = None); a run keeps its choice: set ssgan.ema_decay "
+        "as it was trained (its operative_config.gin), or start a new --workdir.")
 
 
 def checkpoint_dir(workdir):

@@ -243,6 +243,16 @@ def test_checkpoints_without_an_average_do_not_restore_into_a_model_with_one(tmp
   checkpoints.restore(workdir_lib.make_checkpoint(plain), path)
   np.testing.assert_array_equal(plain.generator.variables[0].numpy(),
                                 averaged.generator.variables[0].numpy())
+  # But training does not drop the average of a run that keeps one: the run's own command
+  # could not resume it again.
+  workdir = str(tmp_path / "averaged_run")
+  tf.train.CheckpointManager(workdir_lib.make_checkpoint(averaged),
+                             workdir_lib.checkpoint_dir(workdir), max_to_keep=1).save()
+  with pytest.raises(errors.ConfigError, match=r"ckpt-1 keeps an average of G's weights and "
+                     r"the config drops it \(ssgan.ema_decay = None\); a run keeps its "
+                     r"choice: set ssgan.ema_decay as it was trained"):
+    train_lib.resume(workdir_lib.make_checkpoint(plain), plain, workdir,
+                     set_aside_unreadable=False)
 
 
 # --- gin, evaluation, export -----------------------------------------------------------
