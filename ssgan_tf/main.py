@@ -132,12 +132,9 @@ def run(argv):
             write=False, fix="pass the export's own workdir, or a new folder, as --workdir")
       else:
         restored = workdir.restore_for_inference(FLAGS.workdir, FLAGS.checkpoint)
+      trained_on = _dataset_name()
       configure()
-      for param in gin_files.bindings_outside(FLAGS.gin_param, EVALUATION_CONFIGURABLES):
-        absl_logging.warning("--gin_param=%s has no effect in --mode=%s: the model is "
-                             "rebuilt as trained; only %s bindings apply.", param,
-                             FLAGS.mode,
-                             ", ".join(f"{name}.*" for name in EVALUATION_CONFIGURABLES))
+      _check_evaluation_bindings(trained_on)
       if FLAGS.mode == "eval":
         eval_lib.evaluate(FLAGS.workdir, restored)
       else:
@@ -145,6 +142,31 @@ def run(argv):
     else:
       print(export_lib.export(FLAGS.workdir, FLAGS.checkpoint, FLAGS.include_discriminator,
                               FLAGS.overwrite))
+
+
+def _dataset_name():
+  """The `dataset.name` gin holds now; None if unbound."""
+  try:
+    return gin.query_parameter("dataset.name")
+  except ValueError:
+    return None
+
+
+def _check_evaluation_bindings(trained_on):
+  """In --mode=eval/probe: warns of the --gin_param bindings that have no effect (the
+  model is rebuilt as trained), and refuses another dataset than the one the model was
+  trained on (`trained_on`). A run's own training --gin_file may be passed (the study
+  runner does, for the evaluation.* settings in it): its model bindings change nothing,
+  but another config's dataset.name would have evaluated on other data."""
+  for param in gin_files.bindings_outside(FLAGS.gin_param, EVALUATION_CONFIGURABLES):
+    absl_logging.warning("--gin_param=%s has no effect in --mode=%s: the model is "
+                         "rebuilt as trained; only %s bindings apply.", param, FLAGS.mode,
+                         ", ".join(f"{name}.*" for name in EVALUATION_CONFIGURABLES))
+  if _dataset_name() != trained_on:
+    raise errors.ConfigError(
+        f"dataset.name = {_dataset_name()!r} (from --gin_file/--gin_param) is not the data "
+        f"the model was trained on ({trained_on!r}); drop it: --mode={FLAGS.mode} reads "
+        "the training data (dataset.data_dir, image_dir or cache_dir may point elsewhere).")
 
 
 def _expand_home(names):

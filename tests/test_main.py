@@ -75,6 +75,8 @@ COMMANDS = {
     # The model's values left unrestored made TensorFlow warn after the error line.
     "other_normalization": (TINY + ['--gin_param=networks.generator_normalization = '
                                     '"batch_norm"'], "copy"),
+    # A training config's dataset would have evaluated the model on other data.
+    "eval_other_dataset": (["--mode=eval", "--gin_param=dataset.name = 'cifar10'"], "copy"),
     "eval_without_checkpoint": (["--mode=eval"], "new"),
     "export_dir_and_checkpoint": (["--mode=eval", "--export_dir={tmp}/export/4",
                                    "--checkpoint=4"], "new"),
@@ -223,6 +225,8 @@ def test_divergence_exits_non_zero_keeping_the_last_good_checkpoint(runs):
     ("other_normalization", r"ckpt-4 does not match the configured model \(its networks "
                             r"were built with other settings: networks.generator_normalization "
                             r"'self_modulated' -> 'batch_norm'\)"),
+    ("eval_other_dataset", r"dataset.name = 'cifar10' \(from --gin_file/--gin_param\) is "
+                           r"not the data the model was trained on \('mnist'\); drop it"),
     ("eval_without_checkpoint", r"workdir .* does not exist; pass a training workdir, or "
                                 r"train first: python -m ssgan_tf.main"),
     ("export_dir_and_checkpoint", r"--export_dir is for --mode=eval, instead of --checkpoint"),
