@@ -239,11 +239,19 @@ def test_own_activations_and_their_gradients_equal_tf_nn_bit_for_bit(name, dtype
       tf.cast(tape.gradient(reference, x, output_gradients=upstream), tf.float32))
 
 
-def test_grappler_optimizes_resnet_cifars_discriminator_gradient_without_an_error(capfd):
+@pytest.mark.parametrize("architecture, resolution, kwargs", [
+    ("resnet_cifar", 32, None), ("resnet_cifar_compare_gan", 32, None), ("resnet5", 32, None),
+    ("resnet_stl", 48, None), ("resnet_biggan", 32, ({"ch": 8}, {"ch": 8}))])
+def test_grappler_optimizes_the_resnet_discriminators_gradient_without_an_error(
+    capfd, architecture, resolution, kwargs):
   # Its remapper fused a block's conv + BiasAdd + Add with the next block's ReLU although
   # the sum also feeds that block's skip path, then failed on its own graph and logged
-  # "E... remapper failed: ... missing node .../add" in every ResNet-CIFAR run.
-  (_, discriminator), resolution = _tiny("resnet_cifar", "none")
+  # "E... remapper failed: ... missing node .../add" in every run of ResNet-CIFAR (and of
+  # compare_gan's ResNet-CIFAR, whose "none" blocks keep a skip path too).
+  g_kwargs, d_kwargs = kwargs or ARCHITECTURES[architecture].TINY_KWARGS
+  _, discriminator = build_networks((resolution, resolution, 3), architecture=architecture,
+                                    z_dim=64, generator_kwargs=g_kwargs,
+                                    discriminator_kwargs=d_kwargs)
 
   @tf.function
   def gradient(images):

@@ -173,7 +173,9 @@ class CompareGanBlock(keras.layers.Layer):
     return avg_pool2x_same(h) if self.scale == "down" else h
 
   def call(self, x, z=None, y=None, training=False):
-    h = tf.nn.relu(self._norm(self.bn1, x, z, y, training))
+    # D's input ReLU reads the sum that also feeds the shortcut: see block_input_relu.
+    h = (block_input_relu(x) if self.bn1 is None
+         else tf.nn.relu(self.bn1(x, z=z, y=y, training=training)))
     if self.scale == "up":
       h = unpool2x(h)
     h = self.conv1(h, training=training)
