@@ -49,9 +49,11 @@ training state.
 """
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -62,6 +64,7 @@ from ssgan_tf import errors
 from ssgan_tf import study_file
 from ssgan_tf import study_report
 from ssgan_tf import study_runs
+from ssgan_tf import workdir_lock
 from ssgan_tf.study_runs import LOGS
 from ssgan_tf.study_runs import log_path
 from ssgan_tf.study_runs import STUDY_LOG
@@ -69,6 +72,12 @@ from ssgan_tf.study_runs import run_dir
 from ssgan_tf.study_runs import run_state
 
 _CHILD_HEADER = "=== "  # Starts the line each child's output follows in its run's log.
+# A traceback's last line: "ValueError: ...", "tensorflow.python...InvalidArgumentError: ...".
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b[\w.]*: ")
+# Keras' wrapper, whose message is on the line after it.
+_KERAS_CALL_LINE = "Exception encountered when calling"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")  # Keras prints its message in bold.
 
 
 class StudyInterrupted(errors.UserError):
@@ -159,21 +168,31 @@ def _say(message):
 
 def _last_error_line(path, status):
   """What ended the last child of log `path` (after its "=== " header): its `error:`
-  line; else, if a signal killed it (status < 0), the signal; else its last line."""
+  line; else, if a signal killed it (status < 0), the signal; else the last exception
+  line of its traceback (with the message Keras puts on the line after it); else its
+  last line."""
   lines = []
   with open(path, errors="replace") as f:
     for line in f:
       if line.startswith(_CHILD_HEADER):
         lines = []
       elif line.strip():
-        lines.append(line.strip())
+        lines.append(_ANSI_CODE.sub("", line.strip()))
   errors_ = [line for line in lines if line.startswith("error:")]
-  if not errors_ and status < 0:
+  if errors_:
+    return errors_[-1]
+  if status < 0:
     try:
       return f"killed by {signal.Signals(-status).name}"
     except ValueError:  # A number without a name.
       return f"killed by signal {-status}"
-  return (errors_ or lines or ["(no output)"])[-1]
+  raised = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+  if not raised:
+    return (lines or ["(no output)"])[-1]
+  line = lines[raised[-1]]
+  if _KERAS_CALL_LINE in line and raised[-1] + 1 < len(lines):
+    line += " " + lines[raised[-1] + 1]
+  return line
 
 
 def run_study(study, workdir, out=_say):
@@ -189,6 +208,13 @@ def run_study(study, workdir, out=_say):
     errors.UserError: when a child failed (after the others ran and the report was written).
   """
   study_file.check_arms(study, workdir)
+  # One runner per study folder: a second one would fail every run the first is training
+  # (each run's trainer lock refuses it) and write the same logs and report.
+  with workdir_lock.WorkdirLock(workdir, holder="study runner"):
+    return _run_study(study, workdir, out)
+
+
+def _run_study(study, workdir, out):
   os.makedirs(os.path.join(workdir, LOGS), exist_ok=True)
   copy = os.path.join(workdir, study_runs.STUDY_COPY)
   if not os.path.exists(copy):
@@ -254,7 +280,8 @@ def _run_child(study, workdir, arm, seed, mode, checkpoint, signals):
     f.flush()
     # Its own session: a terminal's Ctrl-C goes to the runner only, which forwards SIGTERM.
     signals.child = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_stop_with_the_runner(os.getpid()))
     if signals.received:  # A signal came while it was starting.
       signals.child.send_signal(signal.SIGTERM)
     try:
@@ -270,6 +297,22 @@ def _run_child(study, workdir, arm, seed, mode, checkpoint, signals):
   with open(os.path.join(workdir, STUDY_LOG), "a") as f:
     f.write(json.dumps(entry) + "\n")
   return status
+
+
+def _stop_with_the_runner(runner_pid):
+  """A `preexec_fn` for a child: on Linux, the child gets SIGTERM (it saves its step and
+  exits 75) when the runner dies, even by SIGKILL, rather than train on, orphaned,
+  holding its run's lock; elsewhere nothing (None)."""
+  if not sys.platform.startswith("linux"):
+    return None
+  libc = ctypes.CDLL(None, use_errno=True)
+
+  def stop_with_the_runner():
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != runner_pid:  # It died before the prctl.
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  return stop_with_the_runner
 
 
 def write_report(study, workdir, out=_say):

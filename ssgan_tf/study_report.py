@@ -153,8 +153,9 @@ def _latest_per_step(records):
 
 
 def _children(workdir):
-  """From the runner's study_log.jsonl: ({(arm, seed): seconds of all its children},
-  {(arm, seed): its last child's entry})."""
+  """From the runner's study_log.jsonl: ({(arm, seed): seconds of its children that
+  worked (exit 0) or were stopped (75): not those that failed at once, e.g. refused by the
+  lock of a trainer still running there}, {(arm, seed): its last child's entry})."""
   walls, last = {}, {}
   path = os.path.join(workdir, study_runs.STUDY_LOG)
   if os.path.exists(path):
@@ -165,7 +166,8 @@ def _children(workdir):
         except json.JSONDecodeError:
           continue
         key = (entry["arm"], entry["seed"])
-        walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
+        if entry.get("exit_status") in (0, errors.EXIT_CODE_PREEMPTED):
+          walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
         last[key] = entry
   return walls, last
 

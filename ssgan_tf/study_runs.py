@@ -12,9 +12,12 @@ import json
 import os
 import re
 
+from ssgan_tf import workdir_lock
+
 # As in workdir.py, checkpoints.py and evaluation/probe.py (tests/test_study.py checks they
 # agree).
 MODEL_INFO = "model_info.json"
+RECORD_KEYS = ("step", "metric", "value")  # evaluation/records.py MINIMAL_KEYS
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 METRICS = "metrics.jsonl"
@@ -28,7 +31,7 @@ STUDY_COPY = "study.gin"  # The runner's copy of the study file.
 REPORT_MD = "report.md"  # study_report.py writes it and the rest of REPORT_FILES.
 REPORT_FILES = (REPORT_MD, "report.json", "curves.png", "probe.png", "samples.png")
 # Beside the arms' folders: no arm may be named so.
-OWN_NAMES = (STUDY_LOG, LOGS, STUDY_COPY) + REPORT_FILES
+OWN_NAMES = (STUDY_LOG, LOGS, STUDY_COPY, workdir_lock.LOCK_NAME) + REPORT_FILES
 
 
 def run_dir(workdir, arm, seed):
@@ -50,17 +53,19 @@ def checkpoint_steps(path):
 
 
 def read_records(path):
-  """The metric records of run folder `path` (metrics.jsonl; a line that does not parse,
-  torn by a run killed mid-write, is left out)."""
+  """The metric records of run folder `path` (metrics.jsonl; a line that is not a
+  record with RECORD_KEYS, e.g. torn by a run killed mid-write, is left out)."""
   records = []
   metrics = os.path.join(path, METRICS)
   if os.path.exists(metrics):
-    with open(metrics) as f:
+    with open(metrics, errors="replace") as f:
       for line in f:
         try:
-          records.append(json.loads(line))
+          record = json.loads(line)
         except json.JSONDecodeError:
-          pass
+          continue
+        if isinstance(record, dict) and all(key in record for key in RECORD_KEYS):
+          records.append(record)
   return records
 
 

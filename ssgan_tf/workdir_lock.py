@@ -198,10 +198,13 @@ class WorkdirLock:
   Args:
     workdir: the workdir (local path or tf.io.gfile URL); created if missing.
     heartbeat_s: seconds between refreshes of the lock file while it is held (> 0).
+    holder: what holds such locks, in the refusal ("trainer"; the study runner's folder:
+      "study runner").
   """
 
-  def __init__(self, workdir, heartbeat_s=HEARTBEAT_S):
+  def __init__(self, workdir, heartbeat_s=HEARTBEAT_S, holder="trainer"):
     self.workdir = str(workdir)
+    self.holder = holder
     self.path = os.path.join(self.workdir, LOCK_NAME)
     self.heartbeat_s = errors.check_range("heartbeat_s", heartbeat_s, minimum=0,
                                           exclusive_minimum=True)
@@ -378,14 +381,14 @@ class WorkdirLock:
   def _refusal(self, holder, state):
     if not isinstance(holder, dict):
       return (f"workdir {self.workdir!r} is locked by {self.path}, which cannot be read; if "
-              "no other trainer uses this workdir, remove that file and run again.")
-    who = f"workdir {self.workdir!r} is in use by another trainer ({describe(holder)})"
+              f"no other {self.holder} uses this workdir, remove that file and run again.")
+    who = f"workdir {self.workdir!r} is in use by another {self.holder} ({describe(holder)})"
     if state == "unknown":
       lease, age = _lease_s(holder), self._age_s()
       lapses = ("" if lease is None or age is None else
                 f" (or run again in {_duration(max(lease - age, 1), round_up=True)}: it "
                 f"lapses once {_duration(lease)} pass without a refresh)")
-      return (f"{who}; if that trainer has ended or its host is gone, remove {self.path} "
+      return (f"{who}; if that {self.holder} has ended or its host is gone, remove {self.path} "
               f"and run again{lapses}, else use another --workdir.")
     return (f"{who}; wait for it to end or stop it (kill {holder.get('pid')}), or use another "
             "--workdir.")
