@@ -402,9 +402,10 @@ def markdown(report):
            f"better only with >= {MIN_SEEDS_TO_CALL} seeds per arm and more than one std "
            "apart; Welch's p is given beside it, and with 3 seeds it is rarely below 0.05.",
            ""]
-  if len(seeds) < 3:
-    lines += [f"**Only {len(seeds)} seed(s) per arm: too few to tell arms apart with any "
-              "confidence.**", ""]
+  fewest = min((len(arm["finished_seeds"]) for arm in arms.values()), default=0)
+  if fewest < 3:
+    lines += [f"**Only {fewest} finished seed(s) in {'an arm' if len(arms) > 1 else 'the arm'}"
+              ": too few to tell arms apart with any confidence.**", ""]
   if report["headline_note"]:
     lines += [f"Note: {report['headline_note']}", ""]
   for name, arm in arms.items():
@@ -448,10 +449,10 @@ def markdown(report):
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     rest = [m for m in others if m != headline]
-    if rest:
-      lines += ["### Comparisons on the other metrics", ""]
-      for metric in rest:
-        lines += _comparison_lines(report, metric, heading=False)
+    compared = [line for metric in rest
+                for line in _comparison_lines(report, metric, heading=False)]
+    if compared:
+      lines += ["### Comparisons on the other metrics", ""] + compared
   figures = report.get("figures", {})
   if "curves" in figures:
     lines += ["## Curves", "", "Mean over each arm's finished seeds (the evaluation during "

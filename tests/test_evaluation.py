@@ -211,6 +211,34 @@ def test_cache_file_names_of_folder_sources_are_flat_and_follow_their_files(ince
   assert len(list((cache / "real_activations").iterdir())) == 2
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "other bytes", "fewer rows"])
+def test_a_damaged_cache_file_is_computed_again_and_replaced(inception, tmp_path, caplog,
+                                                             damage):
+  # It raised (BadZipFile, EOFError, ValueError) in every evaluation, periodic ones
+  # included, until deleted by hand.
+  image_dir = tmp_path / "images"
+  image_dir.mkdir()
+  for i in range(3):
+    PIL.Image.new("RGB", (32, 32), (80 * i, 0, 0)).save(image_dir / f"{i}.png")
+  folder = data.get_source("folder", image_dir=str(image_dir), resolution=32)
+  cache = str(tmp_path / "cache")
+  computed = activations.real_activations(inception, folder, "test", 3, 2, cache)
+  [path] = (tmp_path / "cache" / "real_activations").iterdir()
+  good = path.read_bytes()
+  if damage == "fewer rows":
+    np.savez(path, **{key: value[:2] for key, value in computed.items()})
+  else:
+    path.write_bytes({"truncated": good[:len(good) // 2], "empty": b"",
+                      "other bytes": b"\x93NUMPY" + bytes(range(200))}[damage])
+  with caplog.at_level(logging.WARNING):
+    again = activations.real_activations(inception, folder, "test", 3, 2, cache)
+  assert f"the cached activations {path} cannot be used" in caplog.text
+  for key, value in computed.items():
+    np.testing.assert_allclose(again[key], value, rtol=1e-6)
+  with np.load(path) as replaced:
+    assert replaced["pool_3"].shape == computed["pool_3"].shape
+
+
 def test_an_unwritable_cache_costs_only_the_cache(tiny_model, mnist, inception, tmp_path,
                                                   caplog):
   kwargs = dict(num_samples=20, metrics=("fid",), batch_size=10)
@@ -413,6 +441,13 @@ def test_evaluate_on_an_unwritable_workdir_fails_before_evaluating(tiny_model, m
                      match=r"^cannot append to .*a_file/w/metrics.jsonl \(\w+Error\); no "
                      "evaluation was run. Make the workdir writable"):
     eval_lib.evaluate(_unwritable(tmp_path), restored, classifier=inception, num_samples=20)
+
+
+def test_a_full_disk_is_named_as_such_not_as_a_permission_problem(tmp_path):
+  full = tf.errors.ResourceExhaustedError(None, None, "w/metrics.jsonl; No space left on device")
+  assert str(records.unwritable(str(tmp_path), full, "no evaluation was run")).endswith(
+      "(ResourceExhaustedError); no evaluation was run. The disk is full: free space, or run "
+      "on a writable copy of it.")
 
 
 def test_results_that_cannot_be_written_are_logged_first(tiny_model, mnist, inception,

@@ -10,6 +10,7 @@ bad study files, the shipped studies) is checked in-process on synthetic run fol
 """
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -29,6 +30,7 @@ from ssgan_tf import study as study_lib
 from ssgan_tf import study_file
 from ssgan_tf import study_report
 from ssgan_tf import study_runs
+from ssgan_tf import workdir_lock
 from tiny_runs import files as _files
 from tiny_runs import QUICKSTART
 from tiny_runs import ROOT
@@ -100,12 +102,30 @@ def test_the_run_folder_names_are_the_trainers():
   from ssgan_tf import checkpoints
   from ssgan_tf import workdir
   from ssgan_tf.evaluation import probe
+  from ssgan_tf.evaluation import records
   assert (study_runs.MODEL_INFO, study_runs.CHECKPOINTS, study_runs.METRICS,
           study_runs.SAMPLES) == (workdir.MODEL_INFO, workdir.CHECKPOINTS, workdir.METRICS,
                                   workdir.SAMPLES)
   assert study_runs.CHECKPOINT_INDEX.match(f"{checkpoints.NAME}-120.index").group(1) == "120"
   assert study_runs.SAMPLE_GRID.match(workdir.sample_grid_name(120)).group(1) == "00000120"
   assert study_runs.PROBE_PREFIX == probe.METRIC_PREFIX
+  assert study_runs.RECORD_KEYS == records.MINIMAL_KEYS
+
+
+def test_lines_of_metrics_jsonl_that_are_not_records_are_left_out(tmp_path, caplog):
+  from ssgan_tf.evaluation import records
+  # A host crash can leave other bytes than a torn record: they raised UnicodeDecodeError,
+  # TypeError or KeyError in training's resume and the study's report.
+  good = {"step": 4, "checkpoint": None, "metric": "fmd64_test", "value": 1.5,
+          "num_real": 64, "num_fake": 64, "classifier": "mnist_cnn_v2"}
+  (tmp_path / study_runs.METRICS).write_bytes(
+      b"\xff\xfe\x80garbage\nnull\n42\n" + json.dumps(good).encode() + b"\n"
+      + b'{"metric": "x", "value": 1}\n{"step": 4, "metr')
+  assert study_runs.read_records(str(tmp_path)) == [good]
+  with caplog.at_level(logging.WARNING):
+    assert records.read_records(str(tmp_path)) == [good]
+  assert caplog.text.count("not a record") == 5
+  assert records.evaluated_in_training_at(str(tmp_path), 4)
 
 
 def test_sigterm_stops_the_study_after_the_running_child_saved(study):
@@ -176,7 +196,7 @@ def test_the_report_holds_the_runs_numbers(study):
   gan = report["arms"]["gan"]["metrics"]["fmd64_test"]
   assert (f"| gan | 2/2 | 4 | {gan['mean']:.4g} ± {gan['std']:.4g} | {gan['best']:.4g} "
           "(n = 2) |") in markdown
-  assert "Only 2 seed(s) per arm: too few" in markdown
+  assert "Only 2 finished seed(s) in an arm: too few" in markdown
   for name in ("curves.png", "samples.png"):
     assert f"]({name})" in markdown
     with PIL.Image.open(workdir / name) as image:
@@ -244,6 +264,53 @@ def test_a_changed_arm_is_refused_and_a_grown_study_is_not(study, tmp_path):
       r"with \(.*study_arm\.json\): gin_params added \['ssgan\.rotation_weight_g = 0\.5'\]; "
       r"restore the arm in the study file, or pass a new --workdir .*", str(error.value))
   assert _files(workdir) == before  # Nothing ran, no report rewritten.
+
+
+def test_a_second_runner_on_the_study_folder_is_refused_before_it_runs_anything(tmp_path):
+  path = _write_study(tmp_path / "s.gin", {"gan": [BASELINE]}, [0])
+  workdir = tmp_path / "workdir"
+  with workdir_lock.WorkdirLock(workdir, holder="study runner"):  # The first runner.
+    before = _files(workdir)
+    with pytest.raises(errors.WorkdirError, match=(
+        rf"workdir '{re.escape(str(workdir))}' is in use by another study runner \(.*pid "
+        rf"{os.getpid()}.*\); wait for it to end or stop it")):
+      study_lib.run_study(study_file.load_study(path), str(workdir))
+    assert _files(workdir) == before
+
+
+# Starts a child as the runner does, prints its pid, waits to be killed. The child writes
+# its argument file on SIGTERM, and exits.
+_RUNNER_OF_A_SLEEPER = r"""
+import os, subprocess, sys, time
+from ssgan_tf import study
+child = subprocess.Popen(
+    [sys.executable, "-c", "import signal, sys, time\n"
+     "signal.signal(signal.SIGTERM, lambda *_: (open(sys.argv[1], 'w').close(), sys.exit(75)))\n"
+     "print('ready', flush=True)\n"
+     "time.sleep(120)", sys.argv[1]],
+    stdout=subprocess.PIPE, start_new_session=True,
+    preexec_fn=study._stop_with_the_runner(os.getpid()))
+child.stdout.readline()
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_child_is_stopped_when_its_runner_is_killed(tmp_path):
+  # Without it, kill -9 of the runner left the child training, holding its run's lock.
+  stopped = tmp_path / "stopped"
+  runner = subprocess.Popen([sys.executable, "-c", _RUNNER_OF_A_SLEEPER, str(stopped)],
+                            stdout=subprocess.PIPE, text=True, env=ENV)
+  child_pid = int(runner.stdout.readline())
+  runner.kill()
+  runner.wait()
+  deadline = time.monotonic() + 30
+  while os.path.exists(f"/proc/{child_pid}") and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert stopped.exists()  # It got SIGTERM: a trainer saves its step on it.
+  assert not os.path.exists(f"/proc/{child_pid}") or "Z" in open(
+      f"/proc/{child_pid}/stat").read().split()[2]
 
 
 def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_path,
@@ -492,17 +559,22 @@ def test_the_cluster_route_holds_arms_to_their_config_and_finishes_trained_runs(
 
 def test_a_run_whose_last_child_failed_says_so_with_its_log(synthetic):
   study, workdir, _ = synthetic
+  for seed in (1, 2):
+    lines = (workdir / "gan" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
+    (workdir / "gan" / f"seed{seed}" / "metrics.jsonl").write_text(lines[0] + "\n")
+  before = study_report.collect(study, workdir)["arms"]["gan"]["runs"]
   with open(workdir / study_runs.STUDY_LOG, "a") as f:
     for seed, status in [(1, 75), (2, 1)]:
       f.write(json.dumps({"arm": "gan", "seed": seed, "mode": "eval", "checkpoint": 4,
                           "seconds": 3.0, "exit_status": status}) + "\n")
-  for seed in (1, 2):
-    lines = (workdir / "gan" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
-    (workdir / "gan" / f"seed{seed}" / "metrics.jsonl").write_text(lines[0] + "\n")
   runs = study_report.collect(study, workdir)["arms"]["gan"]["runs"]
   assert runs["1"]["status"] == "trained, final evaluation missing"  # Preempted: no failure.
   assert runs["2"]["status"] == ("trained, final evaluation missing; its last eval failed "
                                  "(exit status 1, logs/gan.seed2.log)")
+  # A run's wall time counts a stopped child, not one that failed (e.g. at once, refused
+  # by the lock of a trainer still running there).
+  assert runs["1"]["wall_seconds"] == (before["1"]["wall_seconds"] or 0.0) + 3.0
+  assert runs["2"]["wall_seconds"] == before["2"]["wall_seconds"]
 
 
 def test_a_failed_childs_message_is_its_own_not_an_earlier_ones(tmp_path):
@@ -517,6 +589,27 @@ def test_a_failed_childs_message_is_its_own_not_an_earlier_ones(tmp_path):
     f.write("error: bad gin config: no parameter named 'rotation_weigth_g'\nmore\n")
   assert study_lib._last_error_line(str(log), 1) == (
       "error: bad gin config: no parameter named 'rotation_weigth_g'")
+
+
+def test_a_crashed_childs_message_is_its_exception_not_gins_trailer(tmp_path):
+  log = tmp_path / "run.log"
+  log.write_text(
+      "=== 2026-01-01T00:00:00 python -m ssgan_tf.main --workdir=w\n"
+      "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+      "ValueError: Exception encountered when calling DiscriminatorTrunk.call().\n\n"
+      "\x1b[1mCannot convert '(3, 3, 1, -3)' to a shape.\x1b[0m\n\n"
+      "Arguments received by DiscriminatorTrunk.call():\n  \u2022 training=False\n"
+      "  In call to configurable 'networks' (<function build_networks at 0x7fc2>)\n"
+      "  In call to configurable 'train' (<function train at 0x7fc3>)\n")
+  assert study_lib._last_error_line(str(log), 1) == (
+      "ValueError: Exception encountered when calling DiscriminatorTrunk.call(). Cannot "
+      "convert '(3, 3, 1, -3)' to a shape.")
+  with open(log, "a") as f:
+    f.write("Traceback (most recent call last):\n"
+            "tensorflow.python.framework.errors_impl.InvalidArgumentError: bad shape\n"
+            "  In call to configurable 'train' (<function train at 0x7fc3>)\n")
+  assert study_lib._last_error_line(str(log), 1) == (
+      "tensorflow.python.framework.errors_impl.InvalidArgumentError: bad shape")
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+import zipfile
 
 from absl import logging
 import numpy as np
@@ -97,9 +98,9 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
       cache_dir or data.default_cache_dir(), "real_activations",
       f"{dataset}-{height}x{width}x{channels}_{split}_{num}_{classifier.name}.npz")
   if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path, "rb") as f:
-      with np.load(f) as cached:
-        return {key: cached[key] for key in classifiers.OUTPUTS}
+    cached = _read_cached(path, num)
+    if cached is not None:
+      return cached
   images = data.prefetched(source.images(split).take(num).batch(batch_size))
   activations = stream_activations(classifier, progress.progress_bar(
       images, math.ceil(num / batch_size), f"real {split} images", unit="batches"), num)
@@ -112,3 +113,24 @@ def real_activations(classifier, source, split, num, batch_size, cache_dir=None)
                     "evaluation computes them again (evaluation.cache_dir chooses the "
                     "folder).", path, getattr(e, "message", e))
   return activations
+
+
+def _read_cached(path, num):
+  """The activations cached at `path`; None (with a warning) if the file is damaged (a
+  crash or power loss while it was written, say): they are computed again and the file
+  replaced."""
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      with np.load(f) as cached:
+        activations = {key: cached[key] for key in classifiers.OUTPUTS}
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+          tf.errors.OpError) as e:
+    reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+  else:
+    rows = {len(value) for value in activations.values()}
+    if rows == {num}:
+      return activations
+    reason = f"{sorted(rows)} rows, not {num}"
+  logging.warning("the cached activations %s cannot be used (%s); computing them again.",
+                  path, reason)
+  return None

@@ -27,9 +27,12 @@ import tensorflow as tf
 from absl import logging
 
 from ssgan_tf import errors
+from ssgan_tf import files
 from ssgan_tf import workdir as workdir_lib
 
 RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", "classifier")
+# What a line of metrics.jsonl needs to be read as a record (by study_runs too).
+MINIMAL_KEYS = ("step", "metric", "value")
 EMA_SUFFIX = "_ema"
 
 
@@ -50,10 +53,12 @@ def check_appendable(workdir, what):
 def unwritable(workdir, error, what):
   """The one-line WorkdirError for `error`, met appending to `workdir`'s metrics.jsonl;
   `what` says what became of the records ("the results are in the log lines above")."""
+  ran_out = files.no_room(error)
+  fix = (f"{ran_out[0].upper()}{ran_out[1:]}: free space" if ran_out else
+         "Make the workdir writable")
   return errors.WorkdirError(
       f"cannot append to {os.path.join(workdir, workdir_lib.METRICS)} "
-      f"({type(error).__name__}); {what}. Make the workdir writable, or run on a writable "
-      "copy of it.")
+      f"({type(error).__name__}); {what}. {fix}, or run on a writable copy of it.")
 
 
 def _append_to_metrics(workdir, text):
@@ -93,18 +98,24 @@ def append_records(workdir, records):
 
 def read_records(workdir):
   """All records of `<workdir>/metrics.jsonl`, oldest first ([] if there is none). A line
-  that does not parse (a process killed while appending tears its record) is left out
-  with a warning, as study_runs' reader, which imports no TensorFlow, leaves it out."""
+  that is not a record (a process killed while appending tears its record; a crash of
+  the host can leave other bytes) is left out with a warning, as study_runs' reader,
+  which imports no TensorFlow, leaves it out."""
   path = os.path.join(workdir, workdir_lib.METRICS)
   if not tf.io.gfile.exists(path):
     return []
   found = []
-  with tf.io.gfile.GFile(path) as f:
+  with tf.io.gfile.GFile(path, "rb") as f:
     for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
       try:
-        if line.strip():
-          found.append(json.loads(line))
+        record = json.loads(line.decode("utf-8", errors="replace"))
       except json.JSONDecodeError:
+        record = None
+      if isinstance(record, dict) and all(key in record for key in MINIMAL_KEYS):
+        found.append(record)
+      else:
         logging.warning("%s, line %d: not a record (torn by a killed write?); left out.",
                         path, number)
   return found
