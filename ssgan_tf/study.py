@@ -38,11 +38,13 @@ The workdir:
     logs/<arm>.seed<k>.log  every child's output (appended)
     study_log.jsonl         one line per child process: arm, seed, mode, seconds, status
     study.gin               a copy of the study file (the first one run)
+    lock.json               the running runner's (workdir_lock.py): one runner at a time
     report.md, report.json, curves.png, probe.png, samples.png   (study_report.py)
 
 Exit status: 0 done (report written); 1 a bad study file or a failed run (the others
 still run, and the report covers what finished); 75 stopped by SIGTERM or Ctrl-C, the
-running child saved its step (EX_TEMPFAIL: run the same command again).
+running child saved its step (EX_TEMPFAIL: run the same command again). A runner killed
+outright (SIGKILL) leaves no child training: on Linux the child gets SIGTERM then.
 
 Imports neither TensorFlow nor gin's registry: starting it is fast, and it never holds
 training state.
