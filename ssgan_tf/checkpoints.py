@@ -67,6 +67,8 @@ NAME = "ckpt"
 # The reason `restore_newest_readable` gives a checkpoint the state file lists without
 # any of its files.
 GONE = "no files"
+# Characters of an error's first line kept in a CheckpointMismatchError's detail.
+_DETAIL_LIMIT = 240
 
 
 class CheckpointMismatchError(errors.WorkdirError):
@@ -98,15 +100,6 @@ class NoReadableCheckpointError(errors.WorkdirError):
         f"no readable checkpoint in {directory}: {listed}. They were left on disk; restore "
         "a good copy of one there, or move the whole folder away (its `checkpoint` state "
         "file lists them) to train from step 0.")
-
-
-def _first_line(error, limit=240):
-  """`<type>: <first line of the message>`, cut after a word at `limit` characters."""
-  text = str(error).strip().splitlines()
-  line = text[0] if text else ""
-  if len(line) > limit:
-    line = line[:limit].rsplit(" ", 1)[0] + " ..."
-  return f"{type(error).__name__}: {line}"
 
 
 def step_of(path):
@@ -174,7 +167,7 @@ def unreadable_reason(path):
     if isinstance(e, tf.errors.PermissionDeniedError) or "Permission denied" in str(e):
       raise errors.WorkdirError(f"cannot read checkpoint {path} (permission denied); make "
                                 "the workdir readable to this user.") from e
-    return _first_line(e)
+    return errors.first_line(e, limit=_DETAIL_LIMIT)
   return None
 
 
@@ -192,15 +185,16 @@ def restore(checkpoint, path):
   # came after our error message, as the program exited.
   _ = checkpoint.save_counter
   try:
-    # Values of the file that the model lacks (the average of G when a run drops it) are
-    # no error, nor worth TensorFlow's dozens of warning lines.
+    # Values of the file that the model lacks (the average of G, for a model built without
+    # one: training refuses that, workdir.check_average) are no error here, nor worth
+    # TensorFlow's dozens of warning lines.
     checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
     # Which it is, is decided on failure only: reading every tensor costs a second read.
     reason = unreadable_reason(path)
     if reason:
       raise UnreadableCheckpointError(path, reason) from e
-    raise CheckpointMismatchError(path, _first_line(e)) from e
+    raise CheckpointMismatchError(path, errors.first_line(e, limit=_DETAIL_LIMIT)) from e
 
 
 def restore_newest_readable(checkpoint, directory):

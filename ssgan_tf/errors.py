@@ -12,7 +12,6 @@ callers may catch them as such.
 """
 
 import contextlib
-import logging as std_logging
 import sys
 
 from absl import logging
@@ -99,6 +98,16 @@ def warn_if_no_effect(name, value, default, needed):
     logging.warning("%s = %r has no effect without %s; it is ignored.", name, value, needed)
 
 
+def first_line(error, limit=None):
+  """`"<type>: <first line of its message>"`, for a one-line message that names an error;
+  with `limit`, the line is cut after a word at `limit` characters."""
+  text = str(error).strip().splitlines()
+  line = text[0] if text else ""
+  if limit is not None and len(line) > limit:
+    line = line[:limit].rsplit(" ", 1)[0] + " ..."
+  return f"{type(error).__name__}: {line}"
+
+
 @contextlib.contextmanager
 def user_errors_as_one_line():
   """For command-line programs: a UserError becomes `error: <first line>` on stderr and
@@ -113,8 +122,4 @@ def user_errors_as_one_line():
   except UserError as e:
     logging.vlog(1, "traceback:", exc_info=True)
     print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-    if "tensorflow" in sys.modules:
-      # The program stops: what TensorFlow warns of as its objects go would follow the
-      # error line (a restore that failed on another model: dozens of values it left).
-      sys.modules["tensorflow"].get_logger().setLevel(std_logging.ERROR)
     sys.exit(e.exit_code)

@@ -64,6 +64,7 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from ssgan_tf import errors
 from ssgan_tf import files
 from ssgan_tf import labels as labels_lib
 from ssgan_tf import ssgan
@@ -135,10 +136,9 @@ def export(workdir, checkpoint=None, include_discriminator=False, overwrite=Fals
     raise ExportError(exists) from e
   # A read-only workdir, a full disk: the user's to fix (atomic_output left nothing).
   except (tf.errors.PermissionDeniedError, tf.errors.ResourceExhaustedError, OSError) as e:
-    reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-    raise ExportError(f"cannot write the export {export_dir!r} ({reason}); nothing was "
-                      "left there. Make the workdir writable or free space, then export "
-                      "again.") from e
+    raise ExportError(f"cannot write the export {export_dir!r} ({errors.first_line(e)}); "
+                      "nothing was left there. Make the workdir writable or free space, "
+                      "then export again.") from e
   return export_dir
 
 

@@ -31,7 +31,8 @@ def atomic_output(path, overwrite=True):
     path: the final file or directory (local or tf.io.gfile URL).
     overwrite: replace an existing `path`; if False, OutputExistsError when it exists
       before anything is written, or when another process wrote it meanwhile (what was
-      written here is then removed, theirs kept).
+      written here is then removed, theirs kept; on local disks: an object store's rename
+      is a copy, which a racing writer can interleave with).
   """
   parent, name = os.path.split(path)
   exists = f"{path!r} exists already; delete it or ask to overwrite it."
@@ -45,8 +46,10 @@ def atomic_output(path, overwrite=True):
     if not overwrite:
       try:
         tf.io.gfile.rename(tmp, path, overwrite=False)
-      except tf.errors.AlreadyExistsError as e:
-        raise OutputExistsError(exists) from e
+      except tf.errors.OpError as e:  # AlreadyExists; a directory there: not empty.
+        if tf.io.gfile.exists(path):
+          raise OutputExistsError(exists) from e
+        raise
     elif tf.io.gfile.isdir(tmp):
       # Directories cannot be renamed over one another: move the old one aside first.
       if tf.io.gfile.exists(path):

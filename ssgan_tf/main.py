@@ -248,7 +248,15 @@ def cli():
   sys.modules["__main__"].__doc__ = __doc__
   for flag in FLAGS.get_key_flags_for_module(__name__):
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main, flags_parser=_parse_flags)
+  try:
+    app.run(main, flags_parser=_parse_flags)
+  except SystemExit as e:
+    if e.code and "tensorflow" in sys.modules:
+      # The program stops on an error: what TensorFlow warns of as its objects go would
+      # follow the one-line error (a restore that failed on another model: dozens of
+      # values it left unrestored).
+      sys.modules["tensorflow"].get_logger().setLevel(logging.ERROR)
+    raise
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ from ssgan_tf.study_runs import run_state
 
 _CHILD_HEADER = "=== "  # Starts the line each child's output follows in its run's log.
 # A traceback's last line: "ValueError: ...", "tensorflow.python...InvalidArgumentError: ...".
-_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b[\w.]*: ")
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b[\w.]*(: |$)")
+# gin appends it after the exception, for each configurable the exception passed through.
+_GIN_CALL_LINE = "In call to configurable"
 # Keras' wrapper, whose message is on the line after it.
 _KERAS_CALL_LINE = "Exception encountered when calling"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -178,7 +180,7 @@ def _last_error_line(path, status):
     for line in f:
       if line.startswith(_CHILD_HEADER):
         lines = []
-      elif line.strip():
+      elif line.strip() and not line.strip().startswith(_GIN_CALL_LINE):
         lines.append(_ANSI_CODE.sub("", line.strip()))
   errors_ = [line for line in lines if line.startswith("error:")]
   if errors_:
@@ -307,12 +309,14 @@ def _stop_with_the_runner(runner_pid):
   holding its run's lock; elsewhere nothing (None)."""
   if not sys.platform.startswith("linux"):
     return None
-  libc = ctypes.CDLL(None, use_errno=True)
+  # Looked up here: between fork and exec (the runner has threads: its lock's heartbeat)
+  # the child should only call, not load.
+  prctl = ctypes.CDLL(None, use_errno=True).prctl
 
   def stop_with_the_runner():
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != runner_pid:  # It died before the prctl.
-      os.kill(os.getpid(), signal.SIGTERM)
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != runner_pid:  # It died before the prctl: nothing started yet.
+      os._exit(errors.EXIT_CODE_PREEMPTED)  # (A SIGTERM would meet the runner's handler.)
 
   return stop_with_the_runner
 

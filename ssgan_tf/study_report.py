@@ -153,21 +153,22 @@ def _latest_per_step(records):
 
 
 def _children(workdir):
-  """From the runner's study_log.jsonl: ({(arm, seed): seconds of its children that
-  worked (exit 0) or were stopped (75): not those that failed at once, e.g. refused by the
-  lock of a trainer still running there}, {(arm, seed): its last child's entry})."""
+  """From the runner's study_log.jsonl: ({(arm, seed): seconds of all its children},
+  {(arm, seed): its last child's entry}); a line that is not an entry (other bytes after
+  a host crash) is left out."""
   walls, last = {}, {}
   path = os.path.join(workdir, study_runs.STUDY_LOG)
   if os.path.exists(path):
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
       for line in f:
         try:
           entry = json.loads(line)
         except json.JSONDecodeError:
           continue
+        if not (isinstance(entry, dict) and {"arm", "seed", "seconds"} <= entry.keys()):
+          continue
         key = (entry["arm"], entry["seed"])
-        if entry.get("exit_status") in (0, errors.EXIT_CODE_PREEMPTED):
-          walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
+        walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
         last[key] = entry
   return walls, last
 
@@ -403,7 +404,7 @@ def markdown(report):
            "apart; Welch's p is given beside it, and with 3 seeds it is rarely below 0.05.",
            ""]
   fewest = min((len(arm["finished_seeds"]) for arm in arms.values()), default=0)
-  if fewest < 3:
+  if fewest < MIN_SEEDS_TO_CALL:
     lines += [f"**Only {fewest} finished seed(s) in {'an arm' if len(arms) > 1 else 'the arm'}"
               ": too few to tell arms apart with any confidence.**", ""]
   if report["headline_note"]:

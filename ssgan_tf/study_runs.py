@@ -17,7 +17,7 @@ from ssgan_tf import workdir_lock
 # As in workdir.py, checkpoints.py and evaluation/probe.py (tests/test_study.py checks they
 # agree).
 MODEL_INFO = "model_info.json"
-RECORD_KEYS = ("step", "metric", "value")  # evaluation/records.py MINIMAL_KEYS
+MINIMAL_RECORD_KEYS = ("step", "metric", "value")  # evaluation/records.py's
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 METRICS = "metrics.jsonl"
@@ -54,17 +54,17 @@ def checkpoint_steps(path):
 
 def read_records(path):
   """The metric records of run folder `path` (metrics.jsonl; a line that is not a
-  record with RECORD_KEYS, e.g. torn by a run killed mid-write, is left out)."""
+  record with MINIMAL_RECORD_KEYS, e.g. torn by a run killed mid-write, is left out)."""
   records = []
   metrics = os.path.join(path, METRICS)
   if os.path.exists(metrics):
-    with open(metrics, errors="replace") as f:
+    with open(metrics, encoding="utf-8", errors="replace") as f:
       for line in f:
         try:
           record = json.loads(line)
         except json.JSONDecodeError:
           continue
-        if isinstance(record, dict) and all(key in record for key in RECORD_KEYS):
+        if isinstance(record, dict) and all(key in record for key in MINIMAL_RECORD_KEYS):
           records.append(record)
   return records
 

@@ -126,7 +126,8 @@ def make_checkpoint(model):
   every variable of the EMA of G (ema.py: its weights and its own BN statistics), when the
   model keeps one. A model without one saves what it saved before. A checkpoint without
   an average does not restore into a model with one (`check_average` says why); one with
-  an average restores into a model without one, which ignores the average.
+  an average restores into a model without one, which ignores the average (training
+  refuses that too: a run keeps its choice).
   """
   ema = {}
   if model.ema_generator is not None:

@@ -1,4 +1,5 @@
-"""One trainer per workdir: an advisory lock file, `<workdir>/lock.json`.
+"""One trainer per workdir (and one study runner per study folder): an advisory lock
+file, `<workdir>/lock.json`.
 
 Two trainers on one workdir would interleave checkpoints and summaries and delete each
 other's checkpoints (CheckpointManager's `max_to_keep`). `WorkdirLock` makes the second

@@ -339,8 +339,8 @@ def test_a_long_mismatch_detail_is_cut_after_a_word(tmp_path):
 
 def test_values_the_model_lacks_restore_without_tensorflows_warning_lines(tmp_path, caplog,
                                                                           monkeypatch):
-  # A run that drops its average of G resumed with 42 "Value in checkpoint could not be
-  # found" lines (TensorFlow's, when the checkpoint object is deleted).
+  # A model without the average of G restored a checkpoint with one after 42 "Value in
+  # checkpoint could not be found" lines (TensorFlow's, when the checkpoint object goes).
   _save_steps(tmp_path, [10])
   partial = tf.train.Checkpoint(w=tf.Variable(tf.zeros([10])))  # No step counter.
   monkeypatch.setattr(tf.get_logger(), "propagate", True)  # Its lines reach caplog.

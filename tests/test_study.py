@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -109,7 +110,7 @@ def test_the_run_folder_names_are_the_trainers():
   assert study_runs.CHECKPOINT_INDEX.match(f"{checkpoints.NAME}-120.index").group(1) == "120"
   assert study_runs.SAMPLE_GRID.match(workdir.sample_grid_name(120)).group(1) == "00000120"
   assert study_runs.PROBE_PREFIX == probe.METRIC_PREFIX
-  assert study_runs.RECORD_KEYS == records.MINIMAL_KEYS
+  assert study_runs.MINIMAL_RECORD_KEYS == records.MINIMAL_RECORD_KEYS
 
 
 def test_lines_of_metrics_jsonl_that_are_not_records_are_left_out(tmp_path, caplog):
@@ -126,6 +127,12 @@ def test_lines_of_metrics_jsonl_that_are_not_records_are_left_out(tmp_path, capl
     assert records.read_records(str(tmp_path)) == [good]
   assert caplog.text.count("not a record") == 5
   assert records.evaluated_in_training_at(str(tmp_path), 4)
+  # And the runner's own log.
+  entry = {"arm": "gan", "seed": 0, "mode": "train", "checkpoint": None, "seconds": 2.5,
+           "exit_status": 0}
+  (tmp_path / study_runs.STUDY_LOG).write_bytes(
+      b"\xff\xfe\nnull\n42\n" + json.dumps(entry).encode() + b"\n")
+  assert study_report._children(str(tmp_path)) == ({("gan", 0): 2.5}, {("gan", 0): entry})
 
 
 def test_sigterm_stops_the_study_after_the_running_child_saved(study):
@@ -303,14 +310,17 @@ def test_a_child_is_stopped_when_its_runner_is_killed(tmp_path):
   runner = subprocess.Popen([sys.executable, "-c", _RUNNER_OF_A_SLEEPER, str(stopped)],
                             stdout=subprocess.PIPE, text=True, env=ENV)
   child_pid = int(runner.stdout.readline())
-  runner.kill()
-  runner.wait()
-  deadline = time.monotonic() + 30
-  while os.path.exists(f"/proc/{child_pid}") and time.monotonic() < deadline:
-    time.sleep(0.1)
-  assert stopped.exists()  # It got SIGTERM: a trainer saves its step on it.
-  assert not os.path.exists(f"/proc/{child_pid}") or "Z" in open(
-      f"/proc/{child_pid}/stat").read().split()[2]
+  child = os.pidfd_open(child_pid)
+  try:
+    runner.kill()
+    runner.wait()
+    # The pidfd is readable once the child has exited: no polling of /proc.
+    assert select.select([child], [], [], 30)[0], "the child outlived its runner"
+    assert stopped.exists()  # It got SIGTERM: a trainer saves its step on it.
+  finally:
+    if not select.select([child], [], [], 0)[0]:
+      os.kill(child_pid, signal.SIGKILL)
+    os.close(child)
 
 
 def test_an_edited_gin_file_or_include_is_refused_and_a_new_comment_is_not(tmp_path,
@@ -571,10 +581,9 @@ def test_a_run_whose_last_child_failed_says_so_with_its_log(synthetic):
   assert runs["1"]["status"] == "trained, final evaluation missing"  # Preempted: no failure.
   assert runs["2"]["status"] == ("trained, final evaluation missing; its last eval failed "
                                  "(exit status 1, logs/gan.seed2.log)")
-  # A run's wall time counts a stopped child, not one that failed (e.g. at once, refused
-  # by the lock of a trainer still running there).
-  assert runs["1"]["wall_seconds"] == (before["1"]["wall_seconds"] or 0.0) + 3.0
-  assert runs["2"]["wall_seconds"] == before["2"]["wall_seconds"]
+  # A run's wall time counts every child of it, stopped and failed ones too.
+  for seed in ("1", "2"):
+    assert runs[seed]["wall_seconds"] == (before[seed]["wall_seconds"] or 0.0) + 3.0
 
 
 def test_a_failed_childs_message_is_its_own_not_an_earlier_ones(tmp_path):
@@ -610,6 +619,10 @@ def test_a_crashed_childs_message_is_its_exception_not_gins_trailer(tmp_path):
             "  In call to configurable 'train' (<function train at 0x7fc3>)\n")
   assert study_lib._last_error_line(str(log), 1) == (
       "tensorflow.python.framework.errors_impl.InvalidArgumentError: bad shape")
+  with open(log, "a") as f:  # An exception without a message.
+    f.write("Traceback (most recent call last):\nAssertionError\n"
+            "  In call to configurable 'train' (<function train at 0x7fc3>)\n")
+  assert study_lib._last_error_line(str(log), 1) == "AssertionError"
 
 
 # ----------------------------------------------------------------------------------------

@@ -123,9 +123,9 @@ def _read_cached(path, num):
     with tf.io.gfile.GFile(path, "rb") as f:
       with np.load(f) as cached:
         activations = {key: cached[key] for key in classifiers.OUTPUTS}
-  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+  except (OSError, ValueError, TypeError, EOFError, KeyError, zipfile.BadZipFile,
           tf.errors.OpError) as e:
-    reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+    reason = errors.first_line(e)
   else:
     rows = {len(value) for value in activations.values()}
     if rows == {num}:

@@ -32,7 +32,7 @@ from ssgan_tf import workdir as workdir_lib
 
 RECORD_KEYS = ("step", "checkpoint", "metric", "value", "num_real", "num_fake", "classifier")
 # What a line of metrics.jsonl needs to be read as a record (by study_runs too).
-MINIMAL_KEYS = ("step", "metric", "value")
+MINIMAL_RECORD_KEYS = ("step", "metric", "value")
 EMA_SUFFIX = "_ema"
 
 
@@ -113,7 +113,7 @@ def read_records(workdir):
         record = json.loads(line.decode("utf-8", errors="replace"))
       except json.JSONDecodeError:
         record = None
-      if isinstance(record, dict) and all(key in record for key in MINIMAL_KEYS):
+      if isinstance(record, dict) and all(key in record for key in MINIMAL_RECORD_KEYS):
         found.append(record)
       else:
         logging.warning("%s, line %d: not a record (torn by a killed write?); left out.",
