@@ -162,9 +162,10 @@ def _check_evaluation_bindings(trained_on):
     absl_logging.warning("--gin_param=%s has no effect in --mode=%s: the model is "
                          "rebuilt as trained; only %s bindings apply.", param, FLAGS.mode,
                          ", ".join(f"{name}.*" for name in EVALUATION_CONFIGURABLES))
-  if _dataset_name() != trained_on:
+  asked = _dataset_name()
+  if asked != trained_on:
     raise errors.ConfigError(
-        f"dataset.name = {_dataset_name()!r} (from --gin_file/--gin_param) is not the data "
+        f"dataset.name = {asked!r} (from --gin_file/--gin_param) is not the data "
         f"the model was trained on ({trained_on!r}); drop it: --mode={FLAGS.mode} reads "
         "the training data (dataset.data_dir, image_dir or cache_dir may point elsewhere).")
 

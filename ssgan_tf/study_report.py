@@ -154,22 +154,13 @@ def _latest_per_step(records):
 
 def _children(workdir):
   """From the runner's study_log.jsonl: ({(arm, seed): seconds of all its children},
-  {(arm, seed): its last child's entry}); a line that is not an entry (other bytes after
-  a host crash) is left out."""
+  {(arm, seed): its last child's entry}); a line that is not an entry is left out."""
   walls, last = {}, {}
-  path = os.path.join(workdir, study_runs.STUDY_LOG)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8", errors="replace") as f:
-      for line in f:
-        try:
-          entry = json.loads(line)
-        except json.JSONDecodeError:
-          continue
-        if not (isinstance(entry, dict) and {"arm", "seed", "seconds"} <= entry.keys()):
-          continue
-        key = (entry["arm"], entry["seed"])
-        walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
-        last[key] = entry
+  for entry in study_runs.read_jsonl(os.path.join(workdir, study_runs.STUDY_LOG),
+                                     ("arm", "seed", "seconds")):
+    key = (entry["arm"], entry["seed"])
+    walls[key] = walls.get(key, 0.0) + float(entry["seconds"])
+    last[key] = entry
   return walls, last
 
 

@@ -53,20 +53,25 @@ def checkpoint_steps(path):
 
 
 def read_records(path):
-  """The metric records of run folder `path` (metrics.jsonl; a line that is not a
-  record with MINIMAL_RECORD_KEYS, e.g. torn by a run killed mid-write, is left out)."""
-  records = []
-  metrics = os.path.join(path, METRICS)
-  if os.path.exists(metrics):
-    with open(metrics, encoding="utf-8", errors="replace") as f:
+  """The metric records of run folder `path` (its metrics.jsonl, `read_jsonl`)."""
+  return read_jsonl(os.path.join(path, METRICS), MINIMAL_RECORD_KEYS)
+
+
+def read_jsonl(path, keys):
+  """The dicts with `keys` of JSON-lines file `path`, in order ([] if it is missing); a
+  line that is not one (torn by a process killed mid-write, other bytes after a host
+  crash) is left out."""
+  found = []
+  if os.path.exists(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
       for line in f:
         try:
-          record = json.loads(line)
+          entry = json.loads(line)
         except json.JSONDecodeError:
           continue
-        if isinstance(record, dict) and all(key in record for key in MINIMAL_RECORD_KEYS):
-          records.append(record)
-  return records
+        if isinstance(entry, dict) and all(key in entry for key in keys):
+          found.append(entry)
+  return found
 
 
 @dataclasses.dataclass
