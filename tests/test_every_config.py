@@ -10,21 +10,24 @@ resolution), the built-in MNIST as is. The bindings (tiny_bindings) keep each co
 architecture, normalisation, loss, penalty, EMA and rotation weights and shrink only
 widths, batch, D steps per G step (1) and the run; evaluation takes 8 samples.
 
-Cost (the suite has ~2 min for this file on a 2-core CPU): training runs eagerly
+Cost (the suite has ~1 min 30 s for this file on a 2-core CPU): training runs eagerly
 (`tf.config.run_functions_eagerly`), which halves the CPU time of tracing each config's
 train step twice (train, then resume); the export traces G and D in graph mode for every
 config, and the graph-mode train step is what test_train_lib, test_ssgan and the nets'
 tests run. SSGAN_TEST_GRAPH_MODE=1 trains in graph mode instead (~2x slower).
 
-Budget: the whole way costs 6-20 CPU seconds per config here, too much for ~15 configs
-in the suite's 2 minutes. By default it runs for every config at 48 px or less and for one
-config per distinct model among the rest (the 128-px arms of ImageNet, LSUN-Bedroom and
-CelebA-HQ build the same networks: `MODEL_KEY_PREFIXES`), preferring an arm with the
-rotation loss on (the plain-GAN path runs in cifar10/gan.gin and quickstart_baseline.gin);
-the others are skipped, naming the config that ran their model, after
-`test_config_reads_its_own_data` has built their data source. SSGAN_TEST_ALL_CONFIGS=1
-runs the whole way for every config (~3x longer; for CI with more cores, or before a
-release).
+Budget: the whole way costs 8-13 seconds per config at 32 px and 18-42 at 128 px in the
+suite on a 2-core AVX2-only CPU (building the networks, eagerly, three times: most of it
+at 128 px), too much for ~18 configs in its 15 minutes. By default it runs for every
+config at 48 px or less and for one config per image shape among the rest (the first
+with the rotation loss on, by name: celeba_hq128/ssgan.gin, the 128-px ResNet). What the
+other 128-px arms vary (the normalisation of G, the conditional G and D, BigGAN's
+networks, the dataset) runs the whole way at 32 px or, for BigGAN's networks, a forward
+and backward pass at 32 and 64 px in test_nets_compare_gan; every config's own model is
+built at full width in test_gin_configs, and `test_config_reads_its_own_data` reads
+every config's data. The others are skipped, naming the config that ran at their image
+shape. SSGAN_TEST_ALL_CONFIGS=1 runs the whole way for every config (~3x longer; for CI
+with more cores, or before a release).
 
 Configs are found by glob, so new ones are covered without editing this file; base.gin
 files are not configs (each is included by the arms beside it). A config that binds
@@ -66,10 +69,6 @@ FEATURES = 8  # Of the stand-in Inception.
 GRAPH_MODE = os.environ.get("SSGAN_TEST_GRAPH_MODE") == "1"
 ALL_CONFIGS = os.environ.get("SSGAN_TEST_ALL_CONFIGS") == "1"
 SMALL = 48  # px: configs at this resolution or less always run the whole way.
-# Bindings that make two configs' models differ (the rest, e.g. the rotation weights, the
-# dataset at the same image shape or the run length, do not change what is built).
-MODEL_KEY_PREFIXES = ("networks.", "ssgan.ema_decay", "ssgan.penalty", "ssgan.gan_loss",
-                      "ssgan.z_", "ssgan.self_supervision")
 # gin's messages for a configurable or parameter it does not know.
 UNKNOWN_BINDING = ("No configurable matching", "not a valid parameter", "Unknown")
 
@@ -123,17 +122,15 @@ def _image_shape():
   return (resolution, resolution, 3)
 
 
-def _model_key(path):
-  """(image shape, the model-defining bindings) of a config, and whether its rotation
-  loss is on; None where the config does not parse here."""
+def _shape_key(path):
+  """(the image shape of a config, whether its rotation loss is on); (None, False) where
+  the config does not parse here."""
   gin.clear_config()
   try:
     gin_files.parse([path], [])
-    lines = tuple(sorted(line for line in gin.config_str().splitlines()
-                         if line.startswith(MODEL_KEY_PREFIXES)))
     rotation = bool(_bound("ssgan.rotation_weight_d", 1.0) or
                     _bound("ssgan.rotation_weight_g", 0.2))
-    return (_image_shape(), lines), rotation
+    return _image_shape(), rotation
   except (errors.ConfigError, KeyError):
     return None, False
   finally:
@@ -141,16 +138,15 @@ def _model_key(path):
 
 
 def _whole_way_runs():
-  """{config path: the path whose whole-way run covers its model} (itself where it runs)."""
-  keys = {path: _model_key(path) for path in CONFIGS}
+  """{config path: the path whose whole-way run stands for it} (itself where it runs)."""
+  keys = {path: _shape_key(path) for path in CONFIGS}
   covered_by = {}
-  for path, (key, rotation) in sorted(keys.items(), key=lambda kv: (not kv[1][1], kv[0])):
-    if ALL_CONFIGS or key is None or key[0][0] <= SMALL:
+  for path, (shape, rotation) in sorted(keys.items(), key=lambda kv: (not kv[1][1], kv[0])):
+    if ALL_CONFIGS or shape is None or shape[0] <= SMALL:
       covered_by[path] = path
     else:
-      runner = next((p for p, (k, _) in keys.items() if k == key and covered_by.get(p) == p),
-                    path)
-      covered_by[path] = runner
+      covered_by[path] = next((p for p, (s, _) in keys.items()
+                               if s == shape and covered_by.get(p) == p), path)
   return covered_by
 
 
@@ -177,8 +173,8 @@ def run(request, inception, tmp_path_factory):
   """One config's whole way, and what each stage left."""
   path = request.param
   if COVERED_BY[path] != path:
-    pytest.skip(f"the same model as {_name(COVERED_BY[path])}, which ran the whole way; "
-                "SSGAN_TEST_ALL_CONFIGS=1 runs this one too")
+    pytest.skip(f"the image shape of {_name(COVERED_BY[path])}, which ran the whole way "
+                "(see the module's docstring); SSGAN_TEST_ALL_CONFIGS=1 runs this one too")
   architecture, bindings = tiny_bindings(path)
   workdir = str(tmp_path_factory.mktemp("run") / "workdir")
   out = {"name": _name(path), "bindings": bindings, "workdir": workdir,

@@ -89,7 +89,8 @@ def test_every_table1_cell_has_a_config():
 
 
 # Bindings that decide what ssgan.build_model builds; configs equal in these and in the
-# image shape (e.g. the 128-px arms of three datasets) build the same model, built once.
+# image shape (e.g. the 128-px arms of three datasets, ImageNet's 1,000 classes unused by
+# an unconditional model) build the same model, built once.
 MODEL_KEY_PREFIXES = ("networks.", "ssgan.")
 _BUILT = {}
 
@@ -97,9 +98,11 @@ _BUILT = {}
 def _build(image_shape, num_classes):
   """{generated image shape, D output shapes, G optimizer step} of the gin config's model
   at `image_shape` (conditional: with `num_classes`), built once per distinct model."""
-  key = (image_shape, num_classes, tuple(sorted(
+  lines = tuple(sorted(
       line for line in gin.config_str().splitlines() if line.startswith(MODEL_KEY_PREFIXES)
-      and not line.startswith("ssgan.rotation_weight"))))
+      and not line.startswith("ssgan.rotation_weight")))
+  # Only a conditional model uses the data's classes (build_ssgan).
+  key = (image_shape, num_classes if "networks.conditional = True" in lines else None, lines)
   if key not in _BUILT:
     model = ssgan.build_model(tf.distribute.get_strategy(), image_shape,
                               num_classes=num_classes,
