@@ -6,7 +6,8 @@ Elsewhere (Xeons before Cascade Lake, Skylake's AVX-512 ones too; EPYCs up to Ze
 runs its Eigen kernels, which are slower here: on a 2-core AMD EPYC with oneDNN capped at
 AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`) against `TF_ENABLE_ONEDNN_OPTS=0`, the quickstart's step
 ran 1.55x faster (15.3-16.2 vs 9.3-10.7 generator steps/s) and ResNet-CIFAR's (disc_iters
-5) 1.27x faster (0.058 vs 0.046 steps/s). So the entry points (`ssgan_tf.main`,
+5) 1.27x faster (0.058 vs 0.046 steps/s); on a 2-core AVX2-only EPYC (Zen 3) itself,
+ResNet-CIFAR's 1.35x (0.045 vs 0.034). So the entry points (`ssgan_tf.main`,
 tools/benchmark.py, tools/train_mnist_classifier.py, the tests; not tools/sample.py,
 which imports nothing of ssgan_tf) call `prefer_onednn()` before their first
 `import tensorflow`: TensorFlow reads the variable once, when it loads. A value the user

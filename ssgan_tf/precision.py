@@ -52,7 +52,8 @@ ISA_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AV
 # What the issue measured (ResNet-CIFAR, AVX2-only CPU): the slowdown the messages quote.
 EMULATED_SLOWDOWN = ">6x"
 # Eigen's kernels against oneDNN's capped at AVX2 (2-core AMD EPYC; cpu_kernels): steps of
-# ResNet-CIFAR 1.27x, of the quickstart 1.55x slower.
+# ResNet-CIFAR 1.27x, of the quickstart 1.55x slower; on an AVX2-only EPYC, ResNet-CIFAR's
+# 1.35x.
 ONEDNN_OFF_SLOWDOWN = "1.3-1.6x"
 
 _logged = set()  # Messages already logged once in this process.

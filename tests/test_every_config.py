@@ -141,7 +141,7 @@ def _whole_way_runs():
   """{config path: the path whose whole-way run stands for it} (itself where it runs)."""
   keys = {path: _shape_key(path) for path in CONFIGS}
   covered_by = {}
-  for path, (shape, rotation) in sorted(keys.items(), key=lambda kv: (not kv[1][1], kv[0])):
+  for path, (shape, _) in sorted(keys.items(), key=lambda kv: (not kv[1][1], kv[0])):
     if ALL_CONFIGS or shape is None or shape[0] <= SMALL:
       covered_by[path] = path
     else:
