@@ -80,10 +80,25 @@ COMMANDS = {
 }
 
 
+def _workdir_of_kind(workdir, kind, trained):
+  """Makes `workdir` a copy of the `trained` fixture's run (kind "copy") or leaves it
+  absent ("new"); returns its files, for `_assert_left_alone`."""
+  if kind == "copy":
+    assert trained[1] == 0, trained[2]
+    shutil.copytree(trained[0], workdir)  # copy2: sizes and mtimes kept.
+  return _files(workdir)
+
+
+def _assert_left_alone(workdir, before):
+  if before:
+    assert _files(workdir) == before
+  else:
+    assert not workdir.exists()
+
+
 @pytest.fixture(scope="module")
 def runs(trained, tmp_path_factory):
   """name -> {"status", "stderr", "seconds", "workdir", "before": files before the run}."""
-  trained_dir = trained[0]
   assert trained[1] == 0, trained[2]
 
   def run(name):
@@ -91,9 +106,7 @@ def runs(trained, tmp_path_factory):
     (tmp / "empty").mkdir()
     arguments, workdir_kind = COMMANDS[name]
     workdir = tmp / "workdir"
-    if workdir_kind == "copy":
-      shutil.copytree(trained_dir, workdir)  # copy2: sizes and mtimes kept.
-    before = _files(workdir)
+    before = _workdir_of_kind(workdir, workdir_kind, trained)
     status, stderr, seconds = _cli(*[a.replace("{tmp}", str(tmp)) for a in arguments],
                                    f"--workdir={workdir}")
     return dict(status=status, stderr=stderr, seconds=seconds, workdir=workdir, before=before)
@@ -224,10 +237,7 @@ def test_bad_input_is_one_error_line_and_leaves_the_workdir_alone(runs, name, me
   lines = run["stderr"].strip().splitlines()
   assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
   assert re.search(message, lines[-1])
-  if run["before"]:
-    assert _files(run["workdir"]) == run["before"]
-  else:
-    assert not run["workdir"].exists()
+  _assert_left_alone(run["workdir"], run["before"])
 
 
 def test_an_error_that_is_not_the_users_keeps_its_traceback(runs):
@@ -375,17 +385,11 @@ def test_bad_input_is_an_error_naming_it_and_leaves_the_workdir_alone(
     trained, run_main, tmp_path, args, workdir_kind, message):
   # In this process: the CLI prints every UserError as the one line checked above.
   workdir = tmp_path / "workdir"
-  if workdir_kind == "copy":
-    assert trained[1] == 0, trained[2]
-    shutil.copytree(trained[0], workdir)
-  before = _files(workdir)
+  before = _workdir_of_kind(workdir, workdir_kind, trained)
   with pytest.raises(errors.UserError) as error:
     run_main(*[a.replace("{tmp}", str(tmp_path)) for a in args], f"--workdir={workdir}")
   assert re.search(message, errors.first_line(error.value)), error.value
-  if before:
-    assert _files(workdir) == before
-  else:
-    assert not workdir.exists()
+  _assert_left_alone(workdir, before)
 
 
 @pytest.mark.parametrize("workdir", ["", "  "])
